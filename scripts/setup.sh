@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent build setup: a project-local virtualenv holding torch==2.11.0
+# (libtorch for tch), and .cargo/config.toml pointing the build at it.
+# Safe to run again: every step is skipped when already done.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="$root/.venv"
+torch_version="2.11.0"
+
+if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
+    echo "setup: creating $venv with torch==$torch_version (a large download, once)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "torch==$torch_version"
+fi
+
+torch_lib=$("$venv/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+mkdir -p "$root/.cargo"
+config="$root/.cargo/config.toml"
+want=$(cat <<TOML
+# Written by scripts/setup.sh; do not edit (it is rewritten on every run).
+[env]
+LIBTORCH_USE_PYTORCH = "1"
+PYTHON_SYS_EXECUTABLE = "$venv/bin/python"
+TRAINERD_TORCH_LIB = "$torch_lib"
+TOML
+)
+if [ ! -f "$config" ] || [ "$(cat "$config")" != "$want" ]; then
+    printf '%s\n' "$want" > "$config"
+    echo "setup: wrote $config" >&2
+fi
+echo "setup: ok (torch $torch_version at $torch_lib)" >&2
