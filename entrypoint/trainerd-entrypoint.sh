@@ -14,9 +14,9 @@ if [ $# -eq 0 ]; then
     set -- run
 fi
 case $1 in
-    -*) set -- trainerd run "$@" ;;
     run | train | status | health | predict | help | --help | -h | --version | -V)
         set -- trainerd "$@" ;;
+    -*) set -- trainerd run "$@" ;;
     *) exec "$@" ;;
 esac
 

@@ -27,7 +27,7 @@ say() { echo "base-images: $*" >&2; }
 # The tags come from the Dockerfile itself, so the two cannot drift apart.
 tags=$(awk 'toupper($1)=="FROM" {print $2}' "$root/Dockerfile" | sort -u)
 debian_tag=debian:bookworm-slim
-rust_tag=$(printf '%s\n' $tags | grep '^rust:' || true)
+rust_tag=$(grep '^rust:' <<<"$tags" || true)
 for t in $tags; do
     case $t in
         "$debian_tag" | "$rust_tag") ;;
