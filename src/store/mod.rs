@@ -57,3 +57,21 @@ impl CheckpointDir {
         Ok(None)
     }
 }
+
+/// STUB (store helper replaces): fault-injection points.
+pub mod fault {
+    pub fn point(_name: &str) {}
+}
+
+/// STUB (store helper replaces).
+pub fn check_writable(_dir: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// STUB (store helper replaces).
+pub struct StateLock;
+impl StateLock {
+    pub fn acquire(_dir: &Path) -> Result<StateLock, StoreError> {
+        Ok(StateLock)
+    }
+}
