@@ -10,17 +10,21 @@ torch_version="2.11.0"
 if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
     echo "setup: creating $venv with torch==$torch_version (a large download, once)" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "torch==$torch_version"
+    "$venv/bin/pip" install --quiet "torch==$torch_version" numpy
 fi
 
 torch_lib=$("$venv/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+# PATH as it is now, minus any earlier venv entry, so reruns give the same file.
+base_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vx "$venv/bin" | paste -sd: -)
 mkdir -p "$root/.cargo"
 config="$root/.cargo/config.toml"
 want=$(cat <<TOML
 # Written by scripts/setup.sh; do not edit (it is rewritten on every run).
 [env]
 LIBTORCH_USE_PYTORCH = "1"
-PYTHON_SYS_EXECUTABLE = "$venv/bin/python"
+# tch-sys asks the "python" found on PATH where torch lives: put the venv first.
+VIRTUAL_ENV = "$venv"
+PATH = { value = "$venv/bin:$base_path", force = true }
 TRAINERD_TORCH_LIB = "$torch_lib"
 TOML
 )

@@ -1,0 +1,16 @@
+//! Embeds an rpath to libtorch so `target/*/trainerd` runs without LD_LIBRARY_PATH.
+//!
+//! Two entries: the directory setup.sh found (development builds), and
+//! `$ORIGIN/../lib/trainerd`, where the Docker image installs the libraries.
+fn main() {
+    println!("cargo:rerun-if-env-changed=TRAINERD_TORCH_LIB");
+    if let Ok(dir) = std::env::var("TRAINERD_TORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib/trainerd");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        // Rust links with --as-needed, which would drop libtorch_cuda (nothing
+        // references its symbols directly; it registers the CUDA backend at load).
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}

@@ -1,0 +1,520 @@
+//! Configuration: clap flags (each also a `TRAINERD_*` env var) + a TOML file
+//! -> one validated [`Config`]. Precedence: flag > env > file > default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// A configuration problem; always names the key or file. Exit 78.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {key}: {what}")]
+    Invalid { key: String, what: String },
+    #[error("{path}: {what} (fix the file or pass a valid --config)")]
+    File { path: PathBuf, what: String },
+}
+
+impl crate::exit::ExitStatus for ConfigError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::CONFIG
+    }
+}
+
+fn invalid(key: &str, what: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        what: what.into(),
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trainerd",
+    version,
+    about = "A crash-proof training daemon for libtorch models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The daemon: study -> promote -> notify -> watch -> retrain ...
+    Run(CommonArgs),
+    /// Run one study to its end (target reached or budget spent), then exit.
+    Train(CommonArgs),
+    /// Print what the state dir says.
+    Status(StatusArgs),
+    /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
+    Health(HealthArgs),
+}
+
+/// Flags shared by `run` and `train`. All optional here: unset values fall
+/// back to the config file, then to the defaults in [`Config`].
+#[derive(Debug, Args, Default, Clone)]
+pub struct CommonArgs {
+    /// TOML config file (keys as the flags, with underscores).
+    #[arg(long, env = "TRAINERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the IDX files (MNIST layout).
+    #[arg(long, env = "TRAINERD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// State directory: checkpoints, journal, events, best model.
+    #[arg(long, env = "TRAINERD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Seed for every random draw (init, split, shuffling, dropout, augmentation).
+    #[arg(long, env = "TRAINERD_SEED")]
+    pub seed: Option<u64>,
+    /// Architecture preset name, or a path to an architecture/trial JSON or TOML file.
+    #[arg(long, env = "TRAINERD_PRESET")]
+    pub preset: Option<String>,
+    /// Epochs per trial (overrides the preset's recipe).
+    #[arg(long, env = "TRAINERD_EPOCHS")]
+    pub epochs: Option<u32>,
+    /// Validation accuracy that ends the study, in (0, 1].
+    #[arg(long, env = "TRAINERD_TARGET_ACCURACY")]
+    pub target_accuracy: Option<f64>,
+    /// Most trials a study may run.
+    #[arg(long, env = "TRAINERD_MAX_TRIALS")]
+    pub max_trials: Option<u32>,
+    /// Wall-time budget of a study, e.g. `90m`, `2h`, `300s`.
+    #[arg(long, env = "TRAINERD_MAX_TIME")]
+    pub max_time: Option<String>,
+    /// auto | cpu | cuda
+    #[arg(long, env = "TRAINERD_DEVICE")]
+    pub device: Option<String>,
+    /// Intra-op threads for libtorch (default: the cores available).
+    #[arg(long, env = "TRAINERD_THREADS")]
+    pub threads: Option<usize>,
+    /// Checkpoint interval: a step count (`500`) or a duration (`30s`), or both (`500,30s`).
+    #[arg(long, env = "TRAINERD_CHECKPOINT_EVERY")]
+    pub checkpoint_every: Option<String>,
+    /// Checkpoints kept per trial besides the best one.
+    #[arg(long, env = "TRAINERD_KEEP_CHECKPOINTS")]
+    pub keep_checkpoints: Option<usize>,
+    /// Images carved from the training set for validation.
+    #[arg(long, env = "TRAINERD_VAL_SIZE")]
+    pub val_size: Option<usize>,
+    /// Mini-batch size (overrides the preset's recipe).
+    #[arg(long, env = "TRAINERD_BATCH_SIZE")]
+    pub batch_size: Option<i64>,
+    /// Peak learning rate (overrides the preset's recipe).
+    #[arg(long, env = "TRAINERD_LR")]
+    pub lr: Option<f64>,
+    /// No step progress for this long exits 75 (restart me).
+    #[arg(long, env = "TRAINERD_WATCHDOG")]
+    pub watchdog: Option<String>,
+    /// Log format: auto (human on a TTY, JSON otherwise) | human | json
+    #[arg(long, env = "TRAINERD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    #[arg(long, env = "TRAINERD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HealthArgs {
+    #[arg(long, env = "TRAINERD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Heartbeat older than this means unhealthy.
+    #[arg(long, env = "TRAINERD_HEALTH_MAX_AGE", default_value = "120s")]
+    pub max_age: String,
+}
+
+pub const DEFAULT_STATE_DIR: &str = "trainerd-state";
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+/// The same keys as [`CommonArgs`], read from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub preset: Option<String>,
+    pub epochs: Option<u32>,
+    pub target_accuracy: Option<f64>,
+    pub max_trials: Option<u32>,
+    pub max_time: Option<String>,
+    pub device: Option<String>,
+    pub threads: Option<usize>,
+    pub checkpoint_every: Option<String>,
+    pub keep_checkpoints: Option<usize>,
+    pub val_size: Option<usize>,
+    pub batch_size: Option<i64>,
+    pub lr: Option<f64>,
+    pub watchdog: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+/// When to checkpoint: every `steps` steps and/or every `interval` of training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointEvery {
+    pub steps: Option<u64>,
+    pub interval: Option<Duration>,
+}
+
+/// The validated configuration every part of trainerd reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub seed: u64,
+    pub preset: String,
+    pub epochs: Option<u32>,
+    pub target_accuracy: f64,
+    pub max_trials: u32,
+    pub max_time: Option<Duration>,
+    pub device: DeviceChoice,
+    pub threads: usize,
+    pub checkpoint_every: CheckpointEvery,
+    pub keep_checkpoints: usize,
+    pub val_size: usize,
+    pub batch_size: Option<i64>,
+    pub lr: Option<f64>,
+    pub watchdog: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Merges flags/env (already merged by clap) over the file over defaults, and validates.
+    pub fn resolve(args: &CommonArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    fn merge(a: &CommonArgs, f: FileConfig) -> Result<Config, ConfigError> {
+        let target_accuracy = a.target_accuracy.or(f.target_accuracy).unwrap_or(0.99);
+        if !(target_accuracy > 0.0 && target_accuracy <= 1.0) {
+            return Err(invalid(
+                "target_accuracy",
+                format!("{target_accuracy} is outside (0, 1]"),
+            ));
+        }
+        let threads = a.threads.or(f.threads).unwrap_or_else(default_threads);
+        if threads == 0 {
+            return Err(invalid("threads", "must be at least 1"));
+        }
+        let epochs = a.epochs.or(f.epochs);
+        if epochs == Some(0) {
+            return Err(invalid("epochs", "must be at least 1"));
+        }
+        let max_trials = a.max_trials.or(f.max_trials).unwrap_or(12);
+        if max_trials == 0 {
+            return Err(invalid("max_trials", "must be at least 1"));
+        }
+        let batch_size = a.batch_size.or(f.batch_size);
+        if matches!(batch_size, Some(b) if b < 1) {
+            return Err(invalid("batch_size", "must be at least 1"));
+        }
+        let lr = a.lr.or(f.lr);
+        if matches!(lr, Some(lr) if !(lr > 0.0 && lr.is_finite())) {
+            return Err(invalid("lr", "must be a positive number"));
+        }
+        let max_time = match a.max_time.clone().or(f.max_time) {
+            Some(s) => Some(parse_duration(&s).map_err(|w| invalid("max_time", w))?),
+            None => None,
+        };
+        let watchdog = match a.watchdog.clone().or(f.watchdog) {
+            Some(s) => parse_duration(&s).map_err(|w| invalid("watchdog", w))?,
+            None => Duration::from_secs(600),
+        };
+        let checkpoint_every = parse_checkpoint_every(
+            &a.checkpoint_every
+                .clone()
+                .or(f.checkpoint_every)
+                .unwrap_or_else(|| "30s".into()),
+        )
+        .map_err(|w| invalid("checkpoint_every", w))?;
+        let device = match a.device.clone().or(f.device).as_deref().unwrap_or("auto") {
+            "auto" => DeviceChoice::Auto,
+            "cpu" => DeviceChoice::Cpu,
+            "cuda" => DeviceChoice::Cuda,
+            other => {
+                return Err(invalid(
+                    "device",
+                    format!("{other:?} is not one of auto, cpu, cuda"),
+                ))
+            }
+        };
+        let log_format = match a
+            .log_format
+            .clone()
+            .or(f.log_format)
+            .as_deref()
+            .unwrap_or("auto")
+        {
+            "auto" => LogFormat::Auto,
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is not one of auto, human, json"),
+                ))
+            }
+        };
+        let preset = a
+            .preset
+            .clone()
+            .or(f.preset)
+            .unwrap_or_else(|| "fast".into());
+        crate::model::resolve_preset(&preset).map_err(|w| invalid("preset", w))?;
+        Ok(Config {
+            data_dir: a
+                .data_dir
+                .clone()
+                .or(f.data_dir)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            state_dir: a
+                .state_dir
+                .clone()
+                .or(f.state_dir)
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            seed: a.seed.or(f.seed).unwrap_or(1),
+            preset,
+            epochs,
+            target_accuracy,
+            max_trials,
+            max_time,
+            device,
+            threads,
+            checkpoint_every,
+            keep_checkpoints: a
+                .keep_checkpoints
+                .or(f.keep_checkpoints)
+                .unwrap_or(3)
+                .max(1),
+            val_size: a.val_size.or(f.val_size).unwrap_or(5000),
+            batch_size,
+            lr,
+            watchdog,
+            log_format,
+        })
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.into(),
+        what: format!("cannot read: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.into(),
+        what: e.to_string().lines().collect::<Vec<_>>().join(" "),
+    })
+}
+
+/// Parses `30s`, `10m`, `2h`, `1d`, `500ms` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 30s or 10m"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `500` (steps), `30s` (time), or both separated by a comma.
+pub fn parse_checkpoint_every(s: &str) -> Result<CheckpointEvery, String> {
+    let mut every = CheckpointEvery {
+        steps: None,
+        interval: None,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Ok(steps) = part.parse::<u64>() {
+            if steps == 0 {
+                return Err("a step interval must be at least 1".into());
+            }
+            every.steps = Some(steps);
+        } else {
+            every.interval = Some(parse_duration(part)?);
+        }
+    }
+    if every.steps.is_none() && every.interval.is_none() {
+        return Err(format!("{s:?} names no interval (use e.g. 500 or 30s)"));
+    }
+    Ok(every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> CommonArgs {
+        CommonArgs::default()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = Config::merge(&args(), FileConfig::default()).unwrap();
+        assert_eq!(c.seed, 1);
+        assert_eq!(c.target_accuracy, 0.99);
+        assert_eq!(c.val_size, 5000);
+        assert_eq!(c.checkpoint_every.interval, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let file = FileConfig {
+            seed: Some(7),
+            epochs: Some(3),
+            ..Default::default()
+        };
+        let a = CommonArgs {
+            seed: Some(9),
+            ..args()
+        };
+        let c = Config::merge(&a, file).unwrap();
+        assert_eq!(c.seed, 9, "flag wins over file");
+        assert_eq!(c.epochs, Some(3), "file wins over default");
+    }
+
+    #[test]
+    fn env_beats_file_and_flag_beats_env() {
+        // clap merges flag over env; this checks both layers through the parser.
+        std::env::set_var("TRAINERD_EPOCHS", "5");
+        let cli = Cli::try_parse_from(["trainerd", "train"]).unwrap();
+        let Command::Train(a) = cli.command else {
+            panic!("train")
+        };
+        let file = FileConfig {
+            epochs: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(Config::merge(&a, file).unwrap().epochs, Some(5));
+        let cli = Cli::try_parse_from(["trainerd", "train", "--epochs", "8"]).unwrap();
+        std::env::remove_var("TRAINERD_EPOCHS");
+        let Command::Train(a) = cli.command else {
+            panic!("train")
+        };
+        assert_eq!(
+            Config::merge(&a, FileConfig::default()).unwrap().epochs,
+            Some(8)
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (a, key) in [
+            (
+                CommonArgs {
+                    target_accuracy: Some(1.5),
+                    ..args()
+                },
+                "target_accuracy",
+            ),
+            (
+                CommonArgs {
+                    target_accuracy: Some(0.0),
+                    ..args()
+                },
+                "target_accuracy",
+            ),
+            (
+                CommonArgs {
+                    device: Some("tpu".into()),
+                    ..args()
+                },
+                "device",
+            ),
+            (
+                CommonArgs {
+                    checkpoint_every: Some("soon".into()),
+                    ..args()
+                },
+                "checkpoint_every",
+            ),
+            (
+                CommonArgs {
+                    preset: Some("no-such-preset".into()),
+                    ..args()
+                },
+                "preset",
+            ),
+            (
+                CommonArgs {
+                    threads: Some(0),
+                    ..args()
+                },
+                "threads",
+            ),
+        ] {
+            let err = Config::merge(&a, FileConfig::default()).unwrap_err();
+            assert!(err.to_string().contains(key), "{err} should name {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "epochz = 3\n").unwrap();
+        let err = read_file(&path).unwrap_err().to_string();
+        assert!(err.contains("t.toml") && err.contains("epochz"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_intervals_parse() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("ten").is_err());
+        let e = parse_checkpoint_every("500,30s").unwrap();
+        assert_eq!(
+            (e.steps, e.interval),
+            (Some(500), Some(Duration::from_secs(30)))
+        );
+        assert!(parse_checkpoint_every("0").is_err());
+    }
+}

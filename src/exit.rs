@@ -1,0 +1,47 @@
+//! Exit codes: the one place an error becomes a process exit status.
+//!
+//! The numbers are a stable interface (README, Kubernetes podFailurePolicy,
+//! Docker restart policies rely on them).
+
+/// Finished: target reached, study done, or command succeeded.
+pub const OK: u8 = 0;
+/// A `trainerd train` study that ended with its budget spent, below target.
+pub const BELOW_TARGET: u8 = 2;
+/// Command-line usage error.
+pub const USAGE: u8 = 64;
+/// Bad input data (malformed IDX, inconsistent files).
+pub const DATA: u8 = 65;
+/// The state directory cannot be written (or is held by another trainerd).
+pub const STATE_DIR: u8 = 73;
+/// I/O error while saving (disk full, EIO).
+pub const IO: u8 = 74;
+/// No progress for the watchdog's timeout: restart me.
+pub const STALLED: u8 = 75;
+/// Invalid configuration value or file.
+pub const CONFIG: u8 = 78;
+/// Stopped by SIGTERM/SIGINT after writing a final checkpoint.
+pub const STOPPED: u8 = 143;
+
+/// Errors that know their exit status.
+pub trait ExitStatus {
+    fn exit_code(&self) -> u8;
+}
+
+/// Walks an error chain and returns the first known exit status (else 1).
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::data::DataError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::train::TrainError>() {
+            return e.exit_code();
+        }
+    }
+    1
+}

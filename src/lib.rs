@@ -1,0 +1,25 @@
+//! trainerd: a crash-proof training daemon for libtorch models.
+//!
+//! # Layout
+//! - [`config`]: flags + env + TOML -> one validated `Config`
+//! - [`data`]: IDX parsing, the in-memory data set, splits, batches
+//! - [`model`]: architectures and recipes as data; the module builder
+//! - [`optim`]: optimizers and schedules with checkpointable state
+//! - [`train`]: the step loop, evaluation, deterministic random streams
+//! - [`store`]: atomic checkpoints, retention, quarantine, the state-dir lock
+//! - [`pipeline`]: the job chain: study, trials, promotion
+//! - [`telemetry`]: logging, heartbeat, watchdog
+//! - [`app`]: the subcommands; [`status`]: what the state dir says
+//! - [`exit`]: exit codes, and the one place errors map to them
+
+pub mod app;
+pub mod config;
+pub mod data;
+pub mod exit;
+pub mod model;
+pub mod optim;
+pub mod pipeline;
+pub mod status;
+pub mod store;
+pub mod telemetry;
+pub mod train;

@@ -1,0 +1,147 @@
+//! ArchSpec -> tch module: the one function that builds a network.
+
+use tch::nn;
+
+use super::spec::ArchSpec;
+
+/// Input geometry the network is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct InputShape {
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
+    pub classes: i64,
+}
+
+/// Builds `spec` under `vs`. Variable names are stable (they key checkpoints).
+pub fn build(vs: &nn::Path, spec: &ArchSpec, input: InputShape) -> nn::SequentialT {
+    let mut seq = nn::seq_t();
+    match spec {
+        ArchSpec::Mlp { hidden, dropout } => {
+            let mut width = input.channels * input.height * input.width;
+            seq = seq.add_fn(|x| x.flatten(1, -1));
+            for (i, &h) in hidden.iter().enumerate() {
+                seq = seq.add(nn::linear(
+                    vs / format!("fc{i}"),
+                    width,
+                    h,
+                    Default::default(),
+                ));
+                seq = seq.add_fn(|x| x.relu());
+                seq = add_dropout(seq, *dropout);
+                width = h;
+            }
+            seq.add(nn::linear(
+                vs / "out",
+                width,
+                input.classes,
+                Default::default(),
+            ))
+        }
+        ArchSpec::Cnn {
+            blocks,
+            head,
+            head_dropout,
+        } => {
+            let (mut c, mut h, mut w) = (input.channels, input.height, input.width);
+            for (b, block) in blocks.iter().enumerate() {
+                for k in 0..block.convs {
+                    let pad = block.padding.unwrap_or(block.kernel / 2);
+                    let cfg = nn::ConvConfig {
+                        padding: pad,
+                        bias: !block.batch_norm,
+                        ..Default::default()
+                    };
+                    let name = format!("b{b}c{k}");
+                    seq = seq.add(nn::conv2d(vs / &name, c, block.channels, block.kernel, cfg));
+                    if block.batch_norm {
+                        seq = seq.add(nn::batch_norm2d(
+                            vs / format!("{name}bn"),
+                            block.channels,
+                            Default::default(),
+                        ));
+                    }
+                    seq = seq.add_fn(|x| x.relu());
+                    c = block.channels;
+                    h = h + 2 * pad - block.kernel + 1;
+                    w = w + 2 * pad - block.kernel + 1;
+                }
+                if block.pool {
+                    seq = seq.add_fn(|x| x.max_pool2d_default(2));
+                    h /= 2;
+                    w /= 2;
+                }
+                seq = add_dropout(seq, block.dropout);
+            }
+            seq = seq.add_fn(|x| x.flatten(1, -1));
+            let mut width = c * h * w;
+            for (i, &hd) in head.iter().enumerate() {
+                seq = seq.add(nn::linear(
+                    vs / format!("fc{i}"),
+                    width,
+                    hd,
+                    Default::default(),
+                ));
+                seq = seq.add_fn(|x| x.relu());
+                seq = add_dropout(seq, *head_dropout);
+                width = hd;
+            }
+            seq.add(nn::linear(
+                vs / "out",
+                width,
+                input.classes,
+                Default::default(),
+            ))
+        }
+    }
+}
+
+fn add_dropout(seq: nn::SequentialT, p: f64) -> nn::SequentialT {
+    if p > 0.0 {
+        seq.add_fn_t(move |x, train| x.dropout(p, train))
+    } else {
+        seq
+    }
+}
+
+/// Checks that the spec fits the input (no layer shrinks to nothing).
+pub fn validate(spec: &ArchSpec, input: InputShape) -> Result<(), String> {
+    if let ArchSpec::Cnn { blocks, .. } = spec {
+        let (mut h, mut w) = (input.height, input.width);
+        for (b, block) in blocks.iter().enumerate() {
+            if block.channels < 1 || block.kernel < 1 || block.convs < 1 {
+                return Err(format!(
+                    "block {b}: channels, kernel and convs must be positive"
+                ));
+            }
+            for _ in 0..block.convs {
+                let pad = block.padding.unwrap_or(block.kernel / 2);
+                h = h + 2 * pad - block.kernel + 1;
+                w = w + 2 * pad - block.kernel + 1;
+            }
+            if block.pool {
+                h /= 2;
+                w /= 2;
+            }
+            if h < 1 || w < 1 {
+                return Err(format!("block {b}: the feature map shrinks to {h}x{w}"));
+            }
+        }
+    }
+    let widths: Vec<i64> = match spec {
+        ArchSpec::Mlp { hidden, .. } => hidden.clone(),
+        ArchSpec::Cnn { head, .. } => head.clone(),
+    };
+    if widths.iter().any(|&w| w < 1) {
+        return Err("layer widths must be positive".into());
+    }
+    Ok(())
+}
+
+/// Parameter count, for reports.
+pub fn parameter_count(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
+}
