@@ -41,6 +41,9 @@ RUN find src -name '*.rs' -exec touch {} + \
 RUN set -eu; \
     mkdir -p /out/bin /out/lib/trainerd; \
     cp target/release/trainerd /out/bin/trainerd; \
+    # Debug info (mostly torch-sys's C++ shim) is ~95% of the binary; the
+    # symbol table stays, so backtraces still name functions.
+    strip --strip-debug /out/bin/trainerd; \
     ldd target/release/trainerd | tee /out/ldd.txt; \
     if grep -q 'not found' /out/ldd.txt; then echo 'unresolved library' >&2; exit 1; fi; \
     awk '$2 == "=>" && $3 ~ "^/src/\\.venv/" {print $3}' /out/ldd.txt \

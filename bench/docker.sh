@@ -21,6 +21,7 @@ runs=${TRAINERD_BENCH_RUNS:-3}
 uid=4242
 name=trainerd-bench-$$
 work=$(mktemp -d /var/tmp/trainerd-bench.XXXXXX)
+chmod 755 "$work" # the container uid must reach the volumes below it
 trap 'docker rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 mkdir -p bench/out
 

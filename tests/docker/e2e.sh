@@ -68,6 +68,7 @@ fi
 docker image inspect "$image" >/dev/null
 
 work=$(mktemp -d /var/tmp/trainerd-e2e.XXXXXX)
+chmod 755 "$work" # the test uid must reach the volumes below it
 http_pid=""
 cleanup() {
     local rc=$?
@@ -142,14 +143,16 @@ log_count() { docker logs "$1" 2>&1 | wc -l; }
 # wait_log CONTAINER FROM_LINE TIMEOUT JQ_FILTER: prints the first log object
 # matching the filter; fails when the container exits or time runs out.
 wait_log() {
-    local c=$1 from=$2 timeout=$3 filter=$4 hit deadline=$((SECONDS + $3))
+    local c=$1 from=$2 timeout=$3 filter=$4 hit deadline=$((SECONDS + $3)) restarts
+    restarts=$(docker inspect -f '{{.RestartCount}}' "$c")
     while [ $SECONDS -lt $deadline ]; do
         hit=$(logs_from "$c" "$from" | jq -c -R "fromjson? | objects | select($filter)" 2>/dev/null | head -n 1)
         if [ -n "$hit" ]; then
             echo "$hit"
             return 0
         fi
-        if [ "$(docker inspect -f '{{.State.Running}}' "$c")" != true ]; then
+        if [ "$(docker inspect -f '{{.State.Running}}' "$c")" != true ] ||
+            [ "$(docker inspect -f '{{.RestartCount}}' "$c")" != "$restarts" ]; then
             fail "$c exited ($(docker inspect -f '{{.State.ExitCode}}' "$c")) before logging: $filter"
             logs_from "$c" "$from" | tail -n 20 >&2
             return 1
@@ -184,6 +187,10 @@ wait_health() {
     while [ $SECONDS -lt $deadline ]; do
         h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$c")
         [ "$h" = healthy ] && return 0
+        if [ "$(docker inspect -f '{{.State.Running}}' "$c")" != true ]; then
+            fail "$c exited ($(docker inspect -f '{{.State.ExitCode}}' "$c")) while health was '$h'"
+            return 1
+        fi
         sleep 1
     done
     fail "$c health is '$h' after $2 s"
