@@ -32,23 +32,22 @@ RUN mkdir -p src \
  && rm -rf src
 
 COPY src src
+# FEATURES=cuda builds the CUDA variant: the staging step below then finds
+# libtorch_cuda and the NVIDIA libraries it loads (a much larger image; run it
+# with the NVIDIA container toolkit, e.g. `docker run --gpus all`).
+ARG FEATURES=""
 # The placeholder left newer artifacts than the copied sources' mtimes.
 RUN find src -name '*.rs' -exec touch {} + \
- && cargo build --release --locked
+ && cargo build --release --locked ${FEATURES:+--features "$FEATURES"}
 
-# Stage exactly the libraries the binary resolves from the venv (ldd follows
-# libtorch's own RPATHs, so transitive ones such as libgomp come too).
-RUN set -eu; \
-    mkdir -p /out/bin /out/lib/trainerd; \
-    cp target/release/trainerd /out/bin/trainerd; \
-    # Debug info (mostly torch-sys's C++ shim) is ~95% of the binary; the
-    # symbol table stays, so backtraces still name functions.
-    strip --strip-debug /out/bin/trainerd; \
-    ldd target/release/trainerd | tee /out/ldd.txt; \
-    if grep -q 'not found' /out/ldd.txt; then echo 'unresolved library' >&2; exit 1; fi; \
-    awk '$2 == "=>" && $3 ~ "^/src/\\.venv/" {print $3}' /out/ldd.txt \
-      | while read -r lib; do cp -L "$lib" /out/lib/trainerd/; done; \
-    ls -la /out/lib/trainerd
+# Stage exactly the libraries the binary loads from the venv (see the
+# script). Debug info (mostly torch-sys's C++ shim) is ~95% of the binary:
+# strip it; the symbol table stays, so backtraces still name functions.
+COPY scripts/stage-libs.sh scripts/stage-libs.sh
+RUN mkdir -p /out/bin \
+ && cp target/release/trainerd /out/bin/trainerd \
+ && strip --strip-debug /out/bin/trainerd \
+ && scripts/stage-libs.sh target/release/trainerd /src/.venv /out/lib/trainerd
 
 ############################## runtime ##############################
 FROM debian:bookworm-slim AS runtime

@@ -2,6 +2,7 @@
 # Build the trainerd image from the unchanged Dockerfile.
 #
 #   scripts/docker-build.sh [extra docker build args...]
+#   TRAINERD_IMAGE=trainerd:cuda scripts/docker-build.sh --build-arg FEATURES=cuda
 #
 # Makes the base-image stand-ins first (scripts/base-images.sh), then runs
 # `docker build --network host` (builds here never use a bridge network; pip
