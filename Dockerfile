@@ -52,17 +52,6 @@ RUN mkdir -p /out/bin \
 ############################## runtime ##############################
 FROM debian:bookworm-slim AS runtime
 
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="trainerd" \
-      org.opencontainers.image.description="Crash-proof training daemon: trains a libtorch model on MNIST at launch, checkpoints to a volume, resumes after any crash" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
-      org.opencontainers.image.base.name="debian:bookworm-slim"
-
 # ca-certificates: the daemon fetches MNIST over https when /data is empty.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
@@ -95,3 +84,15 @@ HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
     CMD ["trainerd", "health"]
 ENTRYPOINT ["trainerd-entrypoint"]
 CMD ["run"]
+
+# Last, so a new build date or revision does not rebuild the layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="trainerd" \
+      org.opencontainers.image.description="Crash-proof training daemon: trains a libtorch model on MNIST at launch, checkpoints to a volume, resumes after any crash" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.base.name="debian:bookworm-slim"
