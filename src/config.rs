@@ -46,6 +46,8 @@ pub enum Command {
     Run(CommonArgs),
     /// Run one study to its end (target reached or budget spent), then exit.
     Train(CommonArgs),
+    /// Run exactly one trial from flags (for Katib): metric lines on stdout.
+    Trial(crate::katib::TrialArgs),
     /// Print what the state dir says.
     Status(StatusArgs),
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
