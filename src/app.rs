@@ -23,6 +23,10 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
             let (_lock, progress) = prepare(&cfg)?;
             crate::katib::run(&args, &cfg, &stop, &progress)
         }
+        Command::Presets { json } => {
+            print_presets(json)?;
+            Ok(exit::OK)
+        }
         Command::Status(args) => crate::status::print(&args.state_dir, args.json).map(|_| exit::OK),
         Command::Health(args) => {
             let max_age = parse_duration(&args.max_age).map_err(|what| ConfigError::Invalid {
@@ -73,4 +77,17 @@ fn train(args: &CommonArgs, stop: StopFlag) -> anyhow::Result<u8> {
         StudyEnd::BudgetExhausted => exit::BELOW_TARGET,
         StudyEnd::Stopped => exit::STOPPED,
     })
+}
+
+fn print_presets(json: bool) -> anyhow::Result<()> {
+    use crate::model::{preset, PRESET_NAMES};
+    if json {
+        let specs: Vec<_> = PRESET_NAMES.iter().filter_map(|(n, _)| preset(n)).collect();
+        println!("{}", serde_json::to_string_pretty(&specs)?);
+    } else {
+        for (name, about) in PRESET_NAMES {
+            println!("{name:<10} {about}");
+        }
+    }
+    Ok(())
 }

@@ -50,6 +50,11 @@ pub enum Command {
     Trial(crate::katib::TrialArgs),
     /// Print what the state dir says.
     Status(StatusArgs),
+    /// List the architecture presets (`--json`: full trial specs).
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
     Health(HealthArgs),
 }
