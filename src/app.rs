@@ -55,7 +55,11 @@ fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>)> {
     let lock = store::StateLock::acquire(&cfg.state_dir)?;
     let progress = Arc::new(Progress::default());
     let live = heartbeat::Liveness::default();
-    let every = Duration::from_secs(5);
+    // Tests set TRAINERD_HEARTBEAT_MS to watch progress closely; 5 s otherwise.
+    let every = std::env::var("TRAINERD_HEARTBEAT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(5), Duration::from_millis);
     heartbeat::spawn(
         cfg.state_dir.clone(),
         progress.clone(),
