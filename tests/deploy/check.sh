@@ -12,7 +12,7 @@
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 lint=scripts/lint-deploy.sh
 py=.tools/venv/bin/python
 passed=0
