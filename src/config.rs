@@ -76,7 +76,7 @@ pub struct CommonArgs {
     #[arg(long, env = "TRAINERD_SEED")]
     pub seed: Option<u64>,
     /// Architecture preset name, or a path to an architecture/trial JSON or TOML file.
-    #[arg(long, env = "TRAINERD_PRESET")]
+    #[arg(long, visible_alias = "arch", env = "TRAINERD_PRESET")]
     pub preset: Option<String>,
     /// Epochs per trial (overrides the preset's recipe).
     #[arg(long, env = "TRAINERD_EPOCHS")]
