@@ -117,6 +117,9 @@ pub struct CommonArgs {
     /// Log format: auto (human on a TTY, JSON otherwise) | human | json
     #[arg(long, env = "TRAINERD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Comma-separated base URLs MNIST is downloaded from when the data dir holds no data set.
+    #[arg(long, env = "TRAINERD_MNIST_MIRRORS")]
+    pub mnist_mirrors: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -161,6 +164,7 @@ pub struct FileConfig {
     pub lr: Option<f64>,
     pub watchdog: Option<String>,
     pub log_format: Option<String>,
+    pub mnist_mirrors: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +208,8 @@ pub struct Config {
     pub lr: Option<f64>,
     pub watchdog: Duration,
     pub log_format: LogFormat,
+    /// Where to download MNIST from when the data dir is empty.
+    pub mnist_mirrors: Vec<String>,
 }
 
 impl Config {
@@ -323,6 +329,10 @@ impl Config {
             lr,
             watchdog,
             log_format,
+            mnist_mirrors: match a.mnist_mirrors.clone().or(f.mnist_mirrors) {
+                Some(list) => crate::data::download::parse_mirrors(&list),
+                None => crate::data::download::default_mirrors(),
+            },
         })
     }
 }
