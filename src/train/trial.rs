@@ -45,6 +45,11 @@ pub struct EpochRecord {
     pub train_seconds: f64,
 }
 
+/// Decides at an epoch end, from the history so far, whether to stop early (pruning).
+pub type PruneFn<'a> = &'a dyn Fn(&[EpochRecord]) -> bool;
+/// Receives each epoch's record (metrics sinks).
+pub type EpochSink<'a> = &'a dyn Fn(u32, &EpochRecord);
+
 /// Everything a trial needs from its caller.
 pub struct TrialSetup<'a> {
     pub trial: u32,
@@ -57,9 +62,9 @@ pub struct TrialSetup<'a> {
     pub stop: &'a StopFlag,
     pub progress: &'a Progress,
     /// Called at each epoch end with the history so far; `true` stops the trial early (pruning).
-    pub prune: Option<&'a dyn Fn(&[EpochRecord]) -> bool>,
+    pub prune: Option<PruneFn<'a>>,
     /// Called at each epoch end (metrics sink).
-    pub on_epoch: Option<&'a dyn Fn(u32, &EpochRecord)>,
+    pub on_epoch: Option<EpochSink<'a>>,
 }
 
 /// The result of a trial that ran to its end (or was pruned).
@@ -158,6 +163,8 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
             "train_seconds": train_seconds,
         })
     };
+    // Time spent saving, so the overhead of checkpointing is visible in the logs.
+    let save_time = std::cell::Cell::new(Duration::ZERO);
     let save = |checkpoints: &mut CheckpointDir,
                 opt: &Optimizer,
                 step: u64,
@@ -172,9 +179,14 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
             .last()
             .filter(|h| h.step == step)
             .map(|h| h.val_accuracy);
-        checkpoints
+        let started = Instant::now();
+        let path = checkpoints
             .save(step, score, &meta(step, history, secs), &tensors)
-            .map_err(TrainError::Store)
+            .map_err(TrainError::Store)?;
+        let took = started.elapsed();
+        save_time.set(save_time.get() + took);
+        tracing::debug!(trial, step, path = %path.display(), ms = took.as_millis() as u64, "checkpoint saved");
+        Ok::<_, TrainError>(path)
     };
 
     let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
@@ -301,7 +313,15 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
             log_from = (step, Instant::now());
         }
     }
-    train_seconds += run_start.elapsed().as_secs_f64();
+    let this_run = run_start.elapsed().as_secs_f64();
+    train_seconds += this_run;
+    let saving = save_time.get().as_secs_f64();
+    tracing::info!(
+        trial,
+        checkpoint_seconds = format!("{saving:.3}"),
+        overhead_percent = format!("{:.2}", 100.0 * saving / this_run.max(1e-9)),
+        "checkpointing cost in this run"
+    );
 
     fault::point("train.eval");
     let val = evaluate(&net, &data.val, data.num_classes, EVAL_BATCH, device);
