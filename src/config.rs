@@ -46,8 +46,15 @@ pub enum Command {
     Run(CommonArgs),
     /// Run one study to its end (target reached or budget spent), then exit.
     Train(CommonArgs),
+    /// Run exactly one trial from flags (for Katib): metric lines on stdout.
+    Trial(crate::katib::TrialArgs),
     /// Print what the state dir says.
     Status(StatusArgs),
+    /// List the architecture presets (`--json`: full trial specs).
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
     Health(HealthArgs),
 }
@@ -69,7 +76,7 @@ pub struct CommonArgs {
     #[arg(long, env = "TRAINERD_SEED")]
     pub seed: Option<u64>,
     /// Architecture preset name, or a path to an architecture/trial JSON or TOML file.
-    #[arg(long, env = "TRAINERD_PRESET")]
+    #[arg(long, visible_alias = "arch", env = "TRAINERD_PRESET")]
     pub preset: Option<String>,
     /// Epochs per trial (overrides the preset's recipe).
     #[arg(long, env = "TRAINERD_EPOCHS")]
@@ -110,6 +117,9 @@ pub struct CommonArgs {
     /// Log format: auto (human on a TTY, JSON otherwise) | human | json
     #[arg(long, env = "TRAINERD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Comma-separated base URLs MNIST is downloaded from when the data dir holds no data set.
+    #[arg(long, env = "TRAINERD_MNIST_MIRRORS")]
+    pub mnist_mirrors: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -154,6 +164,7 @@ pub struct FileConfig {
     pub lr: Option<f64>,
     pub watchdog: Option<String>,
     pub log_format: Option<String>,
+    pub mnist_mirrors: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +208,8 @@ pub struct Config {
     pub lr: Option<f64>,
     pub watchdog: Duration,
     pub log_format: LogFormat,
+    /// Where to download MNIST from when the data dir is empty.
+    pub mnist_mirrors: Vec<String>,
 }
 
 impl Config {
@@ -316,6 +329,10 @@ impl Config {
             lr,
             watchdog,
             log_format,
+            mnist_mirrors: match a.mnist_mirrors.clone().or(f.mnist_mirrors) {
+                Some(list) => crate::data::download::parse_mirrors(&list),
+                None => crate::data::download::default_mirrors(),
+            },
         })
     }
 }

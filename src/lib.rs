@@ -7,12 +7,21 @@
 //! - [`optim`]: optimizers and schedules with checkpointable state
 //! - [`train`]: the step loop, evaluation, deterministic random streams
 //! - [`store`]: atomic checkpoints, retention, quarantine, the state-dir lock
+//! - [`pipeline`]: the job chain: study, trials, promotion
+//! - [`telemetry`]: logging, heartbeat, watchdog
+//! - [`app`]: the subcommands; [`status`]: what the state dir says
+//! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
 
+pub mod app;
 pub mod config;
 pub mod data;
 pub mod exit;
+pub mod katib;
 pub mod model;
 pub mod optim;
+pub mod pipeline;
+pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod train;

@@ -1,48 +1,99 @@
 //! Data: IDX files on disk -> a validated, in-memory [`Dataset`] of tensors.
 //!
-//! STUB: the data helper replaces this file (and adds idx.rs, dataset.rs,
-//! download.rs). The public surface below is what the trainer relies on.
+//! - [`idx`]: reads one IDX file (raw or gzip) and checks it against its header
+//! - [`dataset`]: the MNIST layout in a directory, the validation split,
+//!   normalisation, the fingerprint, batches
+//! - [`augment`]: random-shift augmentation on a batch (libtorch's RNG)
+//! - [`download`]: fetches MNIST from mirrors into an empty data dir, verified
+//! - [`rng`]: the deterministic Rust-side random streams (split, epoch order)
+//! - [`synth`]: writes small learnable IDX data sets for tests
+//!
+//! Every malformed input becomes a [`DataError`] whose one-line message names
+//! the file, what is wrong with it and, where there is one, the fix.
 
-use std::path::{Path, PathBuf};
-use tch::Tensor;
+use std::path::PathBuf;
 
-/// Everything that can be wrong with a data directory; always names the file.
+pub mod augment;
+pub mod dataset;
+pub mod download;
+pub mod idx;
+pub mod rng;
+pub mod synth;
+
+pub use augment::augment_shift;
+pub use dataset::{batch, Dataset, LoadOptions, Split};
+pub use download::ensure_mnist;
+
+/// Everything that can be wrong with a data directory; always names the file
+/// (or directory, or config key) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {what}")]
+    /// A file exists but cannot be read (permissions, EIO).
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file's content is malformed or inconsistent with the rest of the set.
+    #[error("{}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
+    /// The directory lacks files of the MNIST layout.
+    #[error("{}: {what}", dir.display())]
+    Missing { dir: PathBuf, what: String },
+    /// A loading option does not fit the data (e.g. `val_size` too large).
+    #[error("{key}: {what}")]
+    Option { key: &'static str, what: String },
+    /// Writing a downloaded file failed (disk full, read-only mount).
+    #[error("{}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// No mirror delivered a verified copy of a file.
+    #[error("{}: {what}", dir.display())]
+    Download { dir: PathBuf, what: String },
+    /// libtorch could not build the tensors (usually: out of memory).
+    #[error("{}: cannot build tensors: {what}", path.display())]
+    Tensor { path: PathBuf, what: String },
 }
 
 impl crate::exit::ExitStatus for DataError {
     fn exit_code(&self) -> u8 {
-        65
+        match self {
+            DataError::Option { .. } => crate::exit::CONFIG,
+            DataError::Write { .. } => crate::exit::IO,
+            DataError::Tensor { .. } => 1,
+            DataError::Read { .. }
+            | DataError::Invalid { .. }
+            | DataError::Missing { .. }
+            | DataError::Download { .. } => crate::exit::DATA,
+        }
     }
 }
 
-/// One split, all in memory: images normalised float32 `[N, 1, H, W]`, labels int64 `[N]`.
-pub struct Split {
-    pub images: Tensor,
-    pub labels: Tensor,
+impl DataError {
+    /// Shorthand for [`DataError::Invalid`].
+    pub(crate) fn invalid(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        DataError::Invalid {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
 }
 
-/// A loaded data set with train/validation/test splits.
-pub struct Dataset {
-    pub train: Split,
-    pub val: Split,
-    pub test: Split,
-    pub num_classes: i64,
-    /// Hex digest over the four files' contents: identifies the data version.
-    pub fingerprint: String,
-}
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::PathBuf;
 
-/// How to load: validation size and the seed that picks it.
-pub struct LoadOptions {
-    pub val_size: usize,
-    pub seed: u64,
-}
-
-impl Dataset {
-    pub fn load(_dir: &Path, _opts: &LoadOptions) -> Result<Dataset, DataError> {
-        unimplemented!("data helper")
+    /// The shared real MNIST copy (`../shared/data/mnist` from the project
+    /// root, or any ancestor's `shared/data/mnist`, or `$TRAINERD_TEST_MNIST_DIR`).
+    pub fn shared_mnist() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("TRAINERD_TEST_MNIST_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/data/mnist"))
+            .find(|d| d.join("train-images-idx3-ubyte.gz").is_file())
     }
 }

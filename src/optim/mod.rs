@@ -145,6 +145,30 @@ impl Optimizer {
         out
     }
 
+    /// Checks that `saved` holds every slot with the right shape, without changing anything.
+    pub fn check_state(&self, saved: &HashMap<String, Tensor>) -> Result<(), String> {
+        saved
+            .get("optim/steps")
+            .ok_or("optimizer step count missing")?;
+        let names = slot_names(&self.spec);
+        for ((pname, _), slots) in self.params.iter().zip(&self.slots) {
+            for (slot, t) in names.iter().zip(slots) {
+                let key = format!("optim/{pname}/{slot}");
+                let src = saved
+                    .get(&key)
+                    .ok_or_else(|| format!("optimizer state {key} missing"))?;
+                if src.size() != t.size() || src.kind() != t.kind() {
+                    return Err(format!(
+                        "optimizer state {key} has shape {:?}, expected {:?}",
+                        src.size(),
+                        t.size()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Restores what [`state_tensors`](Self::state_tensors) produced; every slot must be present.
     pub fn load_state(&mut self, saved: &HashMap<String, Tensor>) -> Result<(), String> {
         let steps = saved

@@ -1,14 +1,30 @@
-//! Training: the step loop on its own thread, evaluation, deterministic randomness.
+//! Training: the step loop, evaluation, progress counters.
+
+mod eval;
+mod progress;
+mod trial;
+
+pub use eval::{evaluate, EvalResult};
+pub use progress::{now_ms, Progress, StopFlag};
+pub use trial::{
+    input_shape, run_trial, EpochRecord, EpochSink, PruneFn, TrialOutcome, TrialReport, TrialSetup,
+    CHECKPOINT_FORMAT,
+};
 
 /// Errors while training a trial.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{0}")]
-    Other(String),
+    #[error("trial {trial}: invalid architecture: {what}")]
+    Spec { trial: u32, what: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl crate::exit::ExitStatus for TrainError {
     fn exit_code(&self) -> u8 {
-        1
+        match self {
+            TrainError::Spec { .. } => crate::exit::CONFIG,
+            TrainError::Store(e) => e.exit_code(),
+        }
     }
 }

@@ -1,0 +1,425 @@
+//! One trial: build the model, resume from its newest good checkpoint, run the
+//! step loop (checkpointing on schedule, stopping on request), evaluate.
+//!
+//! Exact resume: every input of a step is a function of saved state. The
+//! weights, batch-norm buffers and optimizer slots are in the checkpoint; the
+//! batch order, dropout and augmentation draw from streams keyed by
+//! (seed, trial, epoch/step), and the learning rate is a function of the step.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::eval::{evaluate, EvalResult};
+use super::progress::{Progress, StopFlag};
+use super::TrainError;
+use crate::config::CheckpointEvery;
+use crate::data::{augment_shift, rng, Dataset};
+use crate::model::{self, InputShape, TrialSpec};
+use crate::optim::{learning_rate, Optimizer};
+use crate::store::{fault, CheckpointDir};
+
+/// Version of the checkpoint meta written by this module; checked on resume.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+const EVAL_BATCH: i64 = 2000;
+/// Stream tags, so the per-purpose random streams never coincide.
+const STREAM_INIT: u64 = 1;
+const STREAM_SHUFFLE: u64 = 2;
+const STREAM_STEP: u64 = 3;
+
+/// One line of a trial's history: an epoch's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: u32,
+    pub step: u64,
+    pub train_loss: f64,
+    pub val_accuracy: f64,
+    pub val_loss: f64,
+    pub lr: f64,
+    /// Training seconds since the trial started (resumes included, restarts excluded).
+    pub train_seconds: f64,
+}
+
+/// Decides at an epoch end, from the history so far, whether to stop early (pruning).
+pub type PruneFn<'a> = &'a dyn Fn(&[EpochRecord]) -> bool;
+/// Receives each epoch's record (metrics sinks).
+pub type EpochSink<'a> = &'a dyn Fn(u32, &EpochRecord);
+
+/// Everything a trial needs from its caller.
+pub struct TrialSetup<'a> {
+    pub trial: u32,
+    pub spec: &'a TrialSpec,
+    pub seed: u64,
+    pub data: &'a Dataset,
+    pub device: Device,
+    pub checkpoints: &'a mut CheckpointDir,
+    pub every: CheckpointEvery,
+    pub stop: &'a StopFlag,
+    pub progress: &'a Progress,
+    /// Called at each epoch end with the history so far; `true` stops the trial early (pruning).
+    pub prune: Option<PruneFn<'a>>,
+    /// Called at each epoch end (metrics sink).
+    pub on_epoch: Option<EpochSink<'a>>,
+}
+
+/// The result of a trial that ran to its end (or was pruned).
+pub struct TrialReport {
+    pub val: EvalResult,
+    pub test: EvalResult,
+    pub history: Vec<EpochRecord>,
+    pub steps: u64,
+    pub parameters: i64,
+    pub train_seconds: f64,
+    /// Trained weights and buffers, named as in the VarStore.
+    pub weights: Vec<(String, Tensor)>,
+    pub pruned: bool,
+    /// The step this run resumed from (0 = fresh start).
+    pub resumed_from: u64,
+}
+
+pub enum TrialOutcome {
+    Finished(Box<TrialReport>),
+    /// Stopped on request after checkpointing at `step`.
+    Stopped {
+        step: u64,
+    },
+}
+
+/// Runs (or resumes) one trial to its end or until the stop flag is raised.
+pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
+    let TrialSetup {
+        trial,
+        spec,
+        seed,
+        data,
+        device,
+        checkpoints,
+        every,
+        stop,
+        progress,
+        prune,
+        on_epoch,
+    } = setup;
+    let input = input_shape(data);
+    model::validate(&spec.arch, input).map_err(|what| TrainError::Spec { trial, what })?;
+    let key = rng::mix(seed, u64::from(trial));
+
+    tch::manual_seed(rng::mix(key, STREAM_INIT) as i64);
+    let vs = nn::VarStore::new(device);
+    let net = model::build(&vs.root(), &spec.arch, input);
+    let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let trainable: Vec<(String, Tensor)> = named
+        .iter()
+        .filter(|(_, t)| t.requires_grad())
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    let mut opt = Optimizer::new(spec.recipe.optimizer.clone(), trainable);
+
+    let recipe = &spec.recipe;
+    let n_train = data.train.labels.size()[0];
+    let batch = recipe.batch_size.min(n_train).max(1);
+    let per_epoch = ((n_train + batch - 1) / batch) as u64;
+    let total = per_epoch * u64::from(recipe.epochs);
+    let base_lr = recipe.optimizer.lr();
+
+    let mut history: Vec<EpochRecord> = Vec::new();
+    let mut step: u64 = 0;
+    let mut train_seconds = 0.0;
+    if let Some(ckpt) = checkpoints.load_newest_valid().map_err(TrainError::Store)? {
+        match restore(
+            &ckpt.meta,
+            &ckpt.tensors,
+            spec,
+            data,
+            trial,
+            seed,
+            &named,
+            &mut opt,
+        ) {
+            Ok(state) => {
+                step = ckpt.step;
+                history = state.history;
+                train_seconds = state.train_seconds;
+                tracing::info!(trial, step, path = %ckpt.path.display(), "resumed from checkpoint");
+            }
+            Err(why) => {
+                tracing::warn!(trial, path = %ckpt.path.display(), "checkpoint not usable, starting the trial over: {why}")
+            }
+        }
+    }
+    let resumed_from = step;
+    let mut last_saved = (step > 0).then_some(step);
+    progress.set_step(step);
+    let meta = |step: u64, history: &[EpochRecord], train_seconds: f64| {
+        json!({
+            "format": CHECKPOINT_FORMAT, "trial": trial, "seed": seed, "step": step,
+            "epoch": step / per_epoch, "position_in_epoch": step % per_epoch,
+            "spec": spec, "fingerprint": data.fingerprint, "history": history,
+            "train_seconds": train_seconds,
+        })
+    };
+    // Time spent saving, so the overhead of checkpointing is visible in the logs.
+    let save_time = std::cell::Cell::new(Duration::ZERO);
+    let save = |checkpoints: &mut CheckpointDir,
+                opt: &Optimizer,
+                step: u64,
+                history: &[EpochRecord],
+                secs: f64| {
+        let mut tensors: Vec<(String, Tensor)> = named
+            .iter()
+            .map(|(n, t)| (format!("model/{n}"), t.shallow_clone()))
+            .collect();
+        tensors.extend(opt.state_tensors());
+        let score = history
+            .last()
+            .filter(|h| h.step == step)
+            .map(|h| h.val_accuracy);
+        let started = Instant::now();
+        let path = checkpoints
+            .save(step, score, &meta(step, history, secs), &tensors)
+            .map_err(TrainError::Store)?;
+        let took = started.elapsed();
+        save_time.set(save_time.get() + took);
+        tracing::debug!(trial, step, path = %path.display(), ms = took.as_millis() as u64, "checkpoint saved");
+        Ok::<_, TrainError>(path)
+    };
+
+    let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+    let mut loss_count = 0u64;
+    let mut perm_epoch = u64::MAX;
+    let mut perm = Tensor::zeros([0], (Kind::Int64, Device::Cpu));
+    let mut last_ckpt = Instant::now();
+    let mut last_log = Instant::now();
+    let mut log_from = (step, Instant::now());
+    let run_start = Instant::now();
+    let mut stopped_early = false;
+
+    while step < total {
+        if stop.is_raised() {
+            let secs = train_seconds + run_start.elapsed().as_secs_f64();
+            if step > 0 && last_saved != Some(step) {
+                save(checkpoints, &opt, step, &history, secs)?;
+            }
+            tracing::info!(trial, step, "stopped on request after a final checkpoint");
+            return Ok(TrialOutcome::Stopped { step });
+        }
+        let epoch = step / per_epoch;
+        if epoch != perm_epoch {
+            let order = rng::permutation(
+                n_train as usize,
+                rng::mix(rng::mix(key, STREAM_SHUFFLE), epoch),
+            );
+            perm = Tensor::from_slice(&order);
+            perm_epoch = epoch;
+        }
+        let pos = (step % per_epoch) as i64;
+        let len = batch.min(n_train - pos * batch);
+        let idx = perm.narrow(0, pos * batch, len).to_device(device);
+        tch::manual_seed(rng::mix(rng::mix(key, STREAM_STEP), step) as i64);
+        let mut x = data.train.images.index_select(0, &idx);
+        if recipe.augment_shift > 0 {
+            x = augment_shift(&x, recipe.augment_shift);
+        }
+        let y = data.train.labels.index_select(0, &idx);
+        let logits = net.forward_t(&x, true);
+        let loss = logits.cross_entropy_loss::<Tensor>(
+            &y,
+            None,
+            Reduction::Mean,
+            -100,
+            recipe.label_smoothing,
+        );
+        opt.zero_grad();
+        loss.backward();
+        let lr = learning_rate(&recipe.schedule, base_lr, step, total, per_epoch);
+        opt.step(lr);
+        loss_sum += loss.detach();
+        loss_count += 1;
+        step += 1;
+        progress.set_step(step);
+        fault::point("train.step");
+
+        let epoch_end = step % per_epoch == 0;
+        if epoch_end {
+            fault::point("train.eval");
+            let val = evaluate(&net, &data.val, data.num_classes, EVAL_BATCH, device);
+            let secs = train_seconds + run_start.elapsed().as_secs_f64();
+            let record = EpochRecord {
+                epoch: (step / per_epoch) as u32,
+                step,
+                train_loss: loss_sum.double_value(&[]) / loss_count.max(1) as f64,
+                val_accuracy: val.accuracy,
+                val_loss: val.loss,
+                lr,
+                train_seconds: secs,
+            };
+            tracing::info!(
+                trial,
+                epoch = record.epoch,
+                step,
+                train_loss = format!("{:.4}", record.train_loss),
+                val_accuracy = format!("{:.4}", record.val_accuracy),
+                "epoch finished"
+            );
+            loss_sum = Tensor::zeros([], (Kind::Float, device));
+            loss_count = 0;
+            history.push(record);
+            if let (Some(cb), Some(last)) = (on_epoch, history.last()) {
+                cb(trial, last);
+            }
+            save(checkpoints, &opt, step, &history, secs)?;
+            last_saved = Some(step);
+            last_ckpt = Instant::now();
+            if step < total && prune.is_some_and(|p| p(&history)) {
+                tracing::info!(
+                    trial,
+                    step,
+                    "trial pruned: early accuracy below earlier trials"
+                );
+                stopped_early = true;
+                break;
+            }
+        } else if due(&every, step, last_ckpt.elapsed()) {
+            save(
+                checkpoints,
+                &opt,
+                step,
+                &history,
+                train_seconds + run_start.elapsed().as_secs_f64(),
+            )?;
+            last_saved = Some(step);
+            last_ckpt = Instant::now();
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            let rate =
+                (step - log_from.0) as f64 * batch as f64 / log_from.1.elapsed().as_secs_f64();
+            tracing::info!(
+                trial,
+                step,
+                total,
+                epoch = step / per_epoch,
+                samples_per_sec = rate as u64,
+                "training"
+            );
+            progress
+                .samples_per_sec
+                .store(rate as u64, Ordering::Relaxed);
+            last_log = Instant::now();
+            log_from = (step, Instant::now());
+        }
+    }
+    let this_run = run_start.elapsed().as_secs_f64();
+    train_seconds += this_run;
+    let saving = save_time.get().as_secs_f64();
+    tracing::info!(
+        trial,
+        checkpoint_seconds = format!("{saving:.3}"),
+        overhead_percent = format!("{:.2}", 100.0 * saving / this_run.max(1e-9)),
+        "checkpointing cost in this run"
+    );
+
+    fault::point("train.eval");
+    let val = evaluate(&net, &data.val, data.num_classes, EVAL_BATCH, device);
+    let test = evaluate(&net, &data.test, data.num_classes, EVAL_BATCH, device);
+    let weights = named
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    Ok(TrialOutcome::Finished(Box::new(TrialReport {
+        val,
+        test,
+        history,
+        steps: step,
+        parameters: model::parameter_count(&vs),
+        train_seconds,
+        weights,
+        pruned: stopped_early,
+        resumed_from,
+    })))
+}
+
+/// Is a checkpoint due by the step or time interval?
+fn due(every: &CheckpointEvery, step: u64, since_last: Duration) -> bool {
+    every.steps.is_some_and(|n| step % n == 0) || every.interval.is_some_and(|d| since_last >= d)
+}
+
+/// The input geometry of a data set.
+pub fn input_shape(data: &Dataset) -> InputShape {
+    let s = data.train.images.size();
+    InputShape {
+        channels: s[1],
+        height: s[2],
+        width: s[3],
+        classes: data.num_classes,
+    }
+}
+
+struct Restored {
+    history: Vec<EpochRecord>,
+    train_seconds: f64,
+}
+
+/// Checks a checkpoint belongs to this trial and loads it into the model and optimizer.
+#[allow(clippy::too_many_arguments)]
+fn restore(
+    meta: &serde_json::Value,
+    tensors: &[(String, Tensor)],
+    spec: &TrialSpec,
+    data: &Dataset,
+    trial: u32,
+    seed: u64,
+    named: &[(String, Tensor)],
+    opt: &mut Optimizer,
+) -> Result<Restored, String> {
+    let format = meta["format"].as_u64().unwrap_or(0);
+    if format != u64::from(CHECKPOINT_FORMAT) {
+        return Err(format!(
+            "checkpoint format {format}, this build reads {CHECKPOINT_FORMAT}"
+        ));
+    }
+    if meta["trial"].as_u64() != Some(u64::from(trial)) || meta["seed"].as_u64() != Some(seed) {
+        return Err("it belongs to another trial or seed".into());
+    }
+    if meta["fingerprint"].as_str() != Some(data.fingerprint.as_str()) {
+        return Err("it was trained on another version of the data".into());
+    }
+    let saved_spec: TrialSpec =
+        serde_json::from_value(meta["spec"].clone()).map_err(|e| e.to_string())?;
+    if &saved_spec != spec {
+        return Err("its architecture or recipe differs from this trial's".into());
+    }
+    let map: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    // Check everything before copying anything: a half-restored model would be worse than none.
+    let mut pairs = Vec::with_capacity(named.len());
+    for (name, var) in named {
+        let src = map
+            .get(&format!("model/{name}"))
+            .ok_or_else(|| format!("weight {name} missing"))?;
+        if src.size() != var.size() || src.kind() != var.kind() {
+            return Err(format!(
+                "weight {name} has shape {:?}, expected {:?}",
+                src.size(),
+                var.size()
+            ));
+        }
+        pairs.push((var.shallow_clone(), src));
+    }
+    opt.check_state(&map)?;
+    for (mut var, src) in pairs {
+        tch::no_grad(|| var.copy_(src));
+    }
+    opt.load_state(&map)?;
+    let history = serde_json::from_value(meta["history"].clone()).map_err(|e| e.to_string())?;
+    Ok(Restored {
+        history,
+        train_seconds: meta["train_seconds"].as_f64().unwrap_or(0.0),
+    })
+}
