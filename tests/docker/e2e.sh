@@ -168,18 +168,24 @@ wait_log() {
 first_step='(.step|type) == "number" and .step >= 1 and ((.message // .fields.message // "") | test("resum|stopped") | not)'
 resumed='((.message // .fields.message // "") | test("resumed from checkpoint"))'
 
-# The step trainerd's heartbeat reports (0 when none yet).
-hb_step() { jq -r '.step // 0' "$work/$1/state/heartbeat.json" 2>/dev/null || echo 0; }
+# The step trainerd's heartbeat reports (0 when none yet), if the heartbeat
+# was written after unix ms $2 (default: any time).
+hb_step() {
+    jq -r --argjson since "${2:-0}" 'if (.updated_ms // 0) > $since then (.step // 0) else 0 end' \
+        "$work/$1/state/heartbeat.json" 2>/dev/null || echo 0
+}
+now_ms() { date +%s%3N; }
 
-# wait_step NAME MIN TIMEOUT: until the heartbeat reports step >= MIN.
+# wait_step NAME MIN TIMEOUT [SINCE_MS]: until the heartbeat (written after
+# SINCE_MS) reports step >= MIN.
 wait_step() {
     local deadline=$((SECONDS + $3)) s
     while [ $SECONDS -lt $deadline ]; do
-        s=$(hb_step "$1")
+        s=$(hb_step "$1" "${4:-0}")
         [ "$s" -ge "$2" ] && { echo "$s"; return 0; }
         sleep 0.5
     done
-    fail "$1: heartbeat step still $(hb_step "$1") < $2 after $3 s"
+    fail "$1: heartbeat step still $(hb_step "$1" "${4:-0}") < $2 after $3 s"
 }
 
 wait_health() {
@@ -225,13 +231,14 @@ check_f() {
 }
 
 check_b() {
-    local s_kill r line n
+    local s_kill r line n t_start
     s_kill=$(wait_step main $((3 * every)) 300)
     docker kill -s KILL "$main" >/dev/null
     wait_exit "$main" 30
     [ "$(docker inspect -f '{{.State.ExitCode}}' "$main")" = 137 ] || fail "exit code after SIGKILL is not 137"
     say "killed at heartbeat step $s_kill"
     n=$(log_count "$main")
+    t_start=$(now_ms)
     docker start "$main" >/dev/null
     line=$(wait_log "$main" $((n + 1)) 300 "$resumed")
     r=$(jq -r '.step' <<<"$line")
@@ -243,9 +250,10 @@ check_b() {
     # Continuity: training goes on from r, and status says so.
     line=$(wait_log "$main" $((n + 1)) 300 "$first_step and .step > $r")
     say "next step after resume: $line"
-    wait_step main $((r + 1)) 120 >/dev/null
+    wait_step main $((r + 1)) 120 "$t_start" >/dev/null
     local st
     st=$(docker exec "$main" trainerd status --json)
+    say "status: $(jq -c '.heartbeat' <<<"$st")"
     [ "$(jq -r '.heartbeat.step' <<<"$st")" -gt "$r" ] || fail "status step not past $r: $st"
 }
 
@@ -345,7 +353,7 @@ check_g() {
     python3 -m http.server --bind 127.0.0.1 --directory "$mnist" "$port" >"$work/http.log" 2>&1 &
     http_pid=$!
     local deadline=$((SECONDS + 20))
-    until curl -fsS -o /dev/null "http://127.0.0.1:$port/"; do
+    until curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; do
         [ $SECONDS -lt $deadline ] || fail "http.server did not start"
         sleep 0.2
     done
@@ -367,7 +375,7 @@ check_g() {
     local rc
     rc=$(docker inspect -f '{{.State.ExitCode}}' "$c")
     docker logs "$c" 2>&1 | tail -n 5 >&2
-    [ "$rc" != 0 ] || fail "exit 0 without data"
+    [ "$rc" = 65 ] || fail "exit code $rc without data, want 65 (bad data)"
     docker logs "$c" 2>&1 | grep -qi 'mount' || fail "the error does not say how to mount data"
 }
 check g "empty data dir: MNIST from TRAINERD_MNIST_MIRRORS; clear error without a mirror" check_g
