@@ -130,7 +130,10 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut step: u64 = 0;
     let mut train_seconds = 0.0;
-    if let Some(ckpt) = checkpoints.load_newest_valid().map_err(TrainError::Store)? {
+    // The newest checkpoint that verifies *and* belongs to this trial; one that
+    // verifies but cannot be used (another spec, another data version) is set
+    // aside so the next restart does not pick it again.
+    while let Some(ckpt) = checkpoints.load_newest_valid().map_err(TrainError::Store)? {
         match restore(
             &ckpt.meta,
             &ckpt.tensors,
@@ -146,9 +149,13 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
                 history = state.history;
                 train_seconds = state.train_seconds;
                 tracing::info!(trial, step, path = %ckpt.path.display(), "resumed from checkpoint");
+                break;
             }
             Err(why) => {
-                tracing::warn!(trial, path = %ckpt.path.display(), "checkpoint not usable, starting the trial over: {why}")
+                tracing::warn!(trial, path = %ckpt.path.display(), "checkpoint not usable, set aside: {why}");
+                checkpoints
+                    .quarantine(&ckpt.path, &why)
+                    .map_err(TrainError::Store)?;
             }
         }
     }
