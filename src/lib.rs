@@ -9,6 +9,7 @@
 //! - [`store`]: atomic checkpoints, retention, quarantine, the state-dir lock
 //! - [`pipeline`]: the job chain: study, trials, promotion
 //! - [`telemetry`]: logging, heartbeat, watchdog
+//! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`exit`]: exit codes, and the one place errors map to them
 
@@ -23,3 +24,4 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod train;
+pub mod watch;
