@@ -5,6 +5,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::WatchError;
 
 /// A git checkout: where its files are and where its metadata is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +206,39 @@ pub fn fetch_fast_forward(repo: &Repo, remote: &str) -> Result<Fetched, String> 
 /// recording in `model.json` when no watcher runs).
 pub fn commit_of(path: &Path) -> Option<String> {
     head(&discover(path)?).ok()?.commit
+}
+
+/// The `--git-remote` thread: every `every`, fetch and fast-forward, then
+/// call `fetched` (the watcher then looks at HEAD and the files; false ends the thread).
+pub(super) fn spawn_fetcher(
+    repo: Repo,
+    remote: String,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    mut fetched: impl FnMut() -> bool + Send + 'static,
+) -> Result<JoinHandle<()>, WatchError> {
+    std::thread::Builder::new()
+        .name("git-fetch".into())
+        .spawn(move || loop {
+            let due = Instant::now() + every;
+            while Instant::now() < due {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            match fetch_fast_forward(&repo, &remote) {
+                Ok(Fetched::Advanced { from, to }) => {
+                    tracing::info!(%remote, ?from, %to, "fetched and fast-forwarded the workspace");
+                }
+                Ok(Fetched::UpToDate) => tracing::debug!(%remote, "workspace up to date"),
+                Err(e) => tracing::warn!(%remote, "git fetch failed: {e}"),
+            }
+            if !fetched() {
+                return;
+            }
+        })
+        .map_err(|e| WatchError::Thread(e.to_string()))
 }
 
 #[cfg(test)]

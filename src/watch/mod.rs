@@ -11,6 +11,7 @@
 //! symlink swaps); `poll` (or a failing native backend) switches to notify's
 //! polling watcher; a periodic stat rescan catches anything missed.
 
+mod backend;
 pub mod git;
 pub mod inputs;
 mod runner;
@@ -152,12 +153,13 @@ impl Watcher {
         let repo = runner.repo();
         let mut threads = Vec::new();
         if let (Some(remote), Some(repo)) = (opts.git_remote.clone(), repo.clone()) {
-            threads.push(runner::spawn_fetcher(
+            let nudge = runner.nudger();
+            threads.push(git::spawn_fetcher(
                 repo,
                 remote,
                 opts.git_fetch_every,
-                runner.nudger(),
                 stop.clone(),
+                move || nudge.send(runner::Msg::Nudge).is_ok(),
             )?);
         }
         threads.push(

@@ -2,18 +2,16 @@
 //! with the directories on disk, debounces, and turns the inputs' state into
 //! [`WatchEvent`]s. Also the `--git-remote` fetch thread.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher as _};
+use notify::RecursiveMode;
 
+use super::backend::WatchSet;
 use super::inputs::{self, StatSig};
 use super::{
     git, Backend, Snapshot, WatchError, WatchEvent, WatchOptions, WatchPaths, WatchReason,
@@ -67,12 +65,9 @@ pub(super) struct Runner {
     config: Option<PathBuf>,
     repo: Option<git::Repo>,
     opts: WatchOptions,
-    backend: Box<dyn notify::Watcher + Send>,
-    kind: Backend,
+    set: WatchSet,
     msgs: Receiver<Msg>,
     nudge: Sender<Msg>,
-    /// Watched directories and the (device, inode) they had when added.
-    watched: HashMap<PathBuf, (u64, u64)>,
     accepted: Arc<Mutex<Snapshot>>,
     seen: Seen,
     /// Problems last reported (so a persisting problem is reported once).
@@ -84,37 +79,6 @@ pub(super) struct Runner {
     first_dirty: Option<Instant>,
     tx: Sender<WatchEvent>,
     stop: Arc<AtomicBool>,
-}
-
-fn make_backend(
-    poll: bool,
-    interval: Duration,
-    tx: &Sender<Msg>,
-) -> Result<(Box<dyn notify::Watcher + Send>, Backend), String> {
-    let tx = tx.clone();
-    let handler = move |res| {
-        let _ = tx.send(Msg::Fs(res));
-    };
-    if poll {
-        let cfg = notify::Config::default().with_poll_interval(interval);
-        notify::PollWatcher::new(handler, cfg)
-            .map(|w| {
-                (
-                    Box::new(w) as Box<dyn notify::Watcher + Send>,
-                    Backend::Poll,
-                )
-            })
-            .map_err(|e| e.to_string())
-    } else {
-        notify::RecommendedWatcher::new(handler, notify::Config::default())
-            .map(|w| {
-                (
-                    Box::new(w) as Box<dyn notify::Watcher + Send>,
-                    Backend::Native,
-                )
-            })
-            .map_err(|e| e.to_string())
-    }
 }
 
 impl Runner {
@@ -129,24 +93,15 @@ impl Runner {
         let data_dir = abs(&paths.data_dir);
         let config = paths.config.as_deref().map(abs);
         let (nudge, msgs) = mpsc::channel();
-        let (backend, kind) = match make_backend(opts.poll, opts.poll_interval, &nudge) {
-            Ok(b) => b,
-            Err(native) => {
-                tracing::warn!("native file watching unavailable ({native}); polling instead");
-                make_backend(true, opts.poll_interval, &nudge)
-                    .map_err(|poll| WatchError::Backend { native, poll })?
-            }
-        };
+        let set = WatchSet::new(opts.poll, opts.poll_interval, nudge.clone())?;
         let mut runner = Runner {
             repo: None,
             data_dir,
             config,
             opts: opts.clone(),
-            backend,
-            kind,
+            set,
             msgs,
             nudge,
-            watched: HashMap::new(),
             accepted: Arc::default(),
             seen: Seen {
                 data: Err(vec![]),
@@ -171,7 +126,7 @@ impl Runner {
         if !problems.is_empty() {
             runner.report(problems);
         }
-        let kind = runner.kind;
+        let kind = runner.set.kind();
         Ok((runner, kind))
     }
 
@@ -187,7 +142,7 @@ impl Runner {
 
     /// The thread body: until stopped or nobody listens any more.
     pub(super) fn run(mut self) {
-        let rescan_every = match self.kind {
+        let rescan_every = match self.set.kind() {
             Backend::Poll => self.opts.poll_interval,
             Backend::Native => self.opts.rescan_every,
         };
@@ -299,41 +254,11 @@ impl Runner {
         want.into_iter().collect()
     }
 
-    /// Watches what exists, drops what vanished, re-adds what was replaced.
+    /// Brings the watch set in line with the directories on disk.
     fn resync_watches(&mut self) {
-        for (path, mode) in self.desired() {
-            let id = fs::metadata(&path)
-                .ok()
-                .filter(|m| m.is_dir())
-                .map(|m| (m.dev(), m.ino()));
-            let old = self.watched.get(&path).copied();
-            if id == old {
-                continue;
-            }
-            if old.is_some() {
-                let _ = self.backend.unwatch(&path);
-                self.watched.remove(&path);
-            }
-            let Some(id) = id else { continue };
-            match self.backend.watch(&path, mode) {
-                Ok(()) => {
-                    self.watched.insert(path, id);
-                }
-                Err(e) if self.kind == Backend::Native => {
-                    tracing::warn!(path = %path.display(), "cannot watch natively ({e}); polling instead");
-                    match make_backend(true, self.opts.poll_interval, &self.nudge) {
-                        Ok((b, k)) => {
-                            self.backend = b;
-                            self.kind = k;
-                            self.watched.clear();
-                            self.mark(Dirty::ALL);
-                            return self.resync_watches();
-                        }
-                        Err(e) => tracing::warn!("polling unavailable too: {e}"),
-                    }
-                }
-                Err(e) => tracing::warn!(path = %path.display(), "cannot watch: {e}"),
-            }
+        if self.set.sync(&self.desired()) {
+            // The backend changed (fell back to polling): look at everything.
+            self.mark(Dirty::ALL);
         }
     }
 
@@ -486,37 +411,4 @@ impl Runner {
         tracing::info!(?reasons, commit = ?next.commit, "workspace changed");
         self.send(reasons, &next)
     }
-}
-
-/// The `--git-remote` thread: every `every`, fetch and fast-forward, then
-/// nudge the watcher (which sees the new HEAD and the changed files).
-pub(super) fn spawn_fetcher(
-    repo: git::Repo,
-    remote: String,
-    every: Duration,
-    nudge: Sender<Msg>,
-    stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, WatchError> {
-    std::thread::Builder::new()
-        .name("git-fetch".into())
-        .spawn(move || loop {
-            let due = Instant::now() + every;
-            while Instant::now() < due {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            match git::fetch_fast_forward(&repo, &remote) {
-                Ok(git::Fetched::Advanced { from, to }) => {
-                    tracing::info!(%remote, ?from, %to, "fetched and fast-forwarded the workspace");
-                }
-                Ok(git::Fetched::UpToDate) => tracing::debug!(%remote, "workspace up to date"),
-                Err(e) => tracing::warn!(%remote, "git fetch failed: {e}"),
-            }
-            if nudge.send(Msg::Nudge).is_err() {
-                return;
-            }
-        })
-        .map_err(|e| WatchError::Thread(e.to_string()))
 }
