@@ -6,7 +6,15 @@ use common::*;
 use std::fs;
 
 fn train_args<'a>(data: &'a str, state: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["train", "--data-dir", data, "--state-dir", state, "--val-size", "200"];
+    let mut v = vec![
+        "train",
+        "--data-dir",
+        data,
+        "--state-dir",
+        state,
+        "--val-size",
+        "200",
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -20,14 +28,31 @@ fn learns_and_writes_the_champion() {
     let out = run(&train_args(
         data.to_str().unwrap(),
         state.to_str().unwrap(),
-        &["--preset", "fast", "--epochs", "2", "--target-accuracy", "0.5"],
+        &[
+            "--preset",
+            "fast",
+            "--epochs",
+            "2",
+            "--target-accuracy",
+            "0.5",
+        ],
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let card: serde_json::Value =
         serde_json::from_slice(&fs::read(state.join("best/model.json")).unwrap()).unwrap();
     let test_acc = card["test_accuracy"].as_f64().unwrap();
-    assert!(test_acc > 0.9, "test accuracy {test_acc} should be far above chance (0.1)");
-    for key in ["arch", "recipe", "val_accuracy", "seed", "created_at", "data_fingerprint"] {
+    assert!(
+        test_acc > 0.9,
+        "test accuracy {test_acc} should be far above chance (0.1)"
+    );
+    for key in [
+        "arch",
+        "recipe",
+        "val_accuracy",
+        "seed",
+        "created_at",
+        "data_fingerprint",
+    ] {
         assert!(!card[key].is_null(), "model.json lacks {key}");
     }
     assert!(state.join("best/model.safetensors").is_file());
@@ -50,7 +75,16 @@ fn same_seed_gives_byte_identical_models() {
         let out = run(&train_args(
             data.to_str().unwrap(),
             state.to_str().unwrap(),
-            &["--preset", "mlp", "--epochs", "1", "--seed", seed, "--target-accuracy", "0.1"],
+            &[
+                "--preset",
+                "mlp",
+                "--epochs",
+                "1",
+                "--seed",
+                seed,
+                "--target-accuracy",
+                "0.1",
+            ],
         ));
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         hashes.push(sha256_file(&state.join("best/model.safetensors")));
@@ -67,15 +101,28 @@ fn malformed_data_exits_65_naming_the_file() {
     let labels = fs::read_dir(&data)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("train-labels"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("train-labels")
+        })
         .unwrap();
     let bytes = fs::read(&labels).unwrap();
     fs::write(&labels, &bytes[..bytes.len() / 2]).unwrap();
     let state = tmp.path().join("state");
-    let out = run(&train_args(data.to_str().unwrap(), state.to_str().unwrap(), &[]));
+    let out = run(&train_args(
+        data.to_str().unwrap(),
+        state.to_str().unwrap(),
+        &[],
+    ));
     assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
     let name = labels.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(stderr(&out).contains(&name), "error should name {name}: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&name),
+        "error should name {name}: {}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("panicked"));
 }
 
@@ -85,14 +132,27 @@ fn invalid_config_exits_78_naming_the_key() {
     let state = tmp.path().join("state");
     let s = state.to_str().unwrap();
     for (args, key) in [
-        (vec!["train", "--state-dir", s, "--target-accuracy", "1.5"], "target_accuracy"),
+        (
+            vec!["train", "--state-dir", s, "--target-accuracy", "1.5"],
+            "target_accuracy",
+        ),
         (vec!["train", "--state-dir", s, "--device", "tpu"], "device"),
-        (vec!["train", "--state-dir", s, "--preset", "no-such-net"], "preset"),
-        (vec!["train", "--state-dir", s, "--epochs", "many"], "epochs"),
+        (
+            vec!["train", "--state-dir", s, "--preset", "no-such-net"],
+            "preset",
+        ),
+        (
+            vec!["train", "--state-dir", s, "--epochs", "many"],
+            "epochs",
+        ),
     ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(78), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(key), "{args:?} should name {key}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(key),
+            "{args:?} should name {key}: {}",
+            stderr(&out)
+        );
     }
     let cfg = tmp.path().join("bad.toml");
     fs::write(&cfg, "seed = \"one\"\n").unwrap();
@@ -110,8 +170,19 @@ fn env_and_config_file_apply_with_flag_precedence() {
     let cfg = tmp.path().join("t.toml");
     fs::write(&cfg, "preset = \"linear\"\nepochs = 3\nseed = 11\n").unwrap();
     let out = trainerd(&[
-        "train", "--data-dir", data.to_str().unwrap(), "--state-dir", state.to_str().unwrap(),
-        "--config", cfg.to_str().unwrap(), "--val-size", "50", "--epochs", "1", "--target-accuracy", "0.1",
+        "train",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--val-size",
+        "50",
+        "--epochs",
+        "1",
+        "--target-accuracy",
+        "0.1",
     ])
     .env("TRAINERD_SEED", "12")
     .output()

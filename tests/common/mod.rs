@@ -10,13 +10,16 @@ pub fn bin() -> PathBuf {
 
 /// A tiny learnable IDX data set in `dir` (MNIST layout).
 pub fn synth_data(dir: &Path, n_train: usize, n_test: usize) {
-    trainerd::data::synth::write_synthetic_mnist(dir, n_train, n_test, 7).expect("write synthetic data");
+    trainerd::data::synth::write_synthetic_mnist(dir, n_train, n_test, 7)
+        .expect("write synthetic data");
 }
 
 /// A command for the real binary with quiet, machine-readable logs.
 pub fn trainerd(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(args).env("TRAINERD_LOG_FORMAT", "json").env("TRAINERD_THREADS", "1");
+    cmd.args(args)
+        .env("TRAINERD_LOG_FORMAT", "json")
+        .env("TRAINERD_THREADS", "1");
     for (k, _) in std::env::vars() {
         if k.starts_with("TRAINERD_") && k != "TRAINERD_LOG_FORMAT" && k != "TRAINERD_THREADS" {
             cmd.env_remove(k);
@@ -30,7 +33,10 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 pub fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn trainerd")
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn trainerd")
 }
 
 pub fn sha256_file(path: &Path) -> String {
