@@ -77,7 +77,7 @@ pub fn spawn_if_terminal(progress: Arc<Progress>, human_logs: bool) -> bool {
 fn new_bar(trial: u64, total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
-        "trial {prefix} [{bar:30.cyan/blue}] {pos}/{len} steps · {msg} · eta {eta}",
+        "trial {prefix} [{bar:30.cyan/blue}] {pos}/{len} steps · eta {eta} · {wide_msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
