@@ -21,8 +21,11 @@ if [ "${1:-}" = "--train" ]; then
     out=${2:-report.png}
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    bin=${TRAINERD_BIN:-$root/target/debug/trainerd}
-    [ -x "$bin" ] || (cd "$root" && cargo build --quiet) || exit 1
+    bin=${TRAINERD_BIN:-}
+    if [ -z "$bin" ]; then
+        (cd "$root" && cargo build --quiet)
+        bin=${CARGO_TARGET_DIR:-$root/target}/debug/trainerd
+    fi
     data=${TRAINERD_TEST_MNIST_DIR:-}
     if [ -z "$data" ]; then
         data="$work/data"
