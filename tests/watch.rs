@@ -39,10 +39,13 @@ fn labels(n: u32) -> Vec<u8> {
     gz(&idx(&[n], 0))
 }
 
+/// A data version in the MNIST layout: `n` training and 3 test records.
 fn write_version(dir: &Path, n: u32, fill: u8) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("train-images-idx3-ubyte.gz"), images(n, fill)).unwrap();
     std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), labels(n)).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), images(3, 0)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), labels(3)).unwrap();
 }
 
 /// The way users replace a file: write a temp file next to it, then rename over.
@@ -182,8 +185,9 @@ fn half_written_file_is_reported_and_ignored_until_fixed() {
 fn raw_idx_shorter_than_its_header_says_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx(&[10], 0)).unwrap();
+    write_version(&data, 4, 1);
+    std::fs::remove_file(data.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx(&[3], 0)).unwrap();
     let w = Watcher::spawn(
         WatchPaths {
             data_dir: data.clone(),
@@ -192,8 +196,12 @@ fn raw_idx_shorter_than_its_header_says_is_invalid() {
         opts(false),
     )
     .unwrap();
-    let mut short = idx(&[10], 0);
-    short.truncate(12);
+    assert!(
+        w.current().fingerprint.is_some(),
+        "raw (uncompressed) IDX is data too"
+    );
+    let mut short = idx(&[3], 0);
+    short.truncate(10);
     std::fs::write(data.join("t10k-labels-idx1-ubyte"), &short).unwrap();
     let ev = next(&w);
     assert!(
