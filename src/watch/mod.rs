@@ -62,6 +62,31 @@ impl Default for WatchOptions {
     }
 }
 
+impl WatchOptions {
+    /// The options the config names (`--watch-poll`, `--git-remote`, `--git-fetch-every`).
+    pub fn from_config(cfg: &crate::config::Config) -> WatchOptions {
+        WatchOptions {
+            poll: cfg.watch_poll,
+            git_remote: cfg.git_remote.clone(),
+            git_fetch_every: cfg.git_fetch_every,
+            ..WatchOptions::default()
+        }
+    }
+}
+
+impl WatchPaths {
+    /// The data dir and config file the config names.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        config_file: Option<&std::path::Path>,
+    ) -> WatchPaths {
+        WatchPaths {
+            data_dir: cfg.data_dir.clone(),
+            config: config_file.map(std::path::Path::to_path_buf),
+        }
+    }
+}
+
 /// Why an event was sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
