@@ -211,12 +211,18 @@ pub fn bar_chart(title: &str, labels: &[String], values: &[f64], y_label: &str) 
             color(0),
             &format!("class {label}: {:.2}%", v * 100.0),
         );
+        // Above the bar, or inside its top when it reaches the title's band.
+        let (ly, ink) = if top - 4.0 < TOP + 8.0 {
+            (top + 13.0, r##"fill="#fff""##)
+        } else {
+            (top - 4.0, r##"fill="#333""##)
+        };
         svg.text(
-            (x0 + slot * 0.35, top - 4.0),
+            (x0 + slot * 0.35, ly),
             &format!("{:.1}", v * 100.0),
             10.0,
             "middle",
-            r##"fill="#333""##,
+            ink,
         );
         svg.text(
             (x0 + slot * 0.35, h - BOTTOM + 16.0),

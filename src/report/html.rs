@@ -223,7 +223,7 @@ pub fn page(inputs: &ReportInputs) -> String {
     };
     let _ = write!(
         out,
-        r#"<h2>Training curves</h2><div class="grid2"><figure>{loss}{smoothing}</figure><figure>{acc}</figure></div><figure style="margin-top:10px">{leg}</figure>"#
+        r#"<h2>Training curves</h2><div class="grid2"><figure>{loss}{smoothing}</figure><figure>{acc}</figure></div><figure style="margin-top:10px;text-align:left">{leg}</figure>"#
     );
     let labels: Vec<String> = match inputs.class_names {
         Some(names) => names.to_vec(),
