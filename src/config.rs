@@ -117,6 +117,9 @@ pub struct CommonArgs {
     /// Log format: auto (human on a TTY, JSON otherwise) | human | json
     #[arg(long, env = "TRAINERD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Comma-separated base URLs MNIST is downloaded from when the data dir holds no data set.
+    #[arg(long, env = "TRAINERD_MNIST_MIRRORS")]
+    pub mnist_mirrors: Option<String>,
     /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g.
     /// `127.0.0.1:9464`; `off` or unset: no endpoint).
     #[arg(long, env = "TRAINERD_METRICS_ADDR")]
@@ -174,6 +177,7 @@ pub struct FileConfig {
     pub lr: Option<f64>,
     pub watchdog: Option<String>,
     pub log_format: Option<String>,
+    pub mnist_mirrors: Option<String>,
     pub metrics_addr: Option<String>,
     pub watch_poll: Option<bool>,
     pub git_remote: Option<String>,
@@ -221,6 +225,8 @@ pub struct Config {
     pub lr: Option<f64>,
     pub watchdog: Duration,
     pub log_format: LogFormat,
+    /// Where to download MNIST from when the data dir is empty.
+    pub mnist_mirrors: Vec<String>,
     /// Where `/metrics` and `/healthz` listen (`None`: no endpoint).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Watch the workspace by polling (network filesystems miss file events).
@@ -363,6 +369,10 @@ impl Config {
             lr,
             watchdog,
             log_format,
+            mnist_mirrors: match a.mnist_mirrors.clone().or(f.mnist_mirrors) {
+                Some(list) => crate::data::download::parse_mirrors(&list),
+                None => crate::data::download::default_mirrors(),
+            },
             metrics_addr,
             watch_poll: a.watch_poll || f.watch_poll.unwrap_or(false),
             git_remote: a

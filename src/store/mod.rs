@@ -1,80 +1,90 @@
 //! Store: crash-safe checkpoint files, retention, quarantine, the state-dir lock.
 //!
-//! STUB: the store helper replaces this (adds checkpoint.rs, policy.rs,
-//! lock.rs, fault.rs). The public surface below is what the trainer relies on.
+//! - [`checkpoint`]: the file format (versioned, checksummed) and
+//!   [`CheckpointDir`], the writer that commits atomically (temp file, fsync,
+//!   rename, directory fsync), applies retention and quarantines corrupt files.
+//! - [`policy`]: the pure retention policy (newest K plus the best).
+//! - [`lock`]: one writer per state dir, and the writability check at start.
+//! - [`fault`]: fault-injection points for crash tests.
+//!
+//! Failure behaviour: a failed save returns [`StoreError::Save`] (exit 74)
+//! and leaves the committed checkpoints untouched, with no temp file behind;
+//! whether to retry is the caller's choice. A checkpoint that fails
+//! verification on load is moved to `quarantine/` (never deleted) and the one
+//! before it is used.
 
-use std::path::{Path, PathBuf};
-use tch::Tensor;
+pub mod checkpoint;
+pub mod fault;
+pub mod lock;
+pub mod policy;
+#[cfg(test)]
+mod testutil;
+
+use std::path::PathBuf;
+
+pub use checkpoint::{Checkpoint, CheckpointDir, FORMAT_VERSION};
+pub use lock::{check_writable, StateLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A plain I/O failure described by the caller (used by promotion).
     #[error("{path}: {what}")]
     Io { path: PathBuf, what: String },
+    /// Writing, syncing or renaming a checkpoint failed (disk full, EIO).
+    #[error("cannot save the checkpoint of step {step} to {path}")]
+    Save {
+        path: PathBuf,
+        step: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tensor cannot be put into a checkpoint (unsupported kind, duplicate
+    /// name): a bug in the caller, not an I/O problem.
+    #[error("cannot encode the checkpoint of step {step}: {what}")]
+    Encode { step: u64, what: String },
+    /// Listing or reading the checkpoint directory failed.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint file failed verification (only from direct reads; the
+    /// directory's loader quarantines such files instead).
+    #[error("corrupt checkpoint {path}: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    /// A corrupt checkpoint could not be moved aside.
+    #[error("cannot move corrupt checkpoint {path} into quarantine")]
+    Quarantine {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state dir cannot be created or written; `fix` says what to do.
+    #[error("state dir {path} is not writable ({reason}); {fix}")]
+    NotWritable {
+        path: PathBuf,
+        reason: String,
+        fix: String,
+    },
+    /// Another trainerd holds the state dir's lock.
+    #[error(
+        "state dir {path} is in use by another trainerd ({}); stop it or use another state dir",
+        holder.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"))
+    )]
+    Locked { path: PathBuf, holder: Option<u32> },
 }
 
 impl crate::exit::ExitStatus for StoreError {
     fn exit_code(&self) -> u8 {
-        74
-    }
-}
-
-/// A verified checkpoint read back from disk.
-pub struct Checkpoint {
-    pub path: PathBuf,
-    pub step: u64,
-    /// Caller-defined JSON (trial, epoch, position, spec, fingerprint, ...).
-    pub meta: serde_json::Value,
-    pub tensors: Vec<(String, Tensor)>,
-}
-
-/// One directory of checkpoints for one trial, with a retention policy.
-pub struct CheckpointDir {
-    pub dir: PathBuf,
-    pub keep_last: usize,
-}
-
-impl CheckpointDir {
-    /// Creates the directory if needed and removes leftover temp files.
-    pub fn open(dir: &Path, keep_last: usize) -> Result<Self, StoreError> {
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            keep_last,
-        })
-    }
-    /// Atomically writes a checkpoint for `step`, then applies retention.
-    /// `score` (validation accuracy, when known) lets retention keep the best.
-    pub fn save(
-        &mut self,
-        _step: u64,
-        _score: Option<f64>,
-        _meta: &serde_json::Value,
-        _tensors: &[(String, Tensor)],
-    ) -> Result<PathBuf, StoreError> {
-        Ok(self.dir.clone())
-    }
-    /// Newest checkpoint that verifies; corrupt ones are quarantined with a warning.
-    pub fn load_newest_valid(&self) -> Result<Option<Checkpoint>, StoreError> {
-        Ok(None)
-    }
-}
-
-/// STUB (store helper replaces): fault-injection points.
-pub mod fault {
-    pub fn point(_name: &str) {}
-}
-
-/// STUB (store helper replaces).
-pub fn check_writable(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-        path: dir.into(),
-        what: e.to_string(),
-    })
-}
-
-/// STUB (store helper replaces).
-pub struct StateLock;
-impl StateLock {
-    pub fn acquire(_dir: &Path) -> Result<StateLock, StoreError> {
-        Ok(StateLock)
+        match self {
+            StoreError::NotWritable { .. } | StoreError::Locked { .. } => crate::exit::STATE_DIR,
+            StoreError::Encode { .. } => 1,
+            StoreError::Io { .. }
+            | StoreError::Save { .. }
+            | StoreError::Read { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Quarantine { .. } => crate::exit::IO,
+        }
     }
 }
