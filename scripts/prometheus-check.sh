@@ -33,15 +33,30 @@ if [ -z "$bin" ]; then
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mport=$(free_port)
-pport=$(free_port)
-
 data=${TRAINERD_TEST_MNIST_DIR:-}
 if [ -z "$data" ]; then
     data="$work/data"
     python3 "$root/scripts/tiny-mnist.py" "$data" 12000 1000
 fi
 
+# Long enough for many scrapes; it is stopped once the checks pass. Port 0:
+# the kernel picks a free port, and the log line names it.
+"$bin" train --data-dir "$data" --state-dir "$work/state" --preset fast --epochs 20 \
+    --val-size 1000 --threads 1 --log-format json --metrics-addr 127.0.0.1:0 \
+    >"$work/trainerd.log" 2>&1 &
+trainer=$!
+pids+=("$trainer")
+mport=
+for _ in $(seq 600); do
+    mport=$(sed -n 's/.*metrics endpoint listening.*"addr":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$work/trainerd.log" | head -1)
+    [ -n "$mport" ] && break
+    kill -0 "$trainer" 2>/dev/null || { say "trainerd exited early"; tail -5 "$work/trainerd.log" >&2; exit 1; }
+    sleep 0.2
+done
+[ -n "$mport" ] || { say "trainerd never opened its metrics endpoint"; exit 1; }
+say "trainerd serves metrics on 127.0.0.1:$mport"
+
+pport=$(free_port)
 cat >"$work/prometheus.yml" <<YML
 global:
   scrape_interval: 1s
@@ -54,13 +69,6 @@ YML
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
     --web.listen-address="127.0.0.1:$pport" --log.level=warn >"$work/prometheus.log" 2>&1 &
 pids+=($!)
-
-# Long enough for many scrapes; it is stopped once the checks pass.
-"$bin" train --data-dir "$data" --state-dir "$work/state" --preset fast --epochs 20 \
-    --val-size 1000 --threads 1 --log-format json --metrics-addr "127.0.0.1:$mport" \
-    >"$work/trainerd.log" 2>&1 &
-trainer=$!
-pids+=("$trainer")
 
 query() { # prints the first sample's value of an instant query, or nothing
     curl -fsS --max-time 5 "http://127.0.0.1:$pport/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |

@@ -70,18 +70,20 @@ fn sample(body: &str, name: &str) -> Option<f64> {
         .ok()
 }
 
+/// The address from the JSON log line the endpoint writes when it listens.
+fn listening_addr(log: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains("metrics endpoint listening"))
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["addr"].as_str().map(str::to_string))
+}
+
 #[test]
 fn metrics_move_while_training() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     write_data(&data, 4000, 500);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trainerd"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TRAINERD_")) {
         cmd.env_remove(k);
@@ -97,30 +99,43 @@ fn metrics_move_while_training() {
             "--val-size",
             "500",
         ])
-        .args([
-            "--threads",
-            "1",
-            "--log-format",
-            "json",
-            "--metrics-addr",
-            &addr,
-        ])
+        .args(["--threads", "1", "--log-format", "json"])
+        // Port 0: the kernel picks a free port (no race with other tests); the log names it.
+        .args(["--metrics-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(&data)
         .arg("--state-dir")
         .arg(&state)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("stderr.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
 
     let start = Instant::now();
+    let log_path = dir.path().join("stderr.log");
+    let addr = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(addr) = listening_addr(&log) {
+            break addr;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("trainerd exited before serving metrics: {status}\n{log}");
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no 'metrics endpoint listening' line:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let mut steps = Vec::new();
     let mut healthy = false;
     let mut epoch_seen = None;
     while start.elapsed() < PATIENCE {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("trainerd exited early: {status}");
+            let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+            panic!("trainerd exited early: {status}\n{log}");
         }
         if let Some((status, body)) = get(&addr, "/metrics") {
             assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
