@@ -87,7 +87,7 @@ pub fn collect(state_dir: &Path) -> Value {
         "train_loss": beat.as_ref().and_then(|b| b.train_loss),
         "val_accuracy": beat.as_ref().and_then(|b| b.val_accuracy),
         "last_checkpoint_age_seconds": ckpt_ms.and_then(age),
-        "trials": {"running": tally.running(), "finished": tally.finished, "pruned": tally.pruned},
+        "trials": {"running": tally.running, "finished": tally.finished, "pruned": tally.pruned},
         "restarts": tally.restarts,
         "best": card.map(|c| {
             let mut v = json!({

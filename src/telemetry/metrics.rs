@@ -31,44 +31,73 @@ pub struct Metrics {
 pub struct Tally {
     /// `resumed` events: a study picked up again after the process restarted.
     pub restarts: u64,
-    /// The latest study's trials: started, finished, pruned.
-    pub started: u64,
+    /// The latest study's trials by state.
+    pub running: u64,
     pub finished: u64,
     pub pruned: u64,
 }
 
-impl Tally {
-    /// Trials started and not yet ended.
-    pub fn running(&self) -> u64 {
-        self.started.saturating_sub(self.finished + self.pruned)
-    }
-}
-
-/// Counts the event log's lines (kinds as the pipeline writes them).
+/// Counts the event log's lines (kinds as the pipeline writes them). A
+/// trial's state is its last word: started, then finished or pruned (a
+/// pruned trial's `trial_finished` carries `"pruned": true`).
 pub fn tally_events(path: &Path) -> Tally {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Running,
+        Finished,
+        Pruned,
+    }
     let Ok(file) = std::fs::File::open(path) else {
         return Tally::default();
     };
-    let mut t = Tally::default();
+    let mut restarts = 0;
     let mut study = String::new();
+    let mut trials: std::collections::BTreeMap<i64, State> = Default::default();
     for line in BufReader::new(file).lines().map_while(Result::ok) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
         let this = v["study"].as_str().unwrap_or_default();
-        match v["kind"].as_str().unwrap_or_default() {
-            "resumed" => t.restarts += 1,
-            "study_started" if this != study => {
-                study = this.to_string();
-                (t.started, t.finished, t.pruned) = (0, 0, 0);
+        let trial = v["trial"].as_i64().unwrap_or(-1);
+        let kind = v["kind"].as_str().unwrap_or_default();
+        if kind == "resumed" {
+            restarts += 1;
+        } else if kind == "study_started" && this != study {
+            study = this.to_string();
+            trials.clear();
+        }
+        if this != study {
+            continue;
+        }
+        match kind {
+            "trial_started" => {
+                trials.insert(trial, State::Running);
             }
-            "trial_started" if this == study => t.started += 1,
-            "trial_finished" if this == study => t.finished += 1,
-            "trial_pruned" if this == study => t.pruned += 1,
+            "trial_pruned" => {
+                trials.insert(trial, State::Pruned);
+            }
+            "trial_finished" => {
+                let pruned = v["data"]["pruned"].as_bool() == Some(true)
+                    || trials.get(&trial) == Some(&State::Pruned);
+                trials.insert(
+                    trial,
+                    if pruned {
+                        State::Pruned
+                    } else {
+                        State::Finished
+                    },
+                );
+            }
             _ => {}
         }
     }
-    t
+    let count = |s: State| trials.values().filter(|&&t| t == s).count() as u64;
+    Tally {
+        restarts,
+        running: count(State::Running),
+        finished: count(State::Finished),
+        pruned: count(State::Pruned),
+    }
 }
 
 impl Metrics {
@@ -184,7 +213,7 @@ impl Metrics {
             "gauge",
             "Trials of the current study by state.",
             &[
-                ("state=\"running\"".into(), t.running() as f64),
+                ("state=\"running\"".into(), t.running as f64),
                 ("state=\"finished\"".into(), t.finished as f64),
                 ("state=\"pruned\"".into(), t.pruned as f64),
             ],
@@ -241,9 +270,12 @@ mod tests {
             r#"{"kind":"study_started","study":"b"}"#,
             r#"{"kind":"trial_started","study":"b","trial":0}"#,
             r#"{"kind":"trial_pruned","study":"b","trial":0}"#,
+            r#"{"kind":"trial_finished","study":"b","trial":0,"data":{"pruned":true}}"#,
             "not json",
             r#"{"kind":"trial_started","study":"b","trial":1}"#,
             r#"{"kind":"resumed","study":"b"}"#,
+            r#"{"kind":"trial_started","study":"b","trial":2}"#,
+            r#"{"kind":"trial_finished","study":"b","trial":2,"data":{"pruned":false}}"#,
         ];
         std::fs::write(&path, lines.join("\n")).unwrap();
         let t = tally_events(&path);
@@ -251,12 +283,11 @@ mod tests {
             t,
             Tally {
                 restarts: 2,
-                started: 2,
-                finished: 0,
+                running: 1,
+                finished: 1,
                 pruned: 1
             }
         );
-        assert_eq!(t.running(), 1);
         assert_eq!(tally_events(&dir.path().join("none")), Tally::default());
     }
 
