@@ -161,6 +161,10 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     }
     let resumed_from = step;
     let mut last_saved = (step > 0).then_some(step);
+    progress.start_trial(trial, total, step / per_epoch);
+    if let Some(last) = history.last() {
+        progress.end_epoch(last.epoch, last.train_loss, last.val_accuracy);
+    }
     progress.set_step(step);
     let meta = |step: u64, history: &[EpochRecord], train_seconds: f64| {
         json!({
@@ -190,6 +194,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         let path = checkpoints
             .save(step, score, &meta(step, history, secs), &tensors)
             .map_err(TrainError::Store)?;
+        progress.checkpoint_saved();
         let took = started.elapsed();
         save_time.set(save_time.get() + took);
         tracing::debug!(trial, step, path = %path.display(), ms = took.as_millis() as u64, "checkpoint saved");
@@ -275,6 +280,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
             );
             loss_sum = Tensor::zeros([], (Kind::Float, device));
             loss_count = 0;
+            progress.end_epoch(record.epoch, record.train_loss, record.val_accuracy);
             history.push(record);
             if let (Some(cb), Some(last)) = (on_epoch, history.last()) {
                 cb(trial, last);
