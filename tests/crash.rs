@@ -165,13 +165,7 @@ fn sigkill_torture_ends_bit_identical() {
             child.kill().unwrap();
         }
         let _ = child.wait();
-        let mut log = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
+        let log = read_log(&log);
         if let Some(expected) = expect_resume_from {
             if let Some(got) = resumed_step(&log) {
                 assert!(
@@ -250,24 +244,24 @@ fn sigterm_checkpoints_the_stop_step_and_exits_143() {
     let s = setup();
     let want = reference_hash(&s);
     let state = s.root.join("term");
-    let mut child = spawn(&mut train_cmd(&s, &state));
+    let log = s.root.join("term.log");
+    let mut child = spawn_logged(&mut train_cmd(&s, &state), &log);
     let start = Instant::now();
     while checkpoint_steps(&state).is_empty() {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            child.try_wait().unwrap().is_none(),
+            "exited early: {}",
+            read_log(&log)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
             "no checkpoint appeared"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = read_log(&log);
     assert_eq!(status.code(), Some(143), "{log}");
     let stopped_at = log
         .lines()
@@ -298,15 +292,17 @@ fn sigterm_checkpoints_the_stop_step_and_exits_143() {
 fn second_daemon_on_one_state_dir_exits_73_naming_the_holder() {
     let s = setup();
     let state = s.root.join("locked");
-    let mut first = spawn(train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "50"));
-    let start = Instant::now();
-    while checkpoint_steps(&state).is_empty() && heartbeat_step(&state) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "first daemon never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let log = s.root.join("first.log");
+    let mut first = spawn_logged(
+        train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "50"),
+        &log,
+    );
+    wait_until_training(&mut first, &state);
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "first daemon exited: {}",
+        read_log(&log)
+    );
     let out = train_cmd(&s, &state).output().unwrap();
     first.kill().unwrap();
     let _ = first.wait();
