@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{parse_duration, Command, CommonArgs, Config, ConfigError};
+use crate::config::{parse_duration, Command, CommonArgs, Config, ConfigError, LogFormat};
 use crate::exit;
 use crate::pipeline::{self, StudyEnd};
 use crate::store;
@@ -67,6 +67,8 @@ fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>)> {
         every,
         cfg.watchdog,
     );
+    telemetry::http::start(cfg, &progress)?;
+    telemetry::bar::spawn_if_terminal(progress.clone(), cfg.log_format != LogFormat::Json);
     live.training
         .store(true, std::sync::atomic::Ordering::Relaxed);
     Ok((lock, progress))

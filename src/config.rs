@@ -120,6 +120,19 @@ pub struct CommonArgs {
     /// Comma-separated base URLs MNIST is downloaded from when the data dir holds no data set.
     #[arg(long, env = "TRAINERD_MNIST_MIRRORS")]
     pub mnist_mirrors: Option<String>,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g.
+    /// `127.0.0.1:9464`; `off` or unset: no endpoint).
+    #[arg(long, env = "TRAINERD_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Watch the workspace by polling instead of file events (network filesystems).
+    #[arg(long, env = "TRAINERD_WATCH_POLL")]
+    pub watch_poll: bool,
+    /// Git remote (name or URL) to fetch and fast-forward the workspace checkout from.
+    #[arg(long, env = "TRAINERD_GIT_REMOTE")]
+    pub git_remote: Option<String>,
+    /// How often to fetch `--git-remote` (e.g. `60s`).
+    #[arg(long, env = "TRAINERD_GIT_FETCH_EVERY")]
+    pub git_fetch_every: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -165,6 +178,10 @@ pub struct FileConfig {
     pub watchdog: Option<String>,
     pub log_format: Option<String>,
     pub mnist_mirrors: Option<String>,
+    pub metrics_addr: Option<String>,
+    pub watch_poll: Option<bool>,
+    pub git_remote: Option<String>,
+    pub git_fetch_every: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +227,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where to download MNIST from when the data dir is empty.
     pub mnist_mirrors: Vec<String>,
+    /// Where `/metrics` and `/healthz` listen (`None`: no endpoint).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Watch the workspace by polling (network filesystems miss file events).
+    pub watch_poll: bool,
+    /// Remote to fetch and fast-forward the workspace checkout from.
+    pub git_remote: Option<String>,
+    pub git_fetch_every: Duration,
 }
 
 impl Config {
@@ -293,6 +317,22 @@ impl Config {
                 ))
             }
         };
+        let metrics_addr = match a.metrics_addr.clone().or(f.metrics_addr).as_deref() {
+            None | Some("" | "off") => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                invalid(
+                    "metrics_addr",
+                    format!("{s:?} is not an address such as 127.0.0.1:9464 (or off)"),
+                )
+            })?),
+        };
+        let git_fetch_every = match a.git_fetch_every.clone().or(f.git_fetch_every) {
+            Some(s) => parse_duration(&s).map_err(|w| invalid("git_fetch_every", w))?,
+            None => Duration::from_secs(60),
+        };
+        if git_fetch_every < Duration::from_secs(1) {
+            return Err(invalid("git_fetch_every", "must be at least 1s"));
+        }
         let preset = a
             .preset
             .clone()
@@ -333,6 +373,14 @@ impl Config {
                 Some(list) => crate::data::download::parse_mirrors(&list),
                 None => crate::data::download::default_mirrors(),
             },
+            metrics_addr,
+            watch_poll: a.watch_poll || f.watch_poll.unwrap_or(false),
+            git_remote: a
+                .git_remote
+                .clone()
+                .or(f.git_remote)
+                .filter(|r| !r.is_empty()),
+            git_fetch_every,
         })
     }
 }
@@ -519,6 +567,37 @@ mod tests {
         std::fs::write(&path, "epochz = 3\n").unwrap();
         let err = read_file(&path).unwrap_err().to_string();
         assert!(err.contains("t.toml") && err.contains("epochz"), "{err}");
+    }
+
+    #[test]
+    fn metrics_addr_is_off_by_default_and_validated() {
+        let c = Config::merge(&args(), FileConfig::default()).unwrap();
+        assert_eq!(c.metrics_addr, None);
+        let a = CommonArgs {
+            metrics_addr: Some("127.0.0.1:9464".into()),
+            ..args()
+        };
+        let c = Config::merge(&a, FileConfig::default()).unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        let file = FileConfig {
+            metrics_addr: Some("0.0.0.0:9464".into()),
+            ..Default::default()
+        };
+        let a = CommonArgs {
+            metrics_addr: Some("off".into()),
+            ..args()
+        };
+        assert_eq!(
+            Config::merge(&a, file).unwrap().metrics_addr,
+            None,
+            "flag turns it off"
+        );
+        let a = CommonArgs {
+            metrics_addr: Some("localhost".into()),
+            ..args()
+        };
+        let err = Config::merge(&a, FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("metrics_addr"), "{err}");
     }
 
     #[test]

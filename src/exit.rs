@@ -42,6 +42,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::train::TrainError>() {
             return e.exit_code();
         }
+        if let Some(e) = cause.downcast_ref::<crate::telemetry::http::HttpError>() {
+            return e.exit_code();
+        }
     }
     1
 }

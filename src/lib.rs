@@ -8,7 +8,9 @@
 //! - [`train`]: the step loop, evaluation, deterministic random streams
 //! - [`store`]: atomic checkpoints, retention, quarantine, the state-dir lock
 //! - [`pipeline`]: the job chain: study, trials, promotion
-//! - [`telemetry`]: logging, heartbeat, watchdog
+//! - [`telemetry`]: logging, heartbeat, watchdog, Prometheus metrics, progress bar
+//! - [`report`]: `best/report.html` with SVG plots
+//! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
@@ -21,7 +23,9 @@ pub mod katib;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod report;
 pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod train;
+pub mod watch;

@@ -1,24 +1,200 @@
-//! `trainerd status`: what the state dir says, as a table or JSON.
+//! `trainerd status`: what the state dir says, as a table or JSON: whether
+//! a daemon runs and what it trains (heartbeat), the current study's trials
+//! and restarts (event log), the last checkpoint, and the champion.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
 use crate::pipeline::promote::read_card;
-use crate::telemetry::heartbeat;
+use crate::telemetry::heartbeat::{self, Heartbeat};
+use crate::telemetry::metrics::tally_events;
+use crate::train::now_ms;
+
+/// A heartbeat older than this means no daemon is running (it beats every 5 s).
+const STALE_MS: u64 = 30_000;
+
+/// "12s", "4m 05s", "3h 02m", "2d 04h".
+pub fn format_age(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// What the heartbeat says the process is doing.
+fn state(beat: Option<&Heartbeat>, now: u64) -> &'static str {
+    match beat {
+        None => "not started",
+        Some(b) if now.saturating_sub(b.updated_ms) > STALE_MS => "not running",
+        Some(b) if b.training => "training",
+        Some(_) => "idle",
+    }
+}
+
+/// Newest modification time under `dir` (recursively), as Unix ms.
+fn newest_mtime_ms(dir: &Path) -> Option<u64> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let Ok(meta) = entry.metadata() else { continue };
+        let t = if meta.is_dir() {
+            newest_mtime_ms(&entry.path())
+        } else {
+            meta.modified()
+                .ok()
+                .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// The last line of the event log, parsed.
+fn last_event(state_dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(state_dir.join("events.jsonl")).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    serde_json::from_str(line).ok()
+}
 
 /// Collects the state dir's summary as JSON.
 pub fn collect(state_dir: &Path) -> Value {
+    let now = now_ms();
     let beat = heartbeat::read(state_dir);
     let card = read_card(state_dir);
+    let tally = tally_events(&state_dir.join("events.jsonl"));
+    let age = |ms: u64| (ms > 0).then(|| now.saturating_sub(ms) as f64 / 1000.0);
+    // This process's last checkpoint, else the newest file among the trials'.
+    let ckpt_ms = beat
+        .as_ref()
+        .map(|b| b.last_checkpoint_ms)
+        .filter(|&ms| ms > 0)
+        .or_else(|| newest_mtime_ms(&state_dir.join("trials")));
     json!({
         "state_dir": state_dir.display().to_string(),
-        "heartbeat": beat,
-        "best": card.map(|c| json!({
-            "trial": c.trial, "preset": c.preset, "val_accuracy": c.val_accuracy,
-            "test_accuracy": c.test_accuracy, "created_at": c.created_at,
+        "state": state(beat.as_ref(), now),
+        "pid": beat.as_ref().map(|b| b.pid),
+        "heartbeat_age_seconds": beat.as_ref().and_then(|b| age(b.updated_ms)),
+        "trial": beat.as_ref().map(|b| b.trial),
+        "epoch": beat.as_ref().map(|b| b.epoch),
+        "step": beat.as_ref().map(|b| b.step),
+        "total_steps": beat.as_ref().map(|b| b.total_steps).filter(|&t| t > 0),
+        "samples_per_sec": beat.as_ref().map(|b| b.samples_per_sec),
+        "train_loss": beat.as_ref().and_then(|b| b.train_loss),
+        "val_accuracy": beat.as_ref().and_then(|b| b.val_accuracy),
+        "last_checkpoint_age_seconds": ckpt_ms.and_then(age),
+        "trials": {"running": tally.running, "finished": tally.finished, "pruned": tally.pruned},
+        "restarts": tally.restarts,
+        "best": card.map(|c| {
+            let mut v = json!({
+                "trial": c.trial, "preset": c.preset, "val_accuracy": c.val_accuracy,
+                "test_accuracy": c.test_accuracy, "created_at": c.created_at,
+                "data_fingerprint": c.data_fingerprint, "parameters": c.parameters,
+            });
+            // Fields newer cards carry (study, commit), passed through as written.
+            if let Ok(Value::Object(all)) = serde_json::to_value(&c) {
+                for key in ["study", "commit"] {
+                    if let Some(x) = all.get(key).filter(|x| !x.is_null()) {
+                        v[key] = x.clone();
+                    }
+                }
+            }
+            v
+        }),
+        "last_event": last_event(state_dir).map(|e| json!({
+            "kind": e["kind"], "time": e["time"], "message": e["message"],
         })),
     })
+}
+
+fn pct(x: &Value) -> String {
+    x.as_f64()
+        .map_or("-".into(), |v| format!("{:.2}%", v * 100.0))
+}
+
+/// The table `trainerd status` prints.
+pub fn render_table(v: &Value) -> String {
+    let mut rows: Vec<(&str, String)> =
+        vec![("state dir", v["state_dir"].as_str().unwrap_or("").into())];
+    let mut state = v["state"].as_str().unwrap_or("").to_string();
+    if let (Some(pid), Some(age)) = (v["pid"].as_u64(), v["heartbeat_age_seconds"].as_f64()) {
+        state += &format!(" (pid {pid}, heartbeat {} ago)", format_age(age));
+    }
+    rows.push(("state", state));
+    if let Some(step) = v["step"].as_u64() {
+        let mut line = format!(
+            "trial {} · epoch {} · step {step}",
+            v["trial"].as_u64().unwrap_or(0),
+            v["epoch"].as_u64().unwrap_or(0)
+        );
+        if let Some(total) = v["total_steps"].as_u64() {
+            line += &format!(
+                "/{total} ({:.0}%)",
+                step as f64 * 100.0 / total.max(1) as f64
+            );
+        }
+        if let Some(rate) = v["samples_per_sec"].as_u64().filter(|&r| r > 0) {
+            line += &format!(" · {rate} samples/s");
+        }
+        rows.push(("progress", line));
+    }
+    if let Some(loss) = v["train_loss"].as_f64() {
+        rows.push((
+            "last epoch",
+            format!("loss {loss:.4} · val accuracy {}", pct(&v["val_accuracy"])),
+        ));
+    }
+    rows.push((
+        "checkpoint",
+        v["last_checkpoint_age_seconds"]
+            .as_f64()
+            .map_or("none yet".into(), |a| format!("{} ago", format_age(a))),
+    ));
+    let t = &v["trials"];
+    rows.push((
+        "study trials",
+        format!(
+            "{} running · {} finished · {} pruned · {} restarts",
+            t["running"], t["finished"], t["pruned"], v["restarts"]
+        ),
+    ));
+    match v["best"].as_object() {
+        Some(b) => {
+            let mut line = format!(
+                "trial {} ({}) · val {} · test {} · {}",
+                b["trial"],
+                b["preset"].as_str().unwrap_or(""),
+                pct(&b["val_accuracy"]),
+                pct(&b["test_accuracy"]),
+                b["created_at"].as_str().unwrap_or("")
+            );
+            let fp = b["data_fingerprint"].as_str().unwrap_or("");
+            line += &format!(" · data {}", &fp[..fp.len().min(12)]);
+            if let Some(c) = b.get("commit").and_then(Value::as_str) {
+                line += &format!(" · commit {}", &c[..c.len().min(12)]);
+            }
+            rows.push(("champion", line));
+        }
+        None => rows.push(("champion", "none yet".into())),
+    }
+    if let Some(e) = v["last_event"].as_object() {
+        rows.push((
+            "last event",
+            format!(
+                "{} {} {}",
+                e["time"].as_str().unwrap_or(""),
+                e["kind"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            )
+            .trim()
+            .to_string(),
+        ));
+    }
+    rows.iter().map(|(k, v)| format!("{k:<13} {v}\n")).collect()
 }
 
 pub fn print(state_dir: &Path, as_json: bool) -> anyhow::Result<()> {
@@ -26,24 +202,81 @@ pub fn print(state_dir: &Path, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("state dir   {}", state_dir.display());
-        match v["heartbeat"].as_object() {
-            Some(h) => println!(
-                "step        {} (pid {}, training {})",
-                h["step"], h["pid"], h["training"]
-            ),
-            None => println!("step        (no heartbeat)"),
-        }
-        match v["best"].as_object() {
-            Some(b) => println!(
-                "best        trial {} {}: val {:.4} test {:.4}",
-                b["trial"],
-                b["preset"],
-                b["val_accuracy"].as_f64().unwrap_or(0.0),
-                b["test_accuracy"].as_f64().unwrap_or(0.0)
-            ),
-            None => println!("best        (none yet)"),
-        }
+        print!("{}", render_table(&v));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(format_age(0.4), "0s");
+        assert_eq!(format_age(59.0), "59s");
+        assert_eq!(format_age(65.0), "1m 05s");
+        assert_eq!(format_age(3.0 * 3600.0 + 120.0), "3h 02m");
+        assert_eq!(format_age(2.0 * 86400.0 + 4.0 * 3600.0), "2d 04h");
+    }
+
+    #[test]
+    fn empty_state_dir_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = collect(dir.path());
+        assert_eq!(v["state"], "not started");
+        assert!(v["best"].is_null() && v["step"].is_null());
+        let table = render_table(&v);
+        assert!(table.contains("champion      none yet"), "{table}");
+        assert!(table.contains("checkpoint    none yet"), "{table}");
+    }
+
+    #[test]
+    fn heartbeat_and_events_show_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = crate::train::Progress::default();
+        progress.start_trial(2, 400, 0);
+        progress.set_step(100);
+        progress.end_epoch(1, 0.5, 0.9712);
+        progress.checkpoint_saved();
+        let beat = Heartbeat::from_progress(&progress, true);
+        std::fs::write(
+            heartbeat::path(dir.path()),
+            serde_json::to_vec(&beat).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("events.jsonl"),
+            concat!(
+                "{\"kind\":\"study_started\",\"study\":\"s\",\"time\":\"t0\"}\n",
+                "{\"kind\":\"trial_started\",\"study\":\"s\",\"time\":\"t1\",\"message\":\"trial 0\"}\n",
+            ),
+        )
+        .unwrap();
+        let v = collect(dir.path());
+        assert_eq!(v["state"], "training");
+        assert_eq!(
+            (v["trial"].as_u64(), v["step"].as_u64()),
+            (Some(2), Some(100))
+        );
+        assert_eq!(v["trials"]["running"], 1);
+        assert!(v["last_checkpoint_age_seconds"].as_f64().unwrap() < 60.0);
+        let table = render_table(&v);
+        assert!(
+            table.contains("trial 2 · epoch 1 · step 100/400 (25%)"),
+            "{table}"
+        );
+        assert!(table.contains("val accuracy 97.12%"), "{table}");
+        assert!(table.contains("t1 trial_started trial 0"), "{table}");
+
+        // An old heartbeat: the daemon is gone.
+        let mut old = beat.clone();
+        old.updated_ms -= 10 * 60 * 1000;
+        std::fs::write(
+            heartbeat::path(dir.path()),
+            serde_json::to_vec(&old).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(collect(dir.path())["state"], "not running");
+    }
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,12 +81,33 @@ fn checkpoint_steps(state: &Path) -> Vec<u64> {
     steps
 }
 
-fn heartbeat_step(state: &Path) -> u64 {
+fn heartbeat(state: &Path) -> Option<serde_json::Value> {
     std::fs::read(state.join("heartbeat.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+}
+
+fn heartbeat_step(state: &Path) -> u64 {
+    heartbeat(state)
         .and_then(|v| v["step"].as_u64())
         .unwrap_or(0)
+}
+
+/// Waits until `child` reports training steps in the heartbeat (or exits).
+fn wait_until_training(child: &mut std::process::Child, state: &Path) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        if let Some(hb) = heartbeat(state) {
+            if hb["pid"].as_u64() == Some(u64::from(child.id())) && hb["step"].as_u64() > Some(0) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("trainerd did not start training within 120 s");
 }
 
 /// The step a run logged that it resumed from, if it did.
@@ -121,8 +141,18 @@ fn sigkill_torture_ends_bit_identical() {
     let mut resumes_checked = 0;
     while kills < 30 {
         // Sleeping at every save point widens the save window so kills land inside saves too.
-        let mut child = spawn(train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "15"));
-        let delay = rng.next(150, 1500);
+        let log = s.root.join("torture.log");
+        let mut child = spawn_logged(
+            train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "15"),
+            &log,
+        );
+        // Most kills land while training (steps, saves, evaluation); one in five anywhere from start-up on.
+        let delay = if rng.next(0, 5) == 0 {
+            rng.next(0, 800)
+        } else {
+            wait_until_training(&mut child, &state);
+            rng.next(0, 600)
+        };
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(delay) {
             if child.try_wait().unwrap().is_some() {
@@ -135,13 +165,7 @@ fn sigkill_torture_ends_bit_identical() {
             child.kill().unwrap();
         }
         let _ = child.wait();
-        let mut log = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
+        let log = read_log(&log);
         if let Some(expected) = expect_resume_from {
             if let Some(got) = resumed_step(&log) {
                 assert!(
@@ -220,24 +244,24 @@ fn sigterm_checkpoints_the_stop_step_and_exits_143() {
     let s = setup();
     let want = reference_hash(&s);
     let state = s.root.join("term");
-    let mut child = spawn(&mut train_cmd(&s, &state));
+    let log = s.root.join("term.log");
+    let mut child = spawn_logged(&mut train_cmd(&s, &state), &log);
     let start = Instant::now();
     while checkpoint_steps(&state).is_empty() {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            child.try_wait().unwrap().is_none(),
+            "exited early: {}",
+            read_log(&log)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
             "no checkpoint appeared"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = read_log(&log);
     assert_eq!(status.code(), Some(143), "{log}");
     let stopped_at = log
         .lines()
@@ -268,15 +292,17 @@ fn sigterm_checkpoints_the_stop_step_and_exits_143() {
 fn second_daemon_on_one_state_dir_exits_73_naming_the_holder() {
     let s = setup();
     let state = s.root.join("locked");
-    let mut first = spawn(train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "50"));
-    let start = Instant::now();
-    while checkpoint_steps(&state).is_empty() && heartbeat_step(&state) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "first daemon never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let log = s.root.join("first.log");
+    let mut first = spawn_logged(
+        train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "50"),
+        &log,
+    );
+    wait_until_training(&mut first, &state);
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "first daemon exited: {}",
+        read_log(&log)
+    );
     let out = train_cmd(&s, &state).output().unwrap();
     first.kill().unwrap();
     let _ = first.wait();

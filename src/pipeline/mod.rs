@@ -138,6 +138,30 @@ pub fn train_study(cfg: &Config, stop: &StopFlag, progress: &Progress) -> anyhow
     };
     let best = promote(&cfg.state_dir, &report.weights, &card).context("promoting the model")?;
     tracing::info!(path = %best.display(), test_accuracy = card.test_accuracy, "model promoted");
+    let summary = crate::report::TrialSummary {
+        trial,
+        spec: spec.clone(),
+        state: "finished".into(),
+        val_accuracy: Some(report.val.accuracy),
+        test_accuracy: Some(report.test.accuracy),
+        parameters: Some(report.parameters),
+        train_seconds: report.train_seconds,
+        history: report.history.clone(),
+    };
+    let commit = crate::watch::git::commit_of(&cfg.data_dir);
+    let inputs = crate::report::ReportInputs {
+        card: &card,
+        trials: std::slice::from_ref(&summary),
+        target_accuracy: Some(cfg.target_accuracy),
+        study: None,
+        commit: commit.as_deref(),
+        class_names: None,
+    };
+    // The report is for people: a failure to write it is logged, not fatal.
+    match crate::report::write(&cfg.state_dir, &inputs) {
+        Ok(path) => tracing::info!(path = %path.display(), "report written"),
+        Err(e) => tracing::warn!("report not written: {e}"),
+    }
     Ok(if report.val.accuracy >= cfg.target_accuracy {
         StudyEnd::TargetReached
     } else {

@@ -22,6 +22,42 @@ pub struct Heartbeat {
     /// Whether a trial is running (the watchdog only judges training).
     pub training: bool,
     pub samples_per_sec: u64,
+    /// The trial training now (or last), its completed epochs and planned steps.
+    #[serde(default)]
+    pub trial: u64,
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub total_steps: u64,
+    /// Unix ms of the last checkpoint this process wrote (0: none yet).
+    #[serde(default)]
+    pub last_checkpoint_ms: u64,
+    /// The last epoch's training loss and validation accuracy.
+    #[serde(default)]
+    pub train_loss: Option<f64>,
+    #[serde(default)]
+    pub val_accuracy: Option<f64>,
+}
+
+impl Heartbeat {
+    /// What `progress` says now.
+    pub fn from_progress(progress: &Progress, training: bool) -> Heartbeat {
+        let finite = |x: f64| x.is_finite().then_some(x);
+        Heartbeat {
+            pid: std::process::id(),
+            step: progress.step.load(Ordering::Relaxed),
+            updated_ms: now_ms(),
+            last_step_ms: progress.last_step_ms.load(Ordering::Relaxed),
+            training,
+            samples_per_sec: progress.samples_per_sec.load(Ordering::Relaxed),
+            trial: progress.trial.load(Ordering::Relaxed),
+            epoch: progress.epoch.load(Ordering::Relaxed),
+            total_steps: progress.total_steps.load(Ordering::Relaxed),
+            last_checkpoint_ms: progress.last_checkpoint_ms.load(Ordering::Relaxed),
+            train_loss: finite(progress.train_loss()),
+            val_accuracy: finite(progress.val_accuracy()),
+        }
+    }
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -51,14 +87,7 @@ pub fn spawn(
 ) {
     let spawned = std::thread::Builder::new().name("heartbeat".into()).spawn(move || loop {
         let training = live.training.load(Ordering::Relaxed);
-        let beat = Heartbeat {
-            pid: std::process::id(),
-            step: progress.step.load(Ordering::Relaxed),
-            updated_ms: now_ms(),
-            last_step_ms: progress.last_step_ms.load(Ordering::Relaxed),
-            training,
-            samples_per_sec: progress.samples_per_sec.load(Ordering::Relaxed),
-        };
+        let beat = Heartbeat::from_progress(&progress, training);
         let tmp = path(&state_dir).with_extension("tmp");
         if let Ok(bytes) = serde_json::to_vec(&beat) {
             if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path(&state_dir))).is_err() {

@@ -16,7 +16,7 @@ pub fn init(format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(super::bar::stderr_writer);
     let _ = if json {
         builder
             .json()

@@ -18,12 +18,25 @@ impl StopFlag {
     }
 }
 
-/// Step counter with the wall-clock time of its last change.
+/// Step counter with the wall-clock time of its last change, and what the
+/// heartbeat, `/metrics` and the progress bar show about the current trial.
 pub struct Progress {
     pub step: AtomicU64,
     /// Unix milliseconds of the last step.
     pub last_step_ms: AtomicU64,
     pub samples_per_sec: AtomicU64,
+    /// The trial training now (or last).
+    pub trial: AtomicU64,
+    /// Epochs that trial has completed.
+    pub epoch: AtomicU64,
+    /// Steps that trial will take in all (the progress bar's length).
+    pub total_steps: AtomicU64,
+    /// Unix milliseconds of the last checkpoint written (0: none yet).
+    pub last_checkpoint_ms: AtomicU64,
+    /// The last epoch's mean training loss, as `f64` bits (NaN: none yet).
+    pub train_loss: AtomicU64,
+    /// The last epoch's validation accuracy, as `f64` bits (NaN: none yet).
+    pub val_accuracy: AtomicU64,
 }
 
 impl Default for Progress {
@@ -33,6 +46,12 @@ impl Default for Progress {
             step: AtomicU64::new(0),
             last_step_ms: AtomicU64::new(now_ms()),
             samples_per_sec: AtomicU64::new(0),
+            trial: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            total_steps: AtomicU64::new(0),
+            last_checkpoint_ms: AtomicU64::new(0),
+            train_loss: AtomicU64::new(f64::NAN.to_bits()),
+            val_accuracy: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
 }
@@ -41,6 +60,34 @@ impl Progress {
     pub fn set_step(&self, step: u64) {
         self.step.store(step, Ordering::Relaxed);
         self.last_step_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    /// A trial starts (or resumes at `epoch`): resets the per-epoch values.
+    pub fn start_trial(&self, trial: u32, total_steps: u64, epoch: u64) {
+        self.trial.store(u64::from(trial), Ordering::Relaxed);
+        self.total_steps.store(total_steps, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Relaxed);
+        self.train_loss.store(f64::NAN.to_bits(), Ordering::Relaxed);
+        self.val_accuracy
+            .store(f64::NAN.to_bits(), Ordering::Relaxed);
+    }
+    /// An epoch ended with these results.
+    pub fn end_epoch(&self, epoch: u32, train_loss: f64, val_accuracy: f64) {
+        self.epoch.store(u64::from(epoch), Ordering::Relaxed);
+        self.train_loss
+            .store(train_loss.to_bits(), Ordering::Relaxed);
+        self.val_accuracy
+            .store(val_accuracy.to_bits(), Ordering::Relaxed);
+    }
+    pub fn checkpoint_saved(&self) {
+        self.last_checkpoint_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    /// The last epoch's training loss (NaN before the first).
+    pub fn train_loss(&self) -> f64 {
+        f64::from_bits(self.train_loss.load(Ordering::Relaxed))
+    }
+    /// The last epoch's validation accuracy (NaN before the first).
+    pub fn val_accuracy(&self) -> f64 {
+        f64::from_bits(self.val_accuracy.load(Ordering::Relaxed))
     }
     /// Milliseconds since the last step.
     pub fn idle_ms(&self) -> u64 {

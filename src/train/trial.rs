@@ -130,7 +130,10 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut step: u64 = 0;
     let mut train_seconds = 0.0;
-    if let Some(ckpt) = checkpoints.load_newest_valid().map_err(TrainError::Store)? {
+    // The newest checkpoint that verifies *and* belongs to this trial; one that
+    // verifies but cannot be used (another spec, another data version) is set
+    // aside so the next restart does not pick it again.
+    while let Some(ckpt) = checkpoints.load_newest_valid().map_err(TrainError::Store)? {
         match restore(
             &ckpt.meta,
             &ckpt.tensors,
@@ -146,14 +149,22 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
                 history = state.history;
                 train_seconds = state.train_seconds;
                 tracing::info!(trial, step, path = %ckpt.path.display(), "resumed from checkpoint");
+                break;
             }
             Err(why) => {
-                tracing::warn!(trial, path = %ckpt.path.display(), "checkpoint not usable, starting the trial over: {why}")
+                tracing::warn!(trial, path = %ckpt.path.display(), "checkpoint not usable, set aside: {why}");
+                checkpoints
+                    .quarantine(&ckpt.path, &why)
+                    .map_err(TrainError::Store)?;
             }
         }
     }
     let resumed_from = step;
     let mut last_saved = (step > 0).then_some(step);
+    progress.start_trial(trial, total, step / per_epoch);
+    if let Some(last) = history.last() {
+        progress.end_epoch(last.epoch, last.train_loss, last.val_accuracy);
+    }
     progress.set_step(step);
     let meta = |step: u64, history: &[EpochRecord], train_seconds: f64| {
         json!({
@@ -183,6 +194,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         let path = checkpoints
             .save(step, score, &meta(step, history, secs), &tensors)
             .map_err(TrainError::Store)?;
+        progress.checkpoint_saved();
         let took = started.elapsed();
         save_time.set(save_time.get() + took);
         tracing::debug!(trial, step, path = %path.display(), ms = took.as_millis() as u64, "checkpoint saved");
@@ -268,6 +280,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
             );
             loss_sum = Tensor::zeros([], (Kind::Float, device));
             loss_count = 0;
+            progress.end_epoch(record.epoch, record.train_loss, record.val_accuracy);
             history.push(record);
             if let (Some(cb), Some(last)) = (on_epoch, history.last()) {
                 cb(trial, last);

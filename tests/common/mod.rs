@@ -34,11 +34,17 @@ pub fn run(args: &[&str]) -> Output {
     trainerd(args).output().expect("run trainerd")
 }
 
-pub fn spawn(cmd: &mut Command) -> Child {
+/// Spawns with stderr going to `log` (a file never fills up and blocks the child, as a pipe can).
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).expect("create log file");
     cmd.stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(file)
         .spawn()
         .expect("spawn trainerd")
+}
+
+pub fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 pub fn sha256_file(path: &Path) -> String {

@@ -1,0 +1,192 @@
+//! What the watcher looks at: the data files (IDX consistency, content
+//! fingerprint), the config file (parses?), and cheap stat signatures that
+//! say whether either may have changed since the last look.
+//!
+//! The data checks use the data module's IDX reader (the checks training
+//! makes, short of building tensors), so what the watcher accepts loads.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::data::dataset::locate;
+use crate::data::idx;
+
+/// Is `name` one of the data set's files (`train-images-idx3-ubyte[.gz]` …)?
+/// Hidden names and anything not ending in `ubyte`/`ubyte.gz` (a temp file
+/// being copied, a README) are not data.
+pub fn is_data_file(name: &str) -> bool {
+    !name.starts_with('.') && (name.ends_with("ubyte") || name.ends_with("ubyte.gz"))
+}
+
+/// The data files in `dir`, sorted by name.
+pub fn data_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(is_data_file))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Size, mtime (ns), inode and device of a path (following symlinks); changes
+/// whenever the file is rewritten or replaced.
+pub type StatSig = (u64, i64, u64, u64);
+
+fn stat_sig(path: &Path) -> Option<StatSig> {
+    let m = fs::metadata(path).ok()?;
+    Some((
+        m.len(),
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.ino(),
+        m.dev(),
+    ))
+}
+
+/// Cheap signature of the data dir: every data file's [`StatSig`].
+pub fn data_signature(dir: &Path) -> BTreeMap<PathBuf, Option<StatSig>> {
+    data_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let sig = stat_sig(&p);
+            (p, sig)
+        })
+        .collect()
+}
+
+/// Cheap signature of one file (the config).
+pub fn file_signature(path: &Path) -> Option<StatSig> {
+    stat_sig(path)
+}
+
+/// Checks the data set's four files (each a complete IDX file whose header
+/// matches its size; images and labels counts agree) and returns its
+/// fingerprint — the same digest [`Dataset::load`] records, so it can be
+/// compared with a model card's `data_fingerprint`; or the problems.
+///
+/// [`Dataset::load`]: crate::data::Dataset::load
+pub fn inspect_data(dir: &Path) -> Result<String, Vec<String>> {
+    let [train_x, train_y, test_x, test_y] = locate(dir).map_err(|e| vec![e.to_string()])?;
+    let mut problems = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut counts = Vec::new();
+    for (path, rank) in [(&train_x, 3), (&train_y, 1), (&test_x, 3), (&test_y, 1)] {
+        let read = if rank == 3 {
+            idx::read_images(path).map(|i| (i.count, Sha256::digest(i.idx.bytes())))
+        } else {
+            idx::read_labels(path).map(|l| (l.count, Sha256::digest(l.idx.bytes())))
+        };
+        match read {
+            Ok((count, digest)) => {
+                hasher.update(digest);
+                counts.push(Some(count));
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                counts.push(None);
+            }
+        }
+    }
+    for (x, y, labels) in [(0, 1, &train_y), (2, 3, &test_y)] {
+        if let (Some(n), Some(m)) = (counts[x], counts[y]) {
+            if n != m {
+                problems.push(format!(
+                    "{}: holds {m} labels but the images file holds {n} (one of them not updated yet?)",
+                    labels.display()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(hex::encode(hasher.finalize()))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Reads the config file and checks that it parses as trainerd's TOML
+/// config; returns a hash of its contents.
+pub fn inspect_config(path: &Path) -> Result<String, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    toml::from_str::<crate::config::FileConfig>(&text)
+        .map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))?;
+    Ok(hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::write_synthetic_mnist;
+
+    #[test]
+    fn fingerprint_is_the_datasets_and_ignores_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        write_synthetic_mnist(p, 60, 20, 3).unwrap();
+        let fp = inspect_data(p).unwrap();
+        let opts = crate::data::LoadOptions {
+            val_size: 10,
+            ..Default::default()
+        };
+        let loaded = crate::data::Dataset::load(p, &opts).unwrap();
+        assert_eq!(fp, loaded.fingerprint, "the watcher and the trainer agree");
+        fs::write(p.join("README"), "not data").unwrap();
+        assert_eq!(inspect_data(p).unwrap(), fp);
+        write_synthetic_mnist(p, 60, 20, 4).unwrap();
+        assert_ne!(inspect_data(p).unwrap(), fp);
+    }
+
+    #[test]
+    fn truncated_and_mismatched_files_are_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        write_synthetic_mnist(p, 60, 20, 3).unwrap();
+        let name = |part: crate::data::dataset::Part| part.find(p).unwrap();
+        let images = name(crate::data::dataset::Part::TrainImages);
+        let full = fs::read(&images).unwrap();
+        fs::write(&images, &full[..full.len() / 2]).unwrap();
+        let err = inspect_data(p).unwrap_err().join("\n");
+        assert!(err.contains(&images.display().to_string()), "{err}");
+        fs::write(&images, &full).unwrap();
+        inspect_data(p).unwrap();
+        // New training images, old labels: a pair caught half-updated.
+        let other = tempfile::tempdir().unwrap();
+        write_synthetic_mnist(other.path(), 70, 20, 3).unwrap();
+        let new_images = crate::data::dataset::Part::TrainImages
+            .find(other.path())
+            .unwrap();
+        fs::copy(&new_images, &images).unwrap();
+        let err = inspect_data(p).unwrap_err().join("\n");
+        assert!(err.contains("60 labels") && err.contains("70"), "{err}");
+        fs::remove_file(&images).unwrap();
+        assert!(inspect_data(p).is_err(), "a missing file is a problem");
+    }
+
+    #[test]
+    fn data_file_names() {
+        assert!(is_data_file("train-images-idx3-ubyte.gz"));
+        assert!(is_data_file("t10k-labels.idx1-ubyte"));
+        assert!(!is_data_file(".train-images-idx3-ubyte.gz"));
+        assert!(!is_data_file("train-images-idx3-ubyte.gz.part"));
+    }
+
+    #[test]
+    fn config_must_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("trainerd.toml");
+        fs::write(&p, "epochs = 3\n").unwrap();
+        let h = inspect_config(&p).unwrap();
+        fs::write(&p, "epochs = \n").unwrap();
+        assert!(inspect_config(&p).is_err());
+        fs::write(&p, "epochz = 3\n").unwrap();
+        assert!(inspect_config(&p).unwrap_err().contains("epochz"));
+        fs::write(&p, "epochs = 4\n").unwrap();
+        assert_ne!(inspect_config(&p).unwrap(), h);
+    }
+}
