@@ -14,10 +14,13 @@
 #      next start resumes from exactly
 #   e  non-root: the image's default user and a --user uid are not root, and
 #      the files on the bind-mounted volume belong to, and are usable by, the
-#      host uid the container ran as
-#   d  compose (restart: unless-stopped): the daemon is killed from outside
-#      (SIGKILL to its host pid, as the OOM killer would); the restart policy
-#      starts it again and it resumes
+#      host uid the container ran as; a state dir it cannot write gives exit
+#      73 with a hint at --user
+#   d  compose (restart: unless-stopped, host network): healthy, /metrics on
+#      the host's loopback; the daemon is killed from outside (SIGKILL to its
+#      host pid, as the OOM killer would); the restart policy starts it again
+#      and it resumes. (`docker kill` would not do: Docker counts it as a
+#      manual stop and the policy leaves the container down.)
 #   g  empty data dir: MNIST is downloaded from TRAINERD_MNIST_MIRRORS (a
 #      local http.server on 127.0.0.1); with no mirror answering, a clear
 #      error that says how to mount data instead
@@ -188,6 +191,8 @@ wait_step() {
     fail "$1: heartbeat step still $(hb_step "$1" "${4:-0}") < $2 after $3 s"
 }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 wait_health() {
     local c=$1 deadline=$((SECONDS + $2)) h
     while [ $SECONDS -lt $deadline ]; do
@@ -253,8 +258,8 @@ check_b() {
     wait_step main $((r + 1)) 120 "$t_start" >/dev/null
     local st
     st=$(docker exec "$main" trainerd status --json)
-    say "status: $(jq -c '.heartbeat' <<<"$st")"
-    [ "$(jq -r '.heartbeat.step' <<<"$st")" -gt "$r" ] || fail "status step not past $r: $st"
+    say "status: $(jq -c '{state, trial, step}' <<<"$st")"
+    [ "$(jq -r '.step // 0' <<<"$st")" -gt "$r" ] || fail "status step not past $r: $st"
 }
 
 check_c() {
@@ -301,6 +306,19 @@ check_e() {
         cp -r "$1" "$1.copy"
         rm -rf "$1.copy" "$1"/heartbeat.json
     ' sh "$state"
+
+    # A state dir the container's uid cannot write: exit 73 (state dir not
+    # writable) and a hint at --user from the entrypoint, not a crash loop.
+    mkdir -p "$work/rootowned/state"
+    chmod 755 "$work/rootowned/state"
+    local out rc
+    set +e
+    out=$(docker run --rm --network none -v "$work/rootowned/state:/var/lib/trainerd" \
+        -v "$work/main/data:/data:ro" "$image" 2>&1)
+    rc=$?
+    set -e
+    [ "$rc" = 73 ] || fail "exit $rc on a read-only state dir, want 73: $out"
+    grep -q -- '--user' <<<"$out" || fail "no --user hint: $out"
 }
 
 check a "docker run logs its first training step" check_a
@@ -315,6 +333,9 @@ check_d() {
     make_dirs compose
     export TRAINERD_STATE_VOLUME=$work/compose/state TRAINERD_DATA_VOLUME=$work/compose/data
     export TRAINERD_UID=$uid TRAINERD_GID=$uid
+    local port
+    port=$(free_port)
+    export TRAINERD_METRICS_ADDR=127.0.0.1:$port
     "${compose[@]}" up -d --no-build
     local c pid s_kill line r n
     c=$("${compose[@]}" ps -q trainerd)
@@ -322,6 +343,9 @@ check_d() {
     [ "$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' "$c")" = unless-stopped ] || fail "restart policy not unless-stopped"
     wait_log "$c" 1 300 "$first_step" >/dev/null
     wait_health "$c" 120
+    # Host networking: the metrics endpoint is on the host's loopback.
+    curl -fsS "http://127.0.0.1:$port/metrics" | grep -q '^trainerd_step' ||
+        fail "no trainerd_step on http://127.0.0.1:$port/metrics"
     s_kill=$(wait_step compose $((3 * every)) 300)
     pid=$(docker inspect -f '{{.State.Pid}}' "$c")
     [ "$(cat "/proc/$pid/comm")" = trainerd ] || fail "pid $pid is $(cat "/proc/$pid/comm"), not trainerd"
@@ -349,7 +373,7 @@ check d "compose: daemon killed, restart policy restarts it, it resumes" check_d
 check_g() {
     local port c line
     make_dirs download no
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     python3 -m http.server --bind 127.0.0.1 --directory "$mnist" "$port" >"$work/http.log" 2>&1 &
     http_pid=$!
     local deadline=$((SECONDS + 20))
