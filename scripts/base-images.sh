@@ -13,12 +13,13 @@
 # machine's rustup (nothing can be downloaded from rustup's servers here).
 #
 # Env: TRAINERD_DEBIAN_MIRROR (default http://deb.debian.org/debian),
-#      TRAINERD_RUSTUP_HOME (default ~/.rustup), TRAINERD_CARGO_HOME (~/.cargo).
+#      TRAINERD_RUSTUP_HOME (default $RUSTUP_HOME or ~/.rustup),
+#      TRAINERD_CARGO_HOME (default $CARGO_HOME or ~/.cargo).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mirror=${TRAINERD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-rustup_home=${TRAINERD_RUSTUP_HOME:-$HOME/.rustup}
-cargo_home=${TRAINERD_CARGO_HOME:-$HOME/.cargo}
+rustup_home=${TRAINERD_RUSTUP_HOME:-${RUSTUP_HOME:-${HOME:-/root}/.rustup}}
+cargo_home=${TRAINERD_CARGO_HOME:-${CARGO_HOME:-${HOME:-/root}/.cargo}}
 cache=/var/cache/trainerd-debootstrap
 suite=bookworm
 
