@@ -1,23 +1,31 @@
 //! Command dispatch: each subcommand as a function of parsed flags and the
 //! stop flag (injected, so tests and embedders can drive shutdown).
 
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
 use crate::config::{parse_duration, Command, CommonArgs, Config, ConfigError};
 use crate::exit;
-use crate::pipeline::{self, StudyEnd};
+use crate::pipeline::daemon::{self, StudyRequest};
+use crate::pipeline::study::{self, Context};
+use crate::pipeline::webhook::{self, WebhookConfig};
+use crate::pipeline::{promote, StudyEnd};
 use crate::store;
 use crate::telemetry::{self, heartbeat};
 use crate::train::{Progress, StopFlag};
 
+/// How long a finishing process waits for webhook deliveries still queued
+/// (what is left is retried at the next start).
+const WEBHOOK_GRACE: Duration = Duration::from_secs(15);
+
 /// Runs a parsed command; returns the process exit status.
 pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
     match command {
-        Command::Train(args) => train(&args, stop),
-        Command::Run(args) => train(&args, stop),
+        Command::Train(args) => chain(&args, stop, Mode::Train),
+        Command::Run(args) => chain(&args, stop, Mode::Daemon),
         Command::Status(args) => crate::status::print(&args.state_dir, args.json).map(|_| exit::OK),
         Command::Health(args) => {
             let max_age = parse_duration(&args.max_age).map_err(|what| ConfigError::Invalid {
@@ -35,11 +43,22 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
                 }
             }
         }
+        Command::Rollback(args) => rollback(&args.state_dir, args.json),
+        Command::Predict(_args) => anyhow::bail!("predict: pending"), // TEMP
     }
 }
 
-/// Prepares the process for training: config, logging, threads, state dir, lock.
-fn train(args: &CommonArgs, stop: StopFlag) -> anyhow::Result<u8> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One study, then exit with its outcome.
+    Train,
+    /// Study, then idle until a new study is requested or a stop.
+    Daemon,
+}
+
+/// `train` and `run`: config, logging, threads, state dir, lock, heartbeat,
+/// webhook sink, then the study (or the daemon loop).
+fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
     let cfg = Config::resolve(args)?;
     telemetry::logging::init(cfg.log_format);
     tch::set_num_threads(cfg.threads as i32);
@@ -54,14 +73,75 @@ fn train(args: &CommonArgs, stop: StopFlag) -> anyhow::Result<u8> {
         Duration::from_secs(5),
         cfg.watchdog,
     );
-    live.training
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let end = pipeline::train_study(&cfg, &stop, &progress).context("training")?;
-    live.training
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    Ok(match end {
-        StudyEnd::TargetReached => exit::OK,
-        StudyEnd::BudgetExhausted => exit::BELOW_TARGET,
-        StudyEnd::Stopped => exit::STOPPED,
-    })
+    let notifier = webhook::spawn(
+        &cfg.state_dir,
+        WebhookConfig {
+            urls: cfg.webhooks.clone(),
+            events: cfg.webhook_events.iter().cloned().collect(),
+            secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(10),
+        },
+    )
+    .with_context(|| format!("starting the webhook sink in {}", cfg.state_dir.display()))?;
+    let ctx = Context {
+        cfg: &cfg,
+        stop: &stop,
+        progress: &progress,
+        live: &live,
+        notify: notifier.as_ref().map(|n| n.sender()),
+        force_new: false,
+    };
+    let end = match mode {
+        Mode::Train => study::run_study(&ctx),
+        Mode::Daemon => {
+            // The hook through which the workspace watcher (src/watch.rs) asks
+            // for a new study: hand it `_watch_tx`. Kept alive here so the
+            // daemon idles rather than seeing a closed channel.
+            let (_watch_tx, requests) = mpsc::channel::<StudyRequest>();
+            daemon::run(cfg.clone(), ctx, &requests)
+        }
+    };
+    if let Some(n) = notifier {
+        let grace = if stop.is_raised() {
+            Duration::from_secs(3)
+        } else {
+            WEBHOOK_GRACE
+        };
+        n.finish(grace);
+    }
+    let end = end.context("training")?;
+    if end == StudyEnd::Stopped {
+        tracing::info!("stopped; exiting {}", exit::STOPPED);
+    }
+    Ok(end.exit_code())
+}
+
+/// `trainerd rollback`: swap `best/` and `best.previous/`.
+fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+    match promote::rollback(state_dir)? {
+        Some(card) => {
+            if json {
+                println!("{}", serde_json::json!({"rolled_back": true, "best": card}));
+            } else {
+                println!(
+                    "rolled back: best/ is now trial {} ({}) of study {}, validation accuracy {:.4}",
+                    card.trial, card.preset, card.study, card.val_accuracy
+                );
+            }
+            Ok(exit::OK)
+        }
+        None => {
+            if json {
+                println!("{}", serde_json::json!({"rolled_back": false}));
+            } else {
+                println!(
+                    "nothing to roll back to: {} holds no previous champion",
+                    state_dir.join("best.previous").display()
+                );
+            }
+            Ok(1)
+        }
+    }
 }

@@ -7,7 +7,8 @@
 //! - [`optim`]: optimizers and schedules with checkpointable state
 //! - [`train`]: the step loop, evaluation, deterministic random streams
 //! - [`store`]: atomic checkpoints, retention, quarantine, the state-dir lock
-//! - [`pipeline`]: the job chain: study, trials, promotion
+//! - [`search`]: the study's strategy, journal and replayed history
+//! - [`pipeline`]: the job chain: study, promotion, events, webhooks, daemon
 //! - [`telemetry`]: logging, heartbeat, watchdog
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`exit`]: exit codes, and the one place errors map to them
@@ -19,6 +20,7 @@ pub mod exit;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod search;
 pub mod status;
 pub mod store;
 pub mod telemetry;
