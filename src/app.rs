@@ -26,6 +26,17 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
     match command {
         Command::Train(args) => chain(&args, stop, Mode::Train),
         Command::Run(args) => chain(&args, stop, Mode::Daemon),
+        Command::Trial(args) => {
+            let cfg = Config::resolve(&args.common)?;
+            let (_lock, progress, live) = prepare(&cfg)?;
+            live.training
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            crate::katib::run(&args, &cfg, &stop, &progress)
+        }
+        Command::Presets { json } => {
+            print_presets(json)?;
+            Ok(exit::OK)
+        }
         Command::Status(args) => crate::status::print(&args.state_dir, args.json).map(|_| exit::OK),
         Command::Health(args) => {
             let max_age = parse_duration(&args.max_age).map_err(|what| ConfigError::Invalid {
@@ -56,23 +67,34 @@ enum Mode {
     Daemon,
 }
 
-/// `train` and `run`: config, logging, threads, state dir, lock, heartbeat,
-/// webhook sink, then the study (or the daemon loop).
-fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
-    let cfg = Config::resolve(args)?;
+/// Prepares the process for training: logging, threads, state dir, lock, heartbeat.
+fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>, heartbeat::Liveness)> {
     telemetry::logging::init(cfg.log_format);
     tch::set_num_threads(cfg.threads as i32);
     store::check_writable(&cfg.state_dir)?;
-    let _lock = store::StateLock::acquire(&cfg.state_dir)?;
+    let lock = store::StateLock::acquire(&cfg.state_dir)?;
     let progress = Arc::new(Progress::default());
     let live = heartbeat::Liveness::default();
+    // Tests set TRAINERD_HEARTBEAT_MS to watch progress closely; 5 s otherwise.
+    let every = std::env::var("TRAINERD_HEARTBEAT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(5), Duration::from_millis);
     heartbeat::spawn(
         cfg.state_dir.clone(),
         progress.clone(),
         live.clone(),
-        Duration::from_secs(5),
+        every,
         cfg.watchdog,
     );
+    Ok((lock, progress, live))
+}
+
+/// `train` and `run`: prepare, start the webhook sink, then the study (or
+/// the daemon loop); the heartbeat judges progress only while a trial trains.
+fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
+    let cfg = Config::resolve(args)?;
+    let (_lock, progress, live) = prepare(&cfg)?;
     let notifier = webhook::spawn(
         &cfg.state_dir,
         WebhookConfig {
@@ -144,4 +166,17 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
             Ok(1)
         }
     }
+}
+
+fn print_presets(json: bool) -> anyhow::Result<()> {
+    use crate::model::{preset, PRESET_NAMES};
+    if json {
+        let specs: Vec<_> = PRESET_NAMES.iter().filter_map(|(n, _)| preset(n)).collect();
+        println!("{}", serde_json::to_string_pretty(&specs)?);
+    } else {
+        for (name, about) in PRESET_NAMES {
+            println!("{name:<10} {about}");
+        }
+    }
+    Ok(())
 }

@@ -46,8 +46,15 @@ pub enum Command {
     Run(CommonArgs),
     /// Run one study to its end (target reached or budget spent), then exit.
     Train(CommonArgs),
+    /// Run exactly one trial from flags (for Katib): metric lines on stdout.
+    Trial(crate::katib::TrialArgs),
     /// Print what the state dir says.
     Status(StatusArgs),
+    /// List the architecture presets (`--json`: full trial specs).
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
     Health(HealthArgs),
     /// Swap the champion (best/) with the previous one (best.previous/).
@@ -85,7 +92,7 @@ pub struct CommonArgs {
     #[arg(long, env = "TRAINERD_SEED")]
     pub seed: Option<u64>,
     /// Architecture preset name, or a path to an architecture/trial JSON or TOML file.
-    #[arg(long, env = "TRAINERD_PRESET")]
+    #[arg(long, visible_alias = "arch", env = "TRAINERD_PRESET")]
     pub preset: Option<String>,
     /// Epochs per trial (overrides the preset's recipe).
     #[arg(long, env = "TRAINERD_EPOCHS")]

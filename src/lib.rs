@@ -11,12 +11,14 @@
 //! - [`pipeline`]: the job chain: study, promotion, events, webhooks, daemon
 //! - [`telemetry`]: logging, heartbeat, watchdog
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
+//! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
 
 pub mod app;
 pub mod config;
 pub mod data;
 pub mod exit;
+pub mod katib;
 pub mod model;
 pub mod optim;
 pub mod pipeline;

@@ -60,8 +60,59 @@ pub struct LoadOptions {
 }
 
 impl Dataset {
-    pub fn load(_dir: &Path, _opts: &LoadOptions) -> Result<Dataset, DataError> {
-        unimplemented!("data helper")
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+        use std::io::Read;
+        let read = |name: &str| -> Result<Vec<u8>, DataError> {
+            let path = dir.join(format!("{name}.gz"));
+            let f = std::fs::File::open(&path).map_err(|e| DataError::Invalid {
+                path: path.clone(),
+                what: e.to_string(),
+            })?;
+            let mut v = Vec::new();
+            flate2::read::GzDecoder::new(f)
+                .read_to_end(&mut v)
+                .map_err(|e| DataError::Invalid {
+                    path: path.clone(),
+                    what: e.to_string(),
+                })?;
+            Ok(v)
+        };
+        let imgs = |name: &str| -> Result<Tensor, DataError> {
+            let v = read(name)?;
+            let n = u32::from_be_bytes([v[4], v[5], v[6], v[7]]) as i64;
+            Ok(Tensor::from_slice(&v[16..])
+                .view([n, 1, 28, 28])
+                .to_kind(tch::Kind::Float)
+                / 255.0)
+        };
+        let labels = |name: &str| -> Result<Tensor, DataError> {
+            let v = read(name)?;
+            Ok(Tensor::from_slice(&v[8..]).to_kind(tch::Kind::Int64))
+        };
+        let norm = |t: Tensor| (t - 0.1307) / 0.3081;
+        let tx = norm(imgs("train-images-idx3-ubyte")?);
+        let ty = labels("train-labels-idx1-ubyte")?;
+        let n = ty.size()[0] as usize;
+        let perm = Tensor::from_slice(&rng::permutation(n, opts.seed));
+        let vi = perm.narrow(0, 0, opts.val_size as i64);
+        let ti = perm.narrow(0, opts.val_size as i64, (n - opts.val_size) as i64);
+        Ok(Dataset {
+            train: Split {
+                images: tx.index_select(0, &ti),
+                labels: ty.index_select(0, &ti),
+            },
+            val: Split {
+                images: tx.index_select(0, &vi),
+                labels: ty.index_select(0, &vi),
+            },
+            test: Split {
+                images: norm(imgs("t10k-images-idx3-ubyte")?),
+                labels: labels("t10k-labels-idx1-ubyte")?,
+            },
+            num_classes: 10,
+            fingerprint: "tmpfingerprint".into(),
+            normalisation: [0.1307, 0.3081],
+        })
     }
 }
 

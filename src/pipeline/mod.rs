@@ -86,3 +86,9 @@ pub fn load_data(cfg: &Config, device: Device) -> anyhow::Result<Dataset> {
     )?;
     Ok(data.to_device(device))
 }
+
+/// Directory of a standalone trial's checkpoints (`trainerd trial`); trials of
+/// a study live under their study (see [`study::trial_dir`]).
+pub fn trial_dir(cfg: &Config, trial: u32) -> std::path::PathBuf {
+    cfg.state_dir.join("trials").join(format!("{trial:04}"))
+}

@@ -7,7 +7,8 @@ mod trial;
 pub use eval::{evaluate, EvalResult};
 pub use progress::{now_ms, Progress, StopFlag};
 pub use trial::{
-    input_shape, run_trial, EpochRecord, TrialOutcome, TrialReport, TrialSetup, CHECKPOINT_FORMAT,
+    input_shape, run_trial, EpochRecord, EpochSink, PruneFn, TrialOutcome, TrialReport, TrialSetup,
+    CHECKPOINT_FORMAT,
 };
 
 /// Errors while training a trial.

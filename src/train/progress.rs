@@ -19,12 +19,22 @@ impl StopFlag {
 }
 
 /// Step counter with the wall-clock time of its last change.
-#[derive(Default)]
 pub struct Progress {
     pub step: AtomicU64,
     /// Unix milliseconds of the last step.
     pub last_step_ms: AtomicU64,
     pub samples_per_sec: AtomicU64,
+}
+
+impl Default for Progress {
+    /// Starts "just progressed", so the watchdog measures from process start.
+    fn default() -> Self {
+        Progress {
+            step: AtomicU64::new(0),
+            last_step_ms: AtomicU64::new(now_ms()),
+            samples_per_sec: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Progress {

@@ -45,6 +45,11 @@ pub struct EpochRecord {
     pub train_seconds: f64,
 }
 
+/// Decides at an epoch end, from the history so far, whether to stop early (pruning).
+pub type PruneFn<'a> = &'a dyn Fn(&[EpochRecord]) -> bool;
+/// Receives each epoch's record (metrics sinks).
+pub type EpochSink<'a> = &'a dyn Fn(u32, &EpochRecord);
+
 /// Everything a trial needs from its caller.
 pub struct TrialSetup<'a> {
     pub trial: u32,
@@ -57,9 +62,9 @@ pub struct TrialSetup<'a> {
     pub stop: &'a StopFlag,
     pub progress: &'a Progress,
     /// Called at each epoch end with the history so far; `true` stops the trial early (pruning).
-    pub prune: Option<&'a dyn Fn(&[EpochRecord]) -> bool>,
+    pub prune: Option<PruneFn<'a>>,
     /// Called at each epoch end (metrics sink).
-    pub on_epoch: Option<&'a dyn Fn(u32, &EpochRecord)>,
+    pub on_epoch: Option<EpochSink<'a>>,
 }
 
 /// The result of a trial that ran to its end (or was pruned).

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""PyTorch reference trainer: the same model, recipe, thread count and
+in-memory data as a trainerd preset, for side-by-side speed comparisons.
+
+Usage: pytorch_ref.py --spec SPEC.json --data-dir DIR [--threads N] [--epochs N]
+Prints one JSON object: samples_per_sec, train_seconds, wall_seconds,
+test_accuracy, val_accuracy, peak_rss_mb.
+"""
+import argparse, gzip, json, math, os, resource, sys, time
+
+T0 = time.time()
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load(data_dir, val_size, seed):
+    p = lambda n: os.path.join(data_dir, n + ".gz")
+    tx = torch.from_numpy(read_idx(p("train-images-idx3-ubyte")).copy()).float().div_(255).unsqueeze(1)
+    ty = torch.from_numpy(read_idx(p("train-labels-idx1-ubyte")).astype(np.int64))
+    sx = torch.from_numpy(read_idx(p("t10k-images-idx3-ubyte")).copy()).float().div_(255).unsqueeze(1)
+    sy = torch.from_numpy(read_idx(p("t10k-labels-idx1-ubyte")).astype(np.int64))
+    mean, std = tx.mean().item(), tx.std().item()
+    tx, sx = (tx - mean) / std, (sx - mean) / std
+    perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(seed))
+    v, t = perm[:val_size], perm[val_size:]
+    return (tx[t], ty[t]), (tx[v], ty[v]), (sx, sy)
+
+
+def build(arch):
+    layers, c, h, w = [], 1, 28, 28
+    if arch["kind"] == "mlp":
+        layers.append(nn.Flatten())
+        width = c * h * w
+        for hd in arch["hidden"]:
+            layers += [nn.Linear(width, hd), nn.ReLU()]
+            if arch.get("dropout", 0) > 0:
+                layers.append(nn.Dropout(arch["dropout"]))
+            width = hd
+        layers.append(nn.Linear(width, 10))
+        return nn.Sequential(*layers)
+    for b in arch["blocks"]:
+        k = b.get("kernel", 3)
+        pad = b["padding"] if b.get("padding") is not None else k // 2
+        for _ in range(b.get("convs", 1)):
+            bn = b.get("batch_norm", False)
+            layers.append(nn.Conv2d(c, b["channels"], k, padding=pad, bias=not bn))
+            if bn:
+                layers.append(nn.BatchNorm2d(b["channels"]))
+            layers.append(nn.ReLU())
+            c, h, w = b["channels"], h + 2 * pad - k + 1, w + 2 * pad - k + 1
+        if b.get("pool"):
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        if b.get("dropout", 0) > 0:
+            layers.append(nn.Dropout(b["dropout"]))
+    layers.append(nn.Flatten())
+    width = c * h * w
+    for hd in arch.get("head", []):
+        layers += [nn.Linear(width, hd), nn.ReLU()]
+        if arch.get("head_dropout", 0) > 0:
+            layers.append(nn.Dropout(arch["head_dropout"]))
+        width = hd
+    layers.append(nn.Linear(width, 10))
+    return nn.Sequential(*layers)
+
+
+def optimizer(spec, params):
+    k = spec["kind"]
+    if k == "sgd":
+        return torch.optim.SGD(params, lr=spec["lr"], momentum=spec["momentum"],
+                               nesterov=spec["nesterov"], weight_decay=spec["weight_decay"])
+    if k == "adam_w":
+        return torch.optim.AdamW(params, lr=spec["lr"], betas=(spec["beta1"], spec["beta2"]),
+                                 eps=spec["eps"], weight_decay=spec["weight_decay"])
+    return torch.optim.Adadelta(params, lr=spec["lr"], rho=spec["rho"], eps=spec["eps"],
+                                weight_decay=spec["weight_decay"])
+
+
+def lr_factor(sched, step, total, per_epoch):
+    """The same schedules as trainerd's optim/schedule.rs, as a multiple of the base lr."""
+    k = sched["kind"]
+    if k == "constant":
+        return 1.0
+    if k == "step":
+        return sched["gamma"] ** ((step // per_epoch) // sched["every_epochs"])
+    cos = lambda a, b, f: b + (a - b) * (1 + math.cos(math.pi * f)) / 2
+    init = 1.0 / sched["div_factor"]
+    floor = init / sched["final_div_factor"]
+    warm = max(total * sched["pct_start"], 1.0)
+    if step < warm:
+        return cos(init, 1.0, step / warm)
+    return cos(1.0, floor, min((step - warm) / max(total - warm, 1.0), 1.0))
+
+
+def shift(x, s):
+    if s <= 0:
+        return x
+    n = x.shape[0]
+    bg = x.amin()
+    pad = F.pad(x - bg, (s, s, s, s)) + bg
+    dx = torch.randint(0, 2 * s + 1, (n,))
+    dy = torch.randint(0, 2 * s + 1, (n,))
+    rows = (dy[:, None] + torch.arange(28)[None, :])  # n x 28
+    cols = (dx[:, None] + torch.arange(28)[None, :])
+    idx = torch.arange(n)[:, None, None]
+    return pad[:, 0][idx, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+@torch.no_grad()
+def evaluate(model, x, y):
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), 2000):
+        correct += (model(x[i:i + 2000]).argmax(1) == y[i:i + 2000]).sum().item()
+    model.train()
+    return correct / len(y)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--max-steps", type=int, help="stop after this many steps (throughput runs)")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    spec = json.load(open(a.spec))
+    recipe = spec["recipe"]
+    epochs = a.epochs or recipe["epochs"]
+    (tx, ty), (vx, vy), (sx, sy) = load(a.data_dir, 5000, a.seed)
+    model = build(spec["arch"])
+    opt = optimizer(recipe["optimizer"], model.parameters())
+    base = recipe["optimizer"]["lr"]
+    bs = recipe["batch_size"]
+    n = len(ty)
+    per_epoch = math.ceil(n / bs)
+    total = per_epoch * epochs
+    smoothing = recipe.get("label_smoothing", 0.0)
+    aug = recipe.get("augment_shift", 0)
+    step, samples = 0, 0
+    t_train = time.time()
+    done = False
+    for epoch in range(epochs):
+        perm = torch.randperm(n)
+        for i in range(per_epoch):
+            idx = perm[i * bs:(i + 1) * bs]
+            x, y = tx[idx], ty[idx]
+            x = shift(x, aug)
+            loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for g in opt.param_groups:
+                g["lr"] = base * lr_factor(recipe["schedule"], step, total, per_epoch)
+            opt.step()
+            step += 1
+            samples += len(idx)
+            if a.max_steps and step >= a.max_steps:
+                done = True
+                break
+        if done:
+            break
+    train_seconds = time.time() - t_train
+    out = {
+        "samples_per_sec": samples / train_seconds,
+        "train_seconds": train_seconds,
+        "steps": step,
+        "val_accuracy": evaluate(model, vx, vy),
+        "test_accuracy": evaluate(model, sx, sy),
+        "wall_seconds": time.time() - T0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): everything CI checks, from a
+# fresh machine. Installs what it needs through the project's own scripts.
+#   TRAINERD_SKIP_DOCKER=1   skip the Docker end-to-end tests (announced loudly)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "setup (libtorch venv, cargo config)"
+scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+
+step "unit and integration tests"
+cargo test --release -- --test-threads=2
+
+for extra in tests/deploy/check.sh scripts/prometheus-check.sh; do
+    if [ -x "$extra" ]; then
+        step "$extra"
+        "$extra"
+    fi
+done
+
+if [ "${TRAINERD_SKIP_DOCKER:-0}" = "1" ]; then
+    step "DOCKER END-TO-END TESTS SKIPPED (TRAINERD_SKIP_DOCKER=1): the image is NOT tested"
+elif [ -x tests/docker/e2e.sh ]; then
+    step "docker end-to-end"
+    scripts/docker-up.sh
+    tests/docker/e2e.sh
+fi
+step "all checks passed"

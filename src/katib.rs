@@ -1,0 +1,146 @@
+//! `trainerd trial`: exactly one trial from flags, no search, reporting its
+//! objective the way Katib's metrics collectors read it: stdout lines
+//! `<RFC3339> name=value ...`, and optionally a JSON-lines file whose values
+//! are all strings.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::{SecondsFormat, Utc};
+use clap::Args;
+
+use crate::config::{CommonArgs, Config, ConfigError};
+use crate::model::OptimSpec;
+use crate::pipeline;
+use crate::store::CheckpointDir;
+use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
+
+#[derive(Debug, Args, Clone)]
+pub struct TrialArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Trial number (names its checkpoint dir and seeds its streams).
+    #[arg(long, env = "TRAINERD_TRIAL", default_value_t = 0)]
+    pub trial: u32,
+    /// Optimizer: sgd | adamw | adadelta (default: the preset's).
+    #[arg(long, env = "TRAINERD_OPTIMIZER")]
+    pub optimizer: Option<String>,
+    /// Also append metrics as JSON lines (all values strings) to this file.
+    #[arg(long, env = "TRAINERD_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+fn optimizer_from_name(name: &str, lr: f64) -> Result<OptimSpec, ConfigError> {
+    Ok(match name {
+        "sgd" => OptimSpec::Sgd {
+            lr,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+        },
+        "adamw" => OptimSpec::AdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+        },
+        "adadelta" => OptimSpec::Adadelta {
+            lr,
+            rho: 0.9,
+            eps: 1e-6,
+            weight_decay: 0.0,
+        },
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "optimizer".into(),
+                what: format!("{other:?} is not one of sgd, adamw, adadelta"),
+            })
+        }
+    })
+}
+
+/// One metrics line in Katib's StdOut format.
+pub fn stdout_line(rec: &EpochRecord) -> String {
+    format!(
+        "{} epoch={} accuracy={:.6} loss={:.6} train_loss={:.6}",
+        Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        rec.epoch,
+        rec.val_accuracy,
+        rec.val_loss,
+        rec.train_loss
+    )
+}
+
+/// One metrics record in Katib's JSON file format: every value a string.
+pub fn json_line(rec: &EpochRecord) -> String {
+    serde_json::json!({
+        "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        "epoch": rec.epoch.to_string(),
+        "accuracy": format!("{:.6}", rec.val_accuracy),
+        "loss": format!("{:.6}", rec.val_loss),
+        "train_loss": format!("{:.6}", rec.train_loss),
+    })
+    .to_string()
+}
+
+/// Runs the trial; returns the exit status (0 finished, 143 stopped).
+pub fn run(
+    args: &TrialArgs,
+    cfg: &Config,
+    stop: &StopFlag,
+    progress: &Progress,
+) -> anyhow::Result<u8> {
+    let mut spec = pipeline::initial_spec(cfg)?;
+    if let Some(name) = &args.optimizer {
+        spec.recipe.optimizer =
+            optimizer_from_name(name, cfg.lr.unwrap_or(spec.recipe.optimizer.lr()))?;
+    }
+    let device = pipeline::select_device(cfg.device)?;
+    let data = pipeline::load_data(cfg, device)?;
+    let mut ckpts = CheckpointDir::open(
+        &pipeline::trial_dir(cfg, args.trial).join("checkpoints"),
+        cfg.keep_checkpoints,
+    )?;
+    let metrics_file = args.metrics_file.clone();
+    let on_epoch = move |_trial: u32, rec: &EpochRecord| {
+        println!("{}", stdout_line(rec));
+        if let Some(path) = &metrics_file {
+            let written = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{}", json_line(rec)));
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), "cannot append Katib metrics: {e}");
+            }
+        }
+    };
+    let outcome = train::run_trial(train::TrialSetup {
+        trial: args.trial,
+        spec: &spec,
+        seed: cfg.seed,
+        data: &data,
+        device,
+        checkpoints: &mut ckpts,
+        every: cfg.checkpoint_every,
+        stop,
+        progress,
+        prune: None,
+        on_epoch: Some(&on_epoch),
+    })?;
+    match outcome {
+        TrialOutcome::Stopped { .. } => Ok(crate::exit::STOPPED),
+        TrialOutcome::Finished(report) => {
+            println!(
+                "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",
+                Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                report.val.accuracy,
+                report.val.loss,
+                report.test.accuracy
+            );
+            Ok(crate::exit::OK)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Shared helpers for integration tests: tiny data sets, running the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_trainerd"))
+}
+
+/// A tiny learnable IDX data set in `dir` (MNIST layout).
+pub fn synth_data(dir: &Path, n_train: usize, n_test: usize) {
+    trainerd::data::synth::write_synthetic_mnist(dir, n_train, n_test, 7)
+        .expect("write synthetic data");
+}
+
+/// A command for the real binary with quiet, machine-readable logs.
+pub fn trainerd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env("TRAINERD_LOG_FORMAT", "json")
+        .env("TRAINERD_THREADS", "1");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRAINERD_") && k != "TRAINERD_LOG_FORMAT" && k != "TRAINERD_THREADS" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+pub fn run(args: &[&str]) -> Output {
+    trainerd(args).output().expect("run trainerd")
+}
+
+pub fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn trainerd")
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,304 @@
+//! Crash-proofing, driven through the real binary: SIGKILL torture, kills at
+//! every fault-injection point, SIGTERM, the single-writer lock.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Checkpoint every this many steps in these tests.
+const INTERVAL: u64 = 3;
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    root: PathBuf,
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth_data(&data, 1500, 200);
+    let root = tmp.path().to_path_buf();
+    Setup {
+        _tmp: tmp,
+        data,
+        root,
+    }
+}
+
+fn train_cmd(s: &Setup, state: &Path) -> Command {
+    let every = INTERVAL.to_string();
+    let mut cmd = trainerd(&[
+        "train",
+        "--data-dir",
+        s.data.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--val-size",
+        "200",
+        "--preset",
+        "fast",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "64",
+        "--checkpoint-every",
+        &every,
+        "--target-accuracy",
+        "0.5",
+    ]);
+    cmd.env("TRAINERD_HEARTBEAT_MS", "20");
+    cmd
+}
+
+fn reference_hash(s: &Setup) -> String {
+    let state = s.root.join("reference");
+    let out = train_cmd(s, &state).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    sha256_file(&state.join("best/model.safetensors"))
+}
+
+/// Steps of the committed checkpoints of trial 0, newest last.
+fn checkpoint_steps(state: &Path) -> Vec<u64> {
+    let dir = state.join("trials/0000/checkpoints");
+    let mut steps: Vec<u64> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| {
+                let name = e.ok()?.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix("ckpt-")?;
+                if name.ends_with(".tmp") {
+                    return None;
+                }
+                rest.split('.').next()?.parse().ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    steps.sort();
+    steps
+}
+
+fn heartbeat_step(state: &Path) -> u64 {
+    std::fs::read(state.join("heartbeat.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The step a run logged that it resumed from, if it did.
+fn resumed_step(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"].as_str() == Some("resumed from checkpoint"))
+        .and_then(|v| v["step"].as_u64())
+}
+
+/// A small deterministic generator for kill delays (no extra dependency).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
+
+#[test]
+fn sigkill_torture_ends_bit_identical() {
+    let s = setup();
+    let want = reference_hash(&s);
+    let state = s.root.join("tortured");
+    let mut rng = Lcg(42);
+    let mut kills = 0;
+    let mut expect_resume_from: Option<u64> = None;
+    let mut resumes_checked = 0;
+    while kills < 30 {
+        // Sleeping at every save point widens the save window so kills land inside saves too.
+        let mut child = spawn(train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "15"));
+        let delay = rng.next(150, 1500);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(delay) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            child.kill().unwrap();
+        }
+        let _ = child.wait();
+        let mut log = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        if let Some(expected) = expect_resume_from {
+            if let Some(got) = resumed_step(&log) {
+                assert!(
+                    got >= expected,
+                    "resumed from {got}, but checkpoint {expected} was committed"
+                );
+                resumes_checked += 1;
+            }
+        }
+        if finished {
+            break;
+        }
+        kills += 1;
+        let reached = heartbeat_step(&state);
+        let steps = checkpoint_steps(&state);
+        let newest = steps.last().copied().unwrap_or(0);
+        assert!(
+            reached <= newest + INTERVAL + 2,
+            "kill {kills}: reached step {reached} but newest checkpoint is {newest}: more than one interval lost"
+        );
+        assert!(
+            steps.len() <= 3 + 1,
+            "retention keeps at most K+1 checkpoints: {steps:?}"
+        );
+        expect_resume_from = (newest > 0).then_some(newest);
+    }
+    assert!(
+        resumes_checked >= 5,
+        "only {resumes_checked} restarts logged a resume"
+    );
+    let out = train_cmd(&s, &state).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "final run: {}", stderr(&out));
+    assert_eq!(
+        sha256_file(&state.join("best/model.safetensors")),
+        want,
+        "after {kills} kills"
+    );
+}
+
+#[test]
+fn kill_at_every_fault_point_resumes_exactly() {
+    let s = setup();
+    let want = reference_hash(&s);
+    for point in [
+        "ckpt.after_write",
+        "ckpt.after_fsync",
+        "ckpt.after_rename",
+        "ckpt.after_dir_fsync",
+        "train.eval",
+    ] {
+        let state = s.root.join(point);
+        let out = train_cmd(&s, &state)
+            .env("TRAINERD_FAULT_ABORT", format!("{point}:3"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code() != Some(0),
+            "{point}: the run should have been aborted"
+        );
+        let out = train_cmd(&s, &state).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{point}: {}", stderr(&out));
+        assert!(
+            resumed_step(&stderr(&out)).is_some(),
+            "{point}: restart did not resume"
+        );
+        assert_eq!(
+            sha256_file(&state.join("best/model.safetensors")),
+            want,
+            "{point}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_checkpoints_the_stop_step_and_exits_143() {
+    let s = setup();
+    let want = reference_hash(&s);
+    let state = s.root.join("term");
+    let mut child = spawn(&mut train_cmd(&s, &state));
+    let start = Instant::now();
+    while checkpoint_steps(&state).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{log}");
+    let stopped_at = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("stopped on request"))
+        })
+        .and_then(|v| v["step"].as_u64())
+        .expect("a 'stopped on request' line with its step");
+    assert_eq!(
+        checkpoint_steps(&state).last().copied(),
+        Some(stopped_at),
+        "checkpoint at the stop step"
+    );
+    let out = train_cmd(&s, &state).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        resumed_step(&stderr(&out)),
+        Some(stopped_at),
+        "no step lost"
+    );
+    assert_eq!(sha256_file(&state.join("best/model.safetensors")), want);
+}
+
+#[test]
+fn second_daemon_on_one_state_dir_exits_73_naming_the_holder() {
+    let s = setup();
+    let state = s.root.join("locked");
+    let mut first = spawn(train_cmd(&s, &state).env("TRAINERD_FAULT_DELAY_MS", "50"));
+    let start = Instant::now();
+    while checkpoint_steps(&state).is_empty() && heartbeat_step(&state) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "first daemon never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = train_cmd(&s, &state).output().unwrap();
+    first.kill().unwrap();
+    let _ = first.wait();
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&first.id().to_string()),
+        "should name pid {}: {}",
+        first.id(),
+        stderr(&out)
+    );
+    // The holder is dead now: its lock must not block.
+    let out = train_cmd(&s, &state).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "after the holder died: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unwritable_state_dir_exits_73() {
+    let out = run(&["train", "--state-dir", "/proc/trainerd-cannot-write-here"]);
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+}
