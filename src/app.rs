@@ -102,7 +102,11 @@ fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
             events: cfg.webhook_events.iter().cloned().collect(),
             secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
             attempts: 5,
-            backoff: Duration::from_millis(500),
+            // Tests shorten the retry backoff with TRAINERD_WEBHOOK_BACKOFF_MS.
+            backoff: std::env::var("TRAINERD_WEBHOOK_BACKOFF_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::from_millis(500), Duration::from_millis),
             timeout: Duration::from_secs(10),
         },
     )
