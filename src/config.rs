@@ -264,7 +264,9 @@ pub struct Config {
 
 /// Ladder used when none is configured: softmax regression up to the
 /// three-block batch-norm CNN with augmentation (see `model::PRESET_NAMES`).
-pub const DEFAULT_LADDER: &str = "linear,mlp,fast,bn3";
+/// bn3 first runs a 4-epoch schedule; if that misses the target, the search
+/// lengthens it to 8 (the preset's own schedule), so the cheap try comes first.
+pub const DEFAULT_LADDER: &str = "linear,mlp,fast,bn3:4";
 
 /// A secret whose `Debug` does not print it.
 #[derive(Clone, PartialEq, Eq)]

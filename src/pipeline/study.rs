@@ -238,10 +238,11 @@ fn next_trial(
     }
     let done = v.done();
     let Some(p) = plan.next(&done) else {
-        let why = if done.len() as u32 >= plan.max_trials {
-            format!("max_trials {} run", plan.max_trials)
-        } else {
-            "target reached".into()
+        let why = match v.best() {
+            Some((trial, acc)) if acc >= plan.target => {
+                format!("trial {trial} reached {acc:.4} >= {}", plan.target)
+            }
+            _ => format!("max_trials {} run", plan.max_trials),
         };
         return finish(ctx, chain, why).map(Err);
     };
