@@ -55,7 +55,7 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
             }
         }
         Command::Rollback(args) => rollback(&args.state_dir, args.json),
-        Command::Predict(_args) => anyhow::bail!("predict: pending"), // TEMP
+        Command::Predict(args) => crate::predict::run(&args),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`search`]: the study's strategy, journal and replayed history
 //! - [`pipeline`]: the job chain: study, promotion, events, webhooks, daemon
 //! - [`telemetry`]: logging, heartbeat, watchdog
+//! - [`predict`]: classify images with the champion
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
@@ -22,6 +23,7 @@ pub mod katib;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod predict;
 pub mod search;
 pub mod status;
 pub mod store;

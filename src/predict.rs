@@ -82,11 +82,17 @@ fn read_png(path: &Path) -> Result<Images, PredictError> {
         3 | 4 => bytes
             .chunks(channels)
             .map(|p| {
-                let luma = 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
+                let luma =
+                    0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
                 luma.round().clamp(0.0, 255.0) as u8
             })
             .collect(),
-        n => return Err(input_err(path, format!("unsupported PNG with {n} channels"))),
+        n => {
+            return Err(input_err(
+                path,
+                format!("unsupported PNG with {n} channels"),
+            ))
+        }
     };
     Ok(Images {
         count: 1,
@@ -175,9 +181,10 @@ impl Champion {
             return Ok(vec![]);
         }
         let [mean, std] = self.card.normalisation;
-        let x = Tensor::from_slice(&img.pixels)
-            .to_kind(Kind::Float)
-            .view([img.count as i64, 1, h, w]);
+        let x =
+            Tensor::from_slice(&img.pixels)
+                .to_kind(Kind::Float)
+                .view([img.count as i64, 1, h, w]);
         let x = (x / 255.0 - mean) / std;
         let probs = tch::no_grad(|| self.net.forward_t(&x, false).softmax(-1, Kind::Float));
         let (p, label) = probs.max_dim(1, false);

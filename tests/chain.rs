@@ -159,7 +159,8 @@ fn a_weak_start_escalates_to_the_target_then_rollback_and_predict_work() {
     let best = card(&s.state, "best");
     assert!(best["trial"].as_u64().unwrap() >= 1, "{best}");
     assert!(best["val_accuracy"].as_f64().unwrap() >= 0.85, "{best}");
-    let moves: Vec<&str> = journal(&s.state)
+    let records = journal(&s.state);
+    let moves: Vec<&str> = records
         .iter()
         .filter(|r| r["type"] == "trial_started")
         .map(|r| r["move"].as_str().unwrap())

@@ -1,0 +1,149 @@
+//! Random-shift augmentation of a batch, vectorised, drawn from libtorch's global RNG.
+//!
+//! Each image moves by its own integer offset in `[-s, s]` rows and columns;
+//! pixels that move in from outside take the image's background value (its
+//! minimum, i.e. black for MNIST-style data, whatever the normalisation). The
+//! offsets come from libtorch's generator, which the trainer seeds per step,
+//! so a resumed step draws the same shifts.
+
+use tch::{Device, Kind, Tensor};
+
+/// Shifts each image of `images` (`[B, C, H, W]`) by an independent random
+/// offset in `[-max_shift, max_shift]` in y and x. `max_shift <= 0`, or a
+/// tensor that is not 4-D, comes back unchanged (and draws nothing).
+pub fn augment_shift(images: &Tensor, max_shift: i64) -> Tensor {
+    let size = images.size();
+    if max_shift <= 0 || size.len() != 4 || size[0] == 0 {
+        return images.shallow_clone();
+    }
+    let shifts = draw_shifts(size[0], max_shift, images.device());
+    shift_images(images, &shifts)
+}
+
+/// The offsets [`augment_shift`] draws for `n` images: int64 `[n, 2]`, `(dy, dx)`.
+pub fn draw_shifts(n: i64, max_shift: i64, device: Device) -> Tensor {
+    Tensor::randint_low(-max_shift, max_shift + 1, [n, 2], (Kind::Int64, device))
+}
+
+/// Moves image `b` of `images` (`[B, C, H, W]`) by `shifts[b] = (dy, dx)`:
+/// the pixel at `(y, x)` lands at `(y + dy, x + dx)`; uncovered pixels take
+/// the image's minimum. `shifts` is int64 `[B, 2]` on the images' device.
+pub fn shift_images(images: &Tensor, shifts: &Tensor) -> Tensor {
+    let (b, c, h, w) = match images.size()[..] {
+        [b, c, h, w] => (b, c, h, w),
+        _ => return images.shallow_clone(),
+    };
+    let dev = images.device();
+    let dy = shifts.select(1, 0).unsqueeze(1);
+    let dx = shifts.select(1, 1).unsqueeze(1);
+    // Source row and column of every output row and column, per image.
+    let rows = Tensor::arange(h, (Kind::Int64, dev)).unsqueeze(0) - dy; // [B, H]
+    let cols = Tensor::arange(w, (Kind::Int64, dev)).unsqueeze(0) - dx; // [B, W]
+    let inside = |t: &Tensor, n: i64| t.ge(0).logical_and(&t.lt(n));
+    let valid = inside(&rows, h)
+        .unsqueeze(2)
+        .logical_and(&inside(&cols, w).unsqueeze(1)); // [B, H, W]
+    let src = rows.clamp(0, h - 1).unsqueeze(2) * w + cols.clamp(0, w - 1).unsqueeze(1);
+    let src = src.view([b, 1, h * w]).expand([b, c, h * w], false);
+    let moved = images
+        .reshape([b, c, h * w])
+        .gather(2, &src, false)
+        .view([b, c, h, w]);
+    let background = images.amin([1, 2, 3], true); // [B, 1, 1, 1]
+    moved.where_self(&valid.unsqueeze(1), &background)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` images `h × w` of value `bg`, each with one pixel of 5.0 at `at[i]`.
+    fn dots(at: &[(i64, i64)], h: i64, w: i64, bg: f64) -> Tensor {
+        let x = Tensor::full([at.len() as i64, 1, h, w], bg, (Kind::Float, Device::Cpu));
+        for (i, &(y, xx)) in at.iter().enumerate() {
+            let _ = x.get(i as i64).get(0).get(y).get(xx).fill_(5.0);
+        }
+        x
+    }
+
+    /// Where the bright pixel of each image is, or None when it left the frame.
+    fn find_dots(x: &Tensor) -> Vec<Option<(i64, i64)>> {
+        let (n, w) = (x.size()[0], x.size()[3]);
+        (0..n)
+            .map(|i| {
+                let img = x.get(i).flatten(0, -1);
+                let k = img.argmax(0, false).int64_value(&[]);
+                (img.double_value(&[k]) == 5.0).then_some((k / w, k % w))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zero_shift_is_the_identity() {
+        tch::manual_seed(1);
+        let x = Tensor::randn([6, 2, 5, 7], (Kind::Float, Device::Cpu));
+        assert!(augment_shift(&x, 0).equal(&x));
+        let zeros = Tensor::zeros([6, 2], (Kind::Int64, Device::Cpu));
+        assert!(shift_images(&x, &zeros).equal(&x));
+    }
+
+    #[test]
+    fn a_bright_pixel_moves_by_the_drawn_offset() {
+        let (h, w, s) = (9, 11, 3);
+        let at: Vec<(i64, i64)> = (0..40).map(|i| (3 + i % 3, 4 + i % 4)).collect();
+        let x = dots(&at, h, w, -0.4);
+        tch::manual_seed(77);
+        let out = augment_shift(&x, s);
+        tch::manual_seed(77);
+        let shifts = Vec::<i64>::try_from(draw_shifts(40, s, Device::Cpu).flatten(0, -1)).unwrap();
+        let found = find_dots(&out);
+        let mut distinct = std::collections::HashSet::new();
+        for (i, &(y, xx)) in at.iter().enumerate() {
+            let (dy, dx) = (shifts[2 * i], shifts[2 * i + 1]);
+            assert!((-s..=s).contains(&dy) && (-s..=s).contains(&dx));
+            distinct.insert((dy, dx));
+            // Every dot stays inside a 9×11 frame for these positions and s = 3.
+            assert_eq!(found[i], Some((y + dy, xx + dx)), "image {i}");
+        }
+        assert!(distinct.len() > 5, "offsets vary: {distinct:?}");
+        // Everything else is background.
+        let bright = out.eq(5.0).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(bright, 40);
+        assert_eq!(
+            out.ne(5.0)
+                .logical_and(&out.ne(-0.4))
+                .sum(Kind::Int64)
+                .int64_value(&[]),
+            0
+        );
+    }
+
+    #[test]
+    fn pixels_shifted_out_vanish_and_background_fills_in() {
+        let x = dots(&[(0, 0), (4, 6)], 5, 7, -0.4);
+        let shifts = Tensor::from_slice(&[-1i64, 0, 0, 1]).view([2, 2]);
+        let out = shift_images(&x, &shifts);
+        assert_eq!(find_dots(&out), [None, None]);
+        assert!(out.eq(-0.4).all().int64_value(&[]) == 1);
+        let shifts = Tensor::from_slice(&[2i64, 3, -4, -6]).view([2, 2]);
+        assert_eq!(
+            find_dots(&shift_images(&x, &shifts)),
+            [Some((2, 3)), Some((0, 0))]
+        );
+    }
+
+    #[test]
+    fn channels_move_together() {
+        let x = Tensor::arange(2 * 3 * 4 * 4, (Kind::Float, Device::Cpu)).view([2, 3, 4, 4]);
+        let shifts = Tensor::from_slice(&[1i64, -1, 0, 2]).view([2, 2]);
+        let out = shift_images(&x, &shifts);
+        // Image 0, every channel: out[y][x] = in[y-1][x+1] where inside.
+        for ch in 0..3 {
+            let a = out.get(0).get(ch).narrow(0, 1, 3).narrow(1, 0, 3);
+            let b = x.get(0).get(ch).narrow(0, 0, 3).narrow(1, 1, 3);
+            assert!(a.equal(&b));
+        }
+        // Uncovered pixels take the image's minimum (0 for image 0).
+        assert_eq!(out.get(0).get(2).double_value(&[0, 0]), 0.0);
+    }
+}

@@ -1,0 +1,775 @@
+//! The MNIST layout in a directory -> train / validation / test splits as tensors in memory.
+//!
+//! Files: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+//! `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each raw or `.gz`
+//! (the `train-images.idx3-ubyte` spelling is accepted too).
+//!
+//! Decisions a reader of the numbers needs:
+//! - **Classes**: `num_classes` is the largest training label + 1 (at least
+//!   2); a test label outside that range is an error, since a model could
+//!   never predict it. MNIST and Fashion-MNIST give 10.
+//! - **Validation**: `val_size` training records, picked by a permutation
+//!   keyed by the seed ([`rng::permutation`]); both splits keep file order.
+//! - **Normalisation**: pixel `p` becomes `(p/255 − mean) / std`, with mean
+//!   and std of `p/255` over the training split (validation excluded),
+//!   computed exactly from a byte histogram. MNIST gives ≈ 0.1307 / 0.3081.
+//! - **Fingerprint**: SHA-256 over the SHA-256s of the four *decompressed*
+//!   files in the order above, so re-compressing a file leaves it unchanged.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, TchError, Tensor};
+
+use super::idx::{self, Images, Labels};
+use super::{rng, DataError};
+
+/// Default size of the validation split.
+pub const DEFAULT_VAL_SIZE: usize = 5000;
+/// Stream id under which the seed picks the validation split.
+const STREAM_VAL_SPLIT: u64 = u64::from_be_bytes(*b"valsplit");
+
+/// One of the four files of the MNIST layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    TrainImages,
+    TrainLabels,
+    TestImages,
+    TestLabels,
+}
+
+impl Part {
+    /// All four, in fingerprint order.
+    pub const ALL: [Part; 4] = [
+        Part::TrainImages,
+        Part::TrainLabels,
+        Part::TestImages,
+        Part::TestLabels,
+    ];
+
+    /// The canonical (uncompressed) file name, e.g. `train-images-idx3-ubyte`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Part::TrainImages => "train-images-idx3-ubyte",
+            Part::TrainLabels => "train-labels-idx1-ubyte",
+            Part::TestImages => "t10k-images-idx3-ubyte",
+            Part::TestLabels => "t10k-labels-idx1-ubyte",
+        }
+    }
+
+    /// Names accepted for this part, in order of preference: raw before gzip
+    /// (no decompression), the canonical dash spelling before the dot one.
+    pub fn candidates(self) -> [String; 4] {
+        let dash = self.file_name();
+        let dot = dash.replacen("-idx", ".idx", 1);
+        [
+            dash.to_string(),
+            format!("{dash}.gz"),
+            dot.clone(),
+            format!("{dot}.gz"),
+        ]
+    }
+
+    /// The first accepted name that exists in `dir` as a file.
+    pub fn find(self, dir: &Path) -> Option<PathBuf> {
+        self.candidates()
+            .into_iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+    }
+}
+
+/// One split, all in memory: images normalised float32 `[N, 1, H, W]`, labels int64 `[N]`.
+pub struct Split {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl Split {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.labels.size().first().map_or(0, |&n| n as usize)
+    }
+
+    /// True when the split holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The records at `indices` (int64, on the split's device): `(images, labels)`.
+    pub fn batch(&self, indices: &Tensor) -> (Tensor, Tensor) {
+        (
+            self.images.index_select(0, indices),
+            self.labels.index_select(0, indices),
+        )
+    }
+}
+
+/// The records of `split` at `indices`: `(images, labels)`. See [`Split::batch`].
+pub fn batch(split: &Split, indices: &Tensor) -> (Tensor, Tensor) {
+    split.batch(indices)
+}
+
+/// A loaded data set with train/validation/test splits.
+pub struct Dataset {
+    pub train: Split,
+    pub val: Split,
+    pub test: Split,
+    /// Largest training label + 1: the width of the model's output layer.
+    pub num_classes: i64,
+    /// Hex SHA-256 identifying the data version (see the module docs); a
+    /// checkpoint of other data must not be resumed on this one.
+    pub fingerprint: String,
+    /// `[mean, std]` of `pixel/255` over the training split: what `predict`
+    /// must apply to new images, `(p/255 − mean) / std`.
+    pub normalisation: [f64; 2],
+}
+
+/// How to load: validation size and the seed that picks it.
+pub struct LoadOptions {
+    /// Training records held out for validation (1 ..= training count − 1).
+    pub val_size: usize,
+    /// Picks which records are held out.
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            val_size: DEFAULT_VAL_SIZE,
+            seed: 0,
+        }
+    }
+}
+
+/// A file read and hashed (on a worker thread for the big one).
+struct Loaded<T> {
+    data: T,
+    sha256: [u8; 32],
+}
+
+fn load_images(path: &Path) -> Result<Loaded<Images>, DataError> {
+    let data = idx::read_images(path)?;
+    let sha256 = Sha256::digest(data.idx.bytes()).into();
+    Ok(Loaded { data, sha256 })
+}
+
+fn load_labels(path: &Path) -> Result<Loaded<Labels>, DataError> {
+    let data = idx::read_labels(path)?;
+    let sha256 = Sha256::digest(data.idx.bytes()).into();
+    Ok(Loaded { data, sha256 })
+}
+
+/// The four files' paths, or an error naming what is missing.
+pub fn locate(dir: &Path) -> Result<[PathBuf; 4], DataError> {
+    let found = Part::ALL.map(|p| p.find(dir));
+    if let [Some(a), Some(b), Some(c), Some(d)] = &found {
+        return Ok([a.clone(), b.clone(), c.clone(), d.clone()]);
+    }
+    let layout = Part::ALL
+        .iter()
+        .map(|p| format!("{}[.gz]", p.file_name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = if !dir.is_dir() {
+        format!(
+            "the data directory does not exist; mount a data set in the MNIST layout \
+             ({layout}) there, or let trainerd download MNIST into it"
+        )
+    } else if found.iter().all(Option::is_none) {
+        format!(
+            "holds no data set: expected the MNIST layout ({layout}); mount one there, or let \
+             trainerd download MNIST into it"
+        )
+    } else {
+        let missing = Part::ALL
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(p, _)| format!("{}[.gz]", p.file_name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("the data set is incomplete: missing {missing} (MNIST layout: {layout})")
+    };
+    Err(DataError::Missing {
+        dir: dir.to_path_buf(),
+        what,
+    })
+}
+
+/// Counts of each byte value, with four sub-histograms so that runs of equal
+/// bytes (most of MNIST is 0) do not serialise on one counter.
+fn histogram(bytes: &[u8]) -> [u64; 256] {
+    let mut h = [[0u64; 256]; 4];
+    let mut chunks = bytes.chunks_exact(4);
+    for c in &mut chunks {
+        h[0][usize::from(c[0])] += 1;
+        h[1][usize::from(c[1])] += 1;
+        h[2][usize::from(c[2])] += 1;
+        h[3][usize::from(c[3])] += 1;
+    }
+    for &b in chunks.remainder() {
+        h[0][usize::from(b)] += 1;
+    }
+    let mut out = [0u64; 256];
+    for (v, o) in out.iter_mut().enumerate() {
+        *o = h[0][v] + h[1][v] + h[2][v] + h[3][v];
+    }
+    out
+}
+
+/// Mean and standard deviation of `value/255` from a histogram. A constant
+/// image set (std 0) gets std 1, so normalisation never divides by zero.
+fn mean_std(hist: &[u64; 256]) -> [f64; 2] {
+    let n: u64 = hist.iter().sum();
+    if n == 0 {
+        return [0.0, 1.0];
+    }
+    let n = n as f64;
+    let mean = hist
+        .iter()
+        .enumerate()
+        .map(|(v, &c)| v as f64 / 255.0 * c as f64)
+        .sum::<f64>()
+        / n;
+    let var = hist
+        .iter()
+        .enumerate()
+        .map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64)
+        .sum::<f64>()
+        / n;
+    let std = var.sqrt();
+    [mean, if std > 1e-12 { std } else { 1.0 }]
+}
+
+/// Float images `[len(idx), 1, H, W]` of `all` (uint8 `[N, 1, H, W]`), normalised.
+fn images_tensor(all: &Tensor, idx: &Tensor, norm: [f64; 2]) -> Result<Tensor, TchError> {
+    let [mean, std] = norm;
+    let mut x = all.f_index_select(0, idx)?.f_to_kind(Kind::Float)?;
+    let _ = x.f_mul_scalar_(1.0 / (255.0 * std))?;
+    let _ = x.f_sub_scalar_(mean / std)?;
+    Ok(x)
+}
+
+/// Builds a split's tensors from the raw bytes of its records.
+fn split_tensors(
+    all_images: &Tensor,
+    all_labels: &Tensor,
+    idx: &[i64],
+    norm: [f64; 2],
+) -> Result<Split, TchError> {
+    let idx = Tensor::f_from_slice(idx)?;
+    Ok(Split {
+        images: images_tensor(all_images, &idx, norm)?,
+        labels: all_labels.f_index_select(0, &idx)?,
+    })
+}
+
+fn u8_tensors(images: &Images, labels: &Labels) -> Result<(Tensor, Tensor), TchError> {
+    let shape = [images.count, 1, images.rows, images.cols].map(|d| d as i64);
+    let x = Tensor::f_from_slice(images.pixels())?.f_view(shape)?;
+    let y = Tensor::f_from_slice(labels.values())?.f_to_kind(Kind::Int64)?;
+    Ok((x, y))
+}
+
+impl Dataset {
+    /// Loads and checks the data set in `dir` (MNIST layout) into CPU tensors.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+        let [train_x_path, train_y_path, test_x_path, test_y_path] = locate(dir)?;
+        let started = std::time::Instant::now();
+        // The training images are most of the bytes: read, gunzip, hash and
+        // count them on a second thread while this one does the other files.
+        let (train_x, rest) = std::thread::scope(|s| {
+            let big = s.spawn(|| {
+                load_images(&train_x_path).map(|l| {
+                    let hist = histogram(l.data.pixels());
+                    (l, hist)
+                })
+            });
+            let rest = (|| {
+                Ok::<_, DataError>((
+                    load_labels(&train_y_path)?,
+                    load_images(&test_x_path)?,
+                    load_labels(&test_y_path)?,
+                ))
+            })();
+            let big = big.join().unwrap_or_else(|_| {
+                Err(DataError::invalid(
+                    &train_x_path,
+                    "reading it failed unexpectedly (worker thread panicked)",
+                ))
+            });
+            (big, rest)
+        });
+        let (train_x, mut hist) = train_x?;
+        let (train_y, test_x, test_y) = rest?;
+
+        for (x, y) in [(&train_x.data, &train_y.data), (&test_x.data, &test_y.data)] {
+            if x.count != y.count {
+                return Err(DataError::invalid(
+                    y.idx.path(),
+                    format!(
+                        "holds {} labels but {} holds {} images; the two files do not belong \
+                         together",
+                        y.count,
+                        x.idx.path().display(),
+                        x.count
+                    ),
+                ));
+            }
+        }
+        let (tx, ex) = (&train_x.data, &test_x.data);
+        if (tx.rows, tx.cols) != (ex.rows, ex.cols) {
+            return Err(DataError::invalid(
+                ex.idx.path(),
+                format!(
+                    "holds {}×{} images but the training images ({}) are {}×{}; the files do \
+                     not belong together",
+                    ex.rows,
+                    ex.cols,
+                    tx.idx.path().display(),
+                    tx.rows,
+                    tx.cols
+                ),
+            ));
+        }
+
+        let max_label = train_y.data.values().iter().copied().max().unwrap_or(0);
+        let num_classes = (usize::from(max_label) + 1).max(2);
+        if let Some((i, l)) = idx::first_out_of_range(test_y.data.values(), num_classes) {
+            return Err(DataError::invalid(
+                test_y.data.idx.path(),
+                format!(
+                    "label {l} at record {i} is not a training class (the training labels \
+                     span 0..={}); the test set does not belong with this training set",
+                    num_classes - 1
+                ),
+            ));
+        }
+
+        let n_train = tx.count;
+        if opts.val_size == 0 || opts.val_size >= n_train {
+            return Err(DataError::Option {
+                key: "val_size",
+                what: format!(
+                    "{} does not fit the {n_train} training records of {}: it must be between \
+                     1 and {}",
+                    opts.val_size,
+                    train_x_path.display(),
+                    n_train.saturating_sub(1)
+                ),
+            });
+        }
+        let perm = rng::permutation(n_train, rng::mix(opts.seed, STREAM_VAL_SPLIT));
+        let mut is_val = vec![false; n_train];
+        for &i in &perm[..opts.val_size] {
+            is_val[i as usize] = true;
+        }
+        let (val_idx, train_idx): (Vec<i64>, Vec<i64>) =
+            (0..n_train as i64).partition(|&i| is_val[i as usize]);
+
+        let image_len = tx.rows * tx.cols;
+        for &i in &val_idx {
+            let at = i as usize * image_len;
+            for &b in &tx.pixels()[at..at + image_len] {
+                hist[usize::from(b)] -= 1;
+            }
+        }
+        let normalisation = mean_std(&hist);
+
+        let tensor_err = |e: TchError| DataError::Tensor {
+            path: dir.to_path_buf(),
+            what: e.to_string(),
+        };
+        let (train_u8, train_labels) = u8_tensors(tx, &train_y.data).map_err(tensor_err)?;
+        let (test_u8, test_labels) = u8_tensors(ex, &test_y.data).map_err(tensor_err)?;
+        let all_test: Vec<i64> = (0..ex.count as i64).collect();
+        let train = split_tensors(&train_u8, &train_labels, &train_idx, normalisation)
+            .map_err(tensor_err)?;
+        let val =
+            split_tensors(&train_u8, &train_labels, &val_idx, normalisation).map_err(tensor_err)?;
+        let test =
+            split_tensors(&test_u8, &test_labels, &all_test, normalisation).map_err(tensor_err)?;
+
+        let mut h = Sha256::new();
+        for d in [
+            &train_x.sha256,
+            &train_y.sha256,
+            &test_x.sha256,
+            &test_y.sha256,
+        ] {
+            h.update(d);
+        }
+        tracing::debug!(
+            dir = %dir.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "data set loaded"
+        );
+        Ok(Dataset {
+            train,
+            val,
+            test,
+            num_classes: num_classes as i64,
+            fingerprint: hex::encode(h.finalize()),
+            normalisation,
+        })
+    }
+
+    /// `[channels, height, width]` of one image.
+    pub fn image_shape(&self) -> [i64; 3] {
+        match self.train.images.size()[..] {
+            [_, c, h, w] => [c, h, w],
+            _ => [0, 0, 0],
+        }
+    }
+
+    /// Moves every split to `device` once (the trainer then indexes in place).
+    pub fn to_device(self, device: Device) -> Dataset {
+        let mv = |s: Split| Split {
+            images: s.images.to_device(device),
+            labels: s.labels.to_device(device),
+        };
+        Dataset {
+            train: mv(self.train),
+            val: mv(self.val),
+            test: mv(self.test),
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::{write_idx, write_synthetic_mnist};
+    use crate::exit::ExitStatus;
+    use std::collections::HashSet;
+
+    fn opts(val_size: usize, seed: u64) -> LoadOptions {
+        LoadOptions { val_size, seed }
+    }
+
+    /// Writes a tiny raw data set: images whose every pixel equals the record
+    /// index (so a record's identity survives normalisation), labels `i % k`.
+    fn tiny(dir: &Path, n_train: usize, n_test: usize, k: u8) {
+        let px = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| [i as u8; 4]).collect() };
+        let lb = |n: usize| -> Vec<u8> { (0..n).map(|i| i as u8 % k).collect() };
+        write_idx(
+            &dir.join("train-images-idx3-ubyte"),
+            &[n_train, 2, 2],
+            &px(n_train),
+            false,
+        )
+        .unwrap();
+        write_idx(
+            &dir.join("train-labels-idx1-ubyte"),
+            &[n_train],
+            &lb(n_train),
+            false,
+        )
+        .unwrap();
+        write_idx(
+            &dir.join("t10k-images-idx3-ubyte"),
+            &[n_test, 2, 2],
+            &px(n_test),
+            false,
+        )
+        .unwrap();
+        write_idx(
+            &dir.join("t10k-labels-idx1-ubyte"),
+            &[n_test],
+            &lb(n_test),
+            false,
+        )
+        .unwrap();
+    }
+
+    /// The record index behind each image of a split (undoing normalisation).
+    fn record_ids(s: &Split, norm: [f64; 2]) -> Vec<i64> {
+        let first = s.images.select(1, 0).select(1, 0).select(1, 0);
+        let raw = (first * norm[1] + norm[0]) * 255.0;
+        Vec::<f32>::try_from(raw)
+            .unwrap()
+            .iter()
+            .map(|v| v.round() as i64)
+            .collect()
+    }
+
+    #[test]
+    fn split_sizes_disjoint_and_complete() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 100, 30, 10);
+        let ds = Dataset::load(d.path(), &opts(25, 1)).unwrap();
+        assert_eq!((ds.train.len(), ds.val.len(), ds.test.len()), (75, 25, 30));
+        assert_eq!(ds.train.images.size(), [75, 1, 2, 2]);
+        assert_eq!(ds.train.images.kind(), Kind::Float);
+        assert_eq!(ds.train.labels.kind(), Kind::Int64);
+        assert_eq!(ds.image_shape(), [1, 2, 2]);
+        assert_eq!(ds.num_classes, 10);
+        let tr = record_ids(&ds.train, ds.normalisation);
+        let va = record_ids(&ds.val, ds.normalisation);
+        let all: HashSet<i64> = tr.iter().chain(&va).copied().collect();
+        assert_eq!(all, (0..100).collect::<HashSet<_>>());
+        // Labels travel with their images.
+        let labels = Vec::<i64>::try_from(&ds.val.labels).unwrap();
+        for (id, l) in va.iter().zip(labels) {
+            assert_eq!(id % 10, l);
+        }
+        assert_eq!(
+            record_ids(&ds.test, ds.normalisation),
+            (0..30).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn split_is_determined_by_seed() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 100, 10, 10);
+        let ids = |seed| {
+            let ds = Dataset::load(d.path(), &opts(20, seed)).unwrap();
+            record_ids(&ds.val, ds.normalisation)
+        };
+        assert_eq!(ids(7), ids(7));
+        assert_ne!(ids(7), ids(8));
+    }
+
+    #[test]
+    fn normalisation_is_over_the_training_split() {
+        let d = tempfile::tempdir().unwrap();
+        write_synthetic_mnist(d.path(), 300, 50, 4).unwrap();
+        let ds = Dataset::load(d.path(), &opts(50, 2)).unwrap();
+        let mean = ds.train.images.mean(Kind::Double).double_value(&[]);
+        let std = ds.train.images.std(false).double_value(&[]);
+        assert!(mean.abs() < 1e-4, "mean {mean}");
+        assert!((std - 1.0).abs() < 1e-4, "std {std}");
+        // ... and the validation split is not what was normalised.
+        let vmean = ds.val.images.mean(Kind::Double).double_value(&[]);
+        assert!(vmean.abs() > 1e-6);
+    }
+
+    #[test]
+    fn constant_images_do_not_divide_by_zero() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        write_idx(
+            &p.join("train-images-idx3-ubyte"),
+            &[4, 1, 1],
+            &[0; 4],
+            false,
+        )
+        .unwrap();
+        write_idx(
+            &p.join("train-labels-idx1-ubyte"),
+            &[4],
+            &[0, 1, 0, 1],
+            false,
+        )
+        .unwrap();
+        write_idx(&p.join("t10k-images-idx3-ubyte"), &[1, 1, 1], &[0], false).unwrap();
+        write_idx(&p.join("t10k-labels-idx1-ubyte"), &[1], &[1], false).unwrap();
+        let ds = Dataset::load(p, &opts(1, 0)).unwrap();
+        assert_eq!(ds.normalisation, [0.0, 1.0]);
+        assert_eq!(ds.num_classes, 2);
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_ignores_compression() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_synthetic_mnist(a.path(), 40, 10, 1).unwrap();
+        // The same content, decompressed and with the dot spelling.
+        for part in Part::ALL {
+            let src = a.path().join(format!("{}.gz", part.file_name()));
+            let bytes = idx::read_decompressed(&src).unwrap();
+            let name = part.file_name().replacen("-idx", ".idx", 1);
+            std::fs::write(b.path().join(name), bytes).unwrap();
+        }
+        let fa = Dataset::load(a.path(), &opts(5, 1)).unwrap().fingerprint;
+        let fa2 = Dataset::load(a.path(), &opts(9, 2)).unwrap().fingerprint;
+        let fb = Dataset::load(b.path(), &opts(5, 1)).unwrap().fingerprint;
+        assert_eq!(fa.len(), 64);
+        assert_eq!(fa, fa2);
+        assert_eq!(fa, fb);
+        let c = tempfile::tempdir().unwrap();
+        write_synthetic_mnist(c.path(), 40, 10, 2).unwrap();
+        assert_ne!(
+            fa,
+            Dataset::load(c.path(), &opts(5, 1)).unwrap().fingerprint
+        );
+    }
+
+    fn load_err(dir: &Path, o: LoadOptions) -> DataError {
+        match Dataset::load(dir, &o) {
+            Ok(_) => panic!("loaded"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn val_size_must_fit() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 10, 5, 3);
+        for v in [0, 10, 11] {
+            let e = load_err(d.path(), opts(v, 0));
+            assert!(e.to_string().starts_with("val_size: "), "{e}");
+            assert_eq!(e.exit_code(), crate::exit::CONFIG);
+        }
+        assert!(Dataset::load(d.path(), &opts(9, 0)).is_ok());
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load_err(d.path(), opts(1, 0));
+        assert!(e.to_string().contains("holds no data set"), "{e}");
+        assert_eq!(e.exit_code(), crate::exit::DATA);
+        tiny(d.path(), 10, 5, 3);
+        std::fs::remove_file(d.path().join("t10k-labels-idx1-ubyte")).unwrap();
+        let e = load_err(d.path(), opts(1, 0)).to_string();
+        assert!(
+            e.contains("incomplete: missing t10k-labels-idx1-ubyte[.gz]"),
+            "{e}"
+        );
+        let e = load_err(&d.path().join("nope"), opts(1, 0)).to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn image_and_label_counts_must_agree() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 10, 5, 3);
+        write_idx(
+            &d.path().join("train-labels-idx1-ubyte"),
+            &[9],
+            &[0; 9],
+            false,
+        )
+        .unwrap();
+        let e = load_err(d.path(), opts(1, 0)).to_string();
+        assert!(
+            e.contains("train-labels-idx1-ubyte: holds 9 labels but"),
+            "{e}"
+        );
+        assert!(e.contains("holds 10 images"), "{e}");
+    }
+
+    #[test]
+    fn test_labels_must_be_training_classes() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 10, 5, 3);
+        write_idx(
+            &d.path().join("t10k-labels-idx1-ubyte"),
+            &[5],
+            &[0, 1, 2, 7, 1],
+            false,
+        )
+        .unwrap();
+        let e = load_err(d.path(), opts(1, 0)).to_string();
+        assert!(
+            e.contains("t10k-labels-idx1-ubyte: label 7 at record 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn geometry_must_agree() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 10, 5, 3);
+        write_idx(
+            &d.path().join("t10k-images-idx3-ubyte"),
+            &[5, 4, 1],
+            &[0; 20],
+            false,
+        )
+        .unwrap();
+        let e = load_err(d.path(), opts(1, 0)).to_string();
+        assert!(
+            e.contains("holds 4×1 images but the training images"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_file_in_the_set_names_that_file() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 10, 5, 3);
+        let p = d.path().join("train-images-idx3-ubyte");
+        let mut b = std::fs::read(&p).unwrap();
+        b.truncate(b.len() - 3);
+        std::fs::write(&p, b).unwrap();
+        let e = load_err(d.path(), opts(1, 0));
+        assert!(e.to_string().starts_with(&p.display().to_string()), "{e}");
+        assert!(e.to_string().contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn batch_selects_matching_records() {
+        let d = tempfile::tempdir().unwrap();
+        tiny(d.path(), 20, 5, 10);
+        let ds = Dataset::load(d.path(), &opts(2, 0)).unwrap();
+        let idx = Tensor::from_slice(&[4i64, 0, 4]);
+        let (x, y) = batch(&ds.test, &idx);
+        assert_eq!(x.size(), [3, 1, 2, 2]);
+        assert_eq!(Vec::<i64>::try_from(&y).unwrap(), [4, 0, 4]);
+        let s = Split {
+            images: x,
+            labels: y,
+        };
+        assert_eq!(record_ids(&s, ds.normalisation), [4, 0, 4]);
+    }
+
+    /// The shared real MNIST copy: counts from its README. Skipped (loudly)
+    /// where that copy is absent.
+    #[test]
+    fn real_mnist_matches_its_readme() {
+        let Some(dir) = crate::data::testutil::shared_mnist() else {
+            eprintln!("SKIPPED: no shared MNIST copy (set TRAINERD_TEST_MNIST_DIR)");
+            return;
+        };
+        let t = std::time::Instant::now();
+        let ds = Dataset::load(&dir, &LoadOptions::default()).unwrap();
+        eprintln!("loaded MNIST in {:?} (unoptimised test build)", t.elapsed());
+        assert_eq!(ds.num_classes, 10);
+        assert_eq!(
+            (ds.train.len(), ds.val.len(), ds.test.len()),
+            (55_000, 5000, 10_000)
+        );
+        assert_eq!(ds.image_shape(), [1, 28, 28]);
+        let counts = |t: &Tensor| Vec::<i64>::try_from(t.bincount::<Tensor>(None, 10)).unwrap();
+        let (tr, va) = (counts(&ds.train.labels), counts(&ds.val.labels));
+        let train: Vec<i64> = tr.iter().zip(&va).map(|(a, b)| a + b).collect();
+        assert_eq!(
+            train,
+            [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+        );
+        assert_eq!(
+            counts(&ds.test.labels),
+            [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+        );
+        // README: mean pixel 33.318 over all 60,000 training images; the
+        // split's mean differs from that only slightly.
+        assert!(
+            (ds.normalisation[0] * 255.0 - 33.318).abs() < 0.3,
+            "{:?}",
+            ds.normalisation
+        );
+        assert!(
+            (ds.normalisation[1] - 0.3081).abs() < 0.003,
+            "{:?}",
+            ds.normalisation
+        );
+    }
+
+    #[test]
+    fn histogram_and_mean_std_are_exact() {
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
+        let h = histogram(&bytes);
+        assert_eq!(h[0], 3);
+        assert_eq!(h[255], 2);
+        assert_eq!(h.iter().sum::<u64>(), 259);
+        let [m, s] = mean_std(&h);
+        let xs: Vec<f64> = bytes.iter().map(|&b| f64::from(b) / 255.0).collect();
+        let mm = xs.iter().sum::<f64>() / xs.len() as f64;
+        let ss = (xs.iter().map(|x| (x - mm).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+        assert!((m - mm).abs() < 1e-12 && (s - ss).abs() < 1e-12);
+    }
+}
