@@ -130,7 +130,7 @@ fn a_weak_start_escalates_to_the_target_then_rollback_and_predict_work() {
     let s = setup();
     let ladder = [
         "--ladder",
-        "linear,mlp:4,fast:4",
+        "linear,mlp:2,fast:2",
         "--target-accuracy",
         "0.85",
     ];
