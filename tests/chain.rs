@@ -545,3 +545,46 @@ fn the_daemon_idles_after_its_study_and_exits_143_on_sigterm() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
 }
+
+#[test]
+fn kills_between_promotion_journal_and_events_leave_one_consistent_story() {
+    // Records of this study: 1 study_started, 2 trial_started, 3 trial_finished.
+    // journal.append:3 dies after promoting trial 0, before journaling it;
+    // events.emit:3 dies after journaling it, before its events.
+    for point in ["journal.append:3", "events.emit:3"] {
+        let s = setup();
+        let args = ["--max-trials", "1", "--target-accuracy", "0.99"];
+        let out = weak_start(&s, &args)
+            .env("TRAINERD_FAULT_ABORT", point)
+            .output()
+            .unwrap();
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "{point}: the fault did not fire"
+        );
+        assert!(
+            s.state.join("best/model.json").exists(),
+            "{point}: promoted before the kill"
+        );
+        let out = weak_start(&s, &args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{point}: {}", stderr(&out));
+        let evs = events(&s.state);
+        assert_unique_ids(&evs);
+        assert!(
+            has(&evs, "trial_finished", 0) && has(&evs, "new_best", 0),
+            "{point}: {:?}",
+            kinds(&evs)
+        );
+        let finished: Vec<Value> = journal(&s.state)
+            .into_iter()
+            .filter(|r| r["type"] == "trial_finished")
+            .collect();
+        assert_eq!(finished.len(), 1, "{point}");
+        assert_eq!(finished[0]["promoted"], true, "{point}");
+        assert!(
+            !s.state.join("best.previous").exists(),
+            "{point}: promoted once only"
+        );
+    }
+}

@@ -52,6 +52,7 @@ impl Chain {
     /// Journals `record` (fsynced), then emits the events it implies.
     fn record(&mut self, record: Record) -> anyhow::Result<Entry> {
         let entry = self.journal.append(&self.study, record)?;
+        crate::store::fault::point("events.emit");
         for ev in events_for(&entry, self.target) {
             self.events.emit(ev)?;
         }
