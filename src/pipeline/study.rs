@@ -457,3 +457,66 @@ fn remove_dir(dir: &Path) {
         }
     }
 }
+
+/// The latest study as the journal tells it, for `trainerd status`: id,
+/// trials started and finished, the open trial, the best, the outcome.
+pub fn summary(state_dir: &Path) -> Option<serde_json::Value> {
+    let entries = Journal::open_read_only(state_dir).ok()?;
+    let study = entries
+        .iter()
+        .rev()
+        .find_map(|e| matches!(e.record, Record::StudyStarted { .. }).then(|| e.study.clone()))?;
+    let v = view(entries.iter().filter(|e| e.study == study));
+    Some(serde_json::json!({
+        "study": study,
+        "target": v.target,
+        "trials_started": v.trials_started,
+        "trials_finished": v.finished.len(),
+        "open_trial": v.open.as_ref().map(|o| serde_json::json!({"trial": o.trial, "preset": o.spec.preset})),
+        "best": v.best().map(|(trial, acc)| serde_json::json!({"trial": trial, "val_accuracy": acc})),
+        "outcome": v.outcome,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::strategy::Move;
+
+    #[test]
+    fn summary_reports_the_latest_study() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(summary(dir.path()).is_none());
+        let mut j = Journal::open(dir.path()).unwrap();
+        for study in ["old", "new"] {
+            j.append(
+                study,
+                Record::StudyStarted {
+                    key: "k".into(),
+                    ordinal: 0,
+                    data_fingerprint: "fp".into(),
+                    target: 0.9,
+                    config: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+        }
+        j.append(
+            "new",
+            Record::TrialStarted {
+                trial: 0,
+                spec: crate::model::preset("linear").unwrap(),
+                mv: Move::Start,
+                rung: Some(0),
+                reason: "first".into(),
+                architecture_changed: false,
+            },
+        )
+        .unwrap();
+        let s = summary(dir.path()).unwrap();
+        assert_eq!(s["study"], "new");
+        assert_eq!(s["trials_started"], 1);
+        assert_eq!(s["open_trial"]["preset"], "linear");
+        assert!(s["outcome"].is_null());
+    }
+}

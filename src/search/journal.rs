@@ -172,6 +172,14 @@ impl Journal {
         })
     }
 
+    /// Reads the journal without creating, repairing or locking anything
+    /// (for `status` while a daemon writes it); a torn tail is ignored.
+    pub fn open_read_only(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
+        let path = Self::path(state_dir);
+        let bytes = fs::read(&path).map_err(|e| io(&path, e))?;
+        Ok(parse(&path, &bytes)?.0)
+    }
+
     /// Every record, oldest first.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
