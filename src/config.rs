@@ -133,6 +133,9 @@ pub struct CommonArgs {
     /// Log format: auto (human on a TTY, JSON otherwise) | human | json
     #[arg(long, env = "TRAINERD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Comma-separated base URLs MNIST is downloaded from when the data dir holds no data set.
+    #[arg(long, env = "TRAINERD_MNIST_MIRRORS")]
+    pub mnist_mirrors: Option<String>,
     /// Presets the study escalates through while below target, smallest first;
     /// `NAME:EPOCHS` sets a rung's schedule length (e.g. `linear,mlp,fast,bn3:12`).
     #[arg(long, env = "TRAINERD_LADDER")]
@@ -201,6 +204,7 @@ pub struct FileConfig {
     pub lr: Option<f64>,
     pub watchdog: Option<String>,
     pub log_format: Option<String>,
+    pub mnist_mirrors: Option<String>,
     pub ladder: Option<String>,
     pub min_accuracy: Option<f64>,
     pub promote_margin: Option<f64>,
@@ -251,6 +255,8 @@ pub struct Config {
     pub lr: Option<f64>,
     pub watchdog: Duration,
     pub log_format: LogFormat,
+    /// Where to download MNIST from when the data dir is empty.
+    pub mnist_mirrors: Vec<String>,
     /// Rungs the study escalates through (see `search::strategy`).
     pub ladder: Vec<crate::model::TrialSpec>,
     pub min_accuracy: f64,
@@ -396,6 +402,10 @@ impl Config {
             lr,
             watchdog,
             log_format,
+            mnist_mirrors: match a.mnist_mirrors.clone().or(f.mnist_mirrors) {
+                Some(list) => crate::data::download::parse_mirrors(&list),
+                None => crate::data::download::default_mirrors(),
+            },
             ladder: chain.ladder,
             min_accuracy: chain.min_accuracy,
             promote_margin: chain.promote_margin,

@@ -77,6 +77,7 @@ pub fn initial_spec(cfg: &Config) -> anyhow::Result<TrialSpec> {
 
 /// Loads the data set named by the config (exit 65 on bad data).
 pub fn load_data(cfg: &Config, device: Device) -> anyhow::Result<Dataset> {
+    crate::data::ensure_mnist(&cfg.data_dir, &cfg.mnist_mirrors)?;
     let data = Dataset::load(
         &cfg.data_dir,
         &LoadOptions {
