@@ -74,6 +74,16 @@ fn quick(s: &Setup, command: &str, extra: &[&str]) -> Command {
     cmd(s, command, &args)
 }
 
+/// Starts `cmd` with its log in a file (a pipe nobody reads could fill up and
+/// block the child).
+fn spawn_logged(cmd: &mut Command, s: &Setup) -> std::process::Child {
+    let log = std::fs::File::create(s.data.with_file_name("spawned.log")).unwrap();
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 fn jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -447,7 +457,7 @@ fn sigkill_mid_study_resumes_the_open_trial_and_repeats_nothing() {
         "--webhook-events",
         "all",
     ];
-    let mut child = spawn(&mut weak_start(&s, &args));
+    let mut child = spawn_logged(&mut weak_start(&s, &args), &s);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         // Kill once trial 1 has checkpoints and every event so far is
@@ -532,7 +542,7 @@ fn bad_chain_config_exits_78_naming_the_key() {
 #[test]
 fn the_daemon_idles_after_its_study_and_exits_143_on_sigterm() {
     let s = setup();
-    let mut child = spawn(&mut quick(&s, "run", &[]));
+    let mut child = spawn_logged(&mut quick(&s, "run", &[]), &s);
     let deadline = Instant::now() + Duration::from_secs(300);
     while !kinds(&events(&s.state)).contains(&"target_reached".to_string()) {
         assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
