@@ -9,6 +9,7 @@
 
 pub mod daemon;
 pub mod events;
+mod finish;
 pub mod jsonl;
 pub mod promote;
 pub mod study;

@@ -17,7 +17,8 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 use super::events::{events_for, Event, EventLog};
-use super::promote::{self, ModelCard, Verdict, MODEL_CARD_FORMAT};
+use super::finish::{finish_pruned, finish_trial};
+use super::promote;
 use super::{initial_spec, load_data, select_device, StudyEnd};
 use crate::config::Config;
 use crate::data::Dataset;
@@ -26,7 +27,7 @@ use crate::search::journal::{Entry, Journal, Outcome, Record};
 use crate::search::strategy::{Plan, PrunePolicy};
 use crate::store::CheckpointDir;
 use crate::telemetry::heartbeat::Liveness;
-use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome, TrialReport};
+use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
 /// What a study needs from the process.
 pub struct Context<'a> {
@@ -41,16 +42,16 @@ pub struct Context<'a> {
 }
 
 /// The journal and the event log, written together.
-struct Chain {
+pub(super) struct Chain {
     journal: Journal,
     events: EventLog,
-    study: String,
+    pub(super) study: String,
     target: f64,
 }
 
 impl Chain {
     /// Journals `record` (fsynced), then emits the events it implies.
-    fn record(&mut self, record: Record) -> anyhow::Result<Entry> {
+    pub(super) fn record(&mut self, record: Record) -> anyhow::Result<Entry> {
         let entry = self.journal.append(&self.study, record)?;
         crate::store::fault::point("events.emit");
         for ev in events_for(&entry, self.target) {
@@ -350,102 +351,6 @@ fn drive(
         }
         remove_dir(&dir);
     }
-}
-
-fn study_best(v: &StudyView, this: f64) -> f64 {
-    v.best().map_or(this, |b| b.1.max(this))
-}
-
-/// Journals a pruned trial as finished (never promoted: it trailed a peer).
-fn finish_pruned(
-    chain: &mut Chain,
-    trial: u32,
-    history: Vec<EpochRecord>,
-    v: &StudyView,
-) -> anyhow::Result<()> {
-    let last = history.last();
-    let val = last.map_or(0.0, |h| h.val_accuracy);
-    chain.record(Record::TrialFinished {
-        trial,
-        val_accuracy: val,
-        test_accuracy: None,
-        val_loss: last.map_or(0.0, |h| h.val_loss),
-        train_seconds: last.map_or(0.0, |h| h.train_seconds),
-        pruned: true,
-        promoted: false,
-        study_best: study_best(v, val),
-        resumed_from: 0,
-        history,
-    })?;
-    Ok(())
-}
-
-/// Promotes the trial if it wins, then journals it as finished.
-fn finish_trial(
-    ctx: &Context<'_>,
-    chain: &mut Chain,
-    t: &OpenTrial,
-    report: &TrialReport,
-    data: &Dataset,
-    v: &StudyView,
-) -> anyhow::Result<()> {
-    let cfg = ctx.cfg;
-    let shape = train::input_shape(data);
-    let card = ModelCard {
-        format: MODEL_CARD_FORMAT,
-        trial: t.trial,
-        preset: t.spec.preset.clone(),
-        arch: t.spec.arch.clone(),
-        recipe: t.spec.recipe.clone(),
-        val_accuracy: report.val.accuracy,
-        test_accuracy: report.test.accuracy,
-        val_loss: report.val.loss,
-        test_loss: report.test.loss,
-        per_class_test_accuracy: report.test.per_class_accuracy.clone(),
-        test_confusion: report.test.confusion.clone(),
-        parameters: report.parameters,
-        epochs_trained: report.history.len() as u32,
-        train_seconds: report.train_seconds,
-        seed: cfg.seed,
-        data_fingerprint: data.fingerprint.clone(),
-        input_shape: [shape.channels, shape.height, shape.width],
-        classes: data.num_classes,
-        normalisation: data.normalisation,
-        created_at: ModelCard::now(),
-        study: chain.study.clone(),
-        val_size: cfg.val_size,
-    };
-    let champion = promote::read_card(&cfg.state_dir);
-    let promoted = match promote::verdict(champion.as_ref(), &card, cfg.promote_margin) {
-        Verdict::AlreadyChampion => true,
-        Verdict::Promote(why) => {
-            promote::promote(&cfg.state_dir, &report.weights, &card)
-                .context("promoting the model")?;
-            tracing::info!(
-                trial = t.trial,
-                test_accuracy = card.test_accuracy,
-                "promoted to best/: {why}"
-            );
-            true
-        }
-        Verdict::Keep(why) => {
-            tracing::info!(trial = t.trial, "champion kept: {why}");
-            false
-        }
-    };
-    chain.record(Record::TrialFinished {
-        trial: t.trial,
-        val_accuracy: report.val.accuracy,
-        test_accuracy: Some(report.test.accuracy),
-        val_loss: report.val.loss,
-        history: report.history.clone(),
-        pruned: false,
-        promoted,
-        study_best: study_best(v, report.val.accuracy),
-        train_seconds: report.train_seconds,
-        resumed_from: report.resumed_from,
-    })?;
-    Ok(())
 }
 
 /// Checkpoints of finished trials are no longer needed (a winner's model is
