@@ -598,3 +598,38 @@ fn kills_between_promotion_journal_and_events_leave_one_consistent_story() {
         );
     }
 }
+
+#[test]
+fn sigterm_mid_trial_is_a_stopped_event_and_the_restart_resumes() {
+    let s = setup();
+    let args = ["--ladder", "linear,fast:12", "--target-accuracy", "0.5"];
+    let mut child = spawn_logged(&mut weak_start(&s, &args), &s);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while trial_checkpoints(&s.state, 1) < 1 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the stop"
+        );
+        assert!(Instant::now() < deadline, "trial 1 never checkpointed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let evs = events(&s.state);
+    assert!(has(&evs, "stopped", 1), "{:?}", kinds(&evs));
+
+    let out = weak_start(&s, &args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let evs = events(&s.state);
+    assert_unique_ids(&evs);
+    assert!(
+        has(&evs, "resumed", 1) && has(&evs, "target_reached", 1),
+        "{:?}",
+        kinds(&evs)
+    );
+    let t1 = journal(&s.state)
+        .into_iter()
+        .find(|r| r["type"] == "trial_finished" && r["trial"] == 1)
+        .unwrap();
+    assert!(t1["resumed_from"].as_u64().unwrap() > 0, "{t1}");
+}
