@@ -266,6 +266,7 @@ mod tests {
             normalisation: [0.0, 1.0],
             created_at: ModelCard::now(),
             study: "s".into(),
+            commit: None,
             val_size: 10,
         }
     }
