@@ -57,6 +57,22 @@ pub enum Command {
     },
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
     Health(HealthArgs),
+    /// Swap the champion (best/) with the previous one (best.previous/).
+    Rollback(StatusArgs),
+    /// Classify images (IDX or PNG files) with the champion model.
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PredictArgs {
+    #[arg(long, env = "TRAINERD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// One JSON object per image instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// IDX image files (optionally gzipped) or PNG images of the model's input size.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// Flags shared by `run` and `train`. All optional here: unset values fall
@@ -133,6 +149,30 @@ pub struct CommonArgs {
     /// How often to fetch `--git-remote` (e.g. `60s`).
     #[arg(long, env = "TRAINERD_GIT_FETCH_EVERY")]
     pub git_fetch_every: Option<String>,
+    /// Presets the study escalates through while below target, smallest first;
+    /// `NAME:EPOCHS` sets a rung's schedule length (e.g. `linear,mlp,fast,bn3:12`).
+    #[arg(long, env = "TRAINERD_LADDER")]
+    pub ladder: Option<String>,
+    /// Below this validation accuracy the next trial changes the architecture
+    /// (climbs the ladder); at or above it only the recipe is tuned. Default: the target.
+    #[arg(long, env = "TRAINERD_MIN_ACCURACY")]
+    pub min_accuracy: Option<f64>,
+    /// Validation accuracy by which a trial must beat the champion to replace it.
+    #[arg(long, env = "TRAINERD_PROMOTE_MARGIN")]
+    pub promote_margin: Option<f64>,
+    /// Early stopping: a trial trailing the top third of same-length trials by more
+    /// than this at epoch 1, 2, 4, ... stops (1 disables).
+    #[arg(long, env = "TRAINERD_PRUNE_MARGIN")]
+    pub prune_margin: Option<f64>,
+    /// Webhook URL to POST events to (repeatable, or a comma list).
+    #[arg(long = "webhook", env = "TRAINERD_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook: Vec<String>,
+    /// Event kinds sent to webhooks (comma list, or `all`).
+    #[arg(long, env = "TRAINERD_WEBHOOK_EVENTS")]
+    pub webhook_events: Option<String>,
+    /// File holding the HMAC secret that signs webhook bodies (else env TRAINERD_WEBHOOK_SECRET).
+    #[arg(long, env = "TRAINERD_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -182,6 +222,13 @@ pub struct FileConfig {
     pub watch_poll: Option<bool>,
     pub git_remote: Option<String>,
     pub git_fetch_every: Option<String>,
+    pub ladder: Option<String>,
+    pub min_accuracy: Option<f64>,
+    pub promote_margin: Option<f64>,
+    pub prune_margin: Option<f64>,
+    pub webhook: Option<Vec<String>>,
+    pub webhook_events: Option<String>,
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +281,31 @@ pub struct Config {
     /// Remote to fetch and fast-forward the workspace checkout from.
     pub git_remote: Option<String>,
     pub git_fetch_every: Duration,
+    /// Rungs the study escalates through (see `search::strategy`).
+    pub ladder: Vec<crate::model::TrialSpec>,
+    pub min_accuracy: f64,
+    pub promote_margin: f64,
+    pub prune_margin: f64,
+    pub webhooks: Vec<String>,
+    /// Event kinds sent to webhooks.
+    pub webhook_events: Vec<String>,
+    pub webhook_secret: Option<Secret>,
+}
+
+/// Ladder used when none is configured: softmax regression up to the
+/// three-block batch-norm CNN with augmentation (see `model::PRESET_NAMES`).
+/// bn3 first runs a 4-epoch schedule; if that misses the target, the search
+/// lengthens it to 8 (the preset's own schedule), so the cheap try comes first.
+pub const DEFAULT_LADDER: &str = "linear,mlp,fast,bn3:4";
+
+/// A secret whose `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Config {
@@ -254,6 +326,7 @@ impl Config {
                 format!("{target_accuracy} is outside (0, 1]"),
             ));
         }
+        let chain = chain_settings(a, &f, target_accuracy)?;
         let threads = a.threads.or(f.threads).unwrap_or_else(default_threads);
         if threads == 0 {
             return Err(invalid("threads", "must be at least 1"));
@@ -381,8 +454,135 @@ impl Config {
                 .or(f.git_remote)
                 .filter(|r| !r.is_empty()),
             git_fetch_every,
+            ladder: chain.ladder,
+            min_accuracy: chain.min_accuracy,
+            promote_margin: chain.promote_margin,
+            prune_margin: chain.prune_margin,
+            webhooks: chain.webhooks,
+            webhook_events: chain.webhook_events,
+            webhook_secret: chain.webhook_secret,
         })
     }
+}
+
+/// The job chain's keys (search, promotion, notifications), validated.
+struct ChainSettings {
+    ladder: Vec<crate::model::TrialSpec>,
+    min_accuracy: f64,
+    promote_margin: f64,
+    prune_margin: f64,
+    webhooks: Vec<String>,
+    webhook_events: Vec<String>,
+    webhook_secret: Option<Secret>,
+}
+
+fn chain_settings(
+    a: &CommonArgs,
+    f: &FileConfig,
+    target: f64,
+) -> Result<ChainSettings, ConfigError> {
+    let ladder_text = a
+        .ladder
+        .clone()
+        .or_else(|| f.ladder.clone())
+        .unwrap_or_else(|| DEFAULT_LADDER.into());
+    let ladder =
+        crate::search::strategy::parse_ladder(&ladder_text).map_err(|w| invalid("ladder", w))?;
+    let min_accuracy = a.min_accuracy.or(f.min_accuracy).unwrap_or(target);
+    if !(min_accuracy > 0.0 && min_accuracy <= 1.0) {
+        return Err(invalid(
+            "min_accuracy",
+            format!("{min_accuracy} is outside (0, 1]"),
+        ));
+    }
+    let promote_margin = a.promote_margin.or(f.promote_margin).unwrap_or(0.0);
+    if !(0.0..1.0).contains(&promote_margin) {
+        return Err(invalid(
+            "promote_margin",
+            format!("{promote_margin} is outside [0, 1)"),
+        ));
+    }
+    let prune_margin = a.prune_margin.or(f.prune_margin).unwrap_or(0.005);
+    if !(0.0..=1.0).contains(&prune_margin) {
+        return Err(invalid(
+            "prune_margin",
+            format!("{prune_margin} is outside [0, 1]"),
+        ));
+    }
+    let webhooks: Vec<String> = if a.webhook.is_empty() {
+        f.webhook.clone().unwrap_or_default()
+    } else {
+        a.webhook.clone()
+    };
+    let webhooks: Vec<String> = webhooks
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for url in &webhooks {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            return Err(invalid(
+                "webhook",
+                format!("{url:?} is not an http(s) URL with a host"),
+            ));
+        }
+    }
+    let kinds = crate::pipeline::events::KINDS;
+    let webhook_events: Vec<String> = match a.webhook_events.clone().or(f.webhook_events.clone()) {
+        None => crate::pipeline::webhook::DEFAULT_EVENTS
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+        Some(s) if s.trim() == "all" => kinds.iter().map(|k| k.to_string()).collect(),
+        Some(s) => {
+            let list: Vec<String> = s
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+            if let Some(bad) = list.iter().find(|k| !kinds.contains(&k.as_str())) {
+                return Err(invalid(
+                    "webhook_events",
+                    format!("{bad:?} is not an event ({}, or all)", kinds.join(", ")),
+                ));
+            }
+            list
+        }
+    };
+    let webhook_secret = match a
+        .webhook_secret_file
+        .clone()
+        .or(f.webhook_secret_file.clone())
+    {
+        Some(path) => {
+            let text = std::fs::read(&path)
+                .map_err(|e| invalid("webhook_secret_file", format!("{}: {e}", path.display())))?;
+            let trimmed = String::from_utf8_lossy(&text).trim().as_bytes().to_vec();
+            if trimmed.is_empty() {
+                return Err(invalid(
+                    "webhook_secret_file",
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Some(Secret(trimmed))
+        }
+        None => std::env::var("TRAINERD_WEBHOOK_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| Secret(s.into_bytes())),
+    };
+    Ok(ChainSettings {
+        ladder,
+        min_accuracy,
+        promote_margin,
+        prune_margin,
+        webhooks,
+        webhook_events,
+        webhook_secret,
+    })
 }
 
 fn default_threads() -> usize {
@@ -554,10 +754,94 @@ mod tests {
                 },
                 "threads",
             ),
+            (
+                CommonArgs {
+                    ladder: Some("linear,nope".into()),
+                    ..args()
+                },
+                "ladder",
+            ),
+            (
+                CommonArgs {
+                    min_accuracy: Some(1.2),
+                    ..args()
+                },
+                "min_accuracy",
+            ),
+            (
+                CommonArgs {
+                    promote_margin: Some(-0.1),
+                    ..args()
+                },
+                "promote_margin",
+            ),
+            (
+                CommonArgs {
+                    webhook: vec!["ftp://x".into()],
+                    ..args()
+                },
+                "webhook",
+            ),
+            (
+                CommonArgs {
+                    webhook_events: Some("new_best,party".into()),
+                    ..args()
+                },
+                "webhook_events",
+            ),
+            (
+                CommonArgs {
+                    webhook_secret_file: Some("/nonexistent/secret".into()),
+                    ..args()
+                },
+                "webhook_secret_file",
+            ),
         ] {
             let err = Config::merge(&a, FileConfig::default()).unwrap_err();
             assert!(err.to_string().contains(key), "{err} should name {key}");
         }
+    }
+
+    #[test]
+    fn the_original_projects_thresholds_are_expressible() {
+        // "tweak the architecture below 80%, aim for 95%", from a TOML file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "target_accuracy = 0.95\nmin_accuracy = 0.80\nladder = \"linear,mlp:4\"\n\
+             webhook = [\"http://127.0.0.1:9/hook\"]\nwebhook_events = \"all\"\n",
+        )
+        .unwrap();
+        let a = CommonArgs {
+            config: Some(path),
+            ..args()
+        };
+        let c = Config::resolve(&a).unwrap();
+        assert_eq!((c.target_accuracy, c.min_accuracy), (0.95, 0.80));
+        assert_eq!(c.ladder.len(), 2);
+        assert_eq!(c.ladder[1].recipe.epochs, 4);
+        assert_eq!(c.webhooks, ["http://127.0.0.1:9/hook"]);
+        assert!(c.webhook_events.iter().any(|k| k == "trial_started"));
+        let d = Config::merge(&args(), FileConfig::default()).unwrap();
+        assert_eq!(d.min_accuracy, d.target_accuracy, "defaults to the target");
+    }
+
+    #[test]
+    fn webhook_flags_repeat_and_split_on_commas() {
+        let cli = Cli::try_parse_from([
+            "trainerd",
+            "train",
+            "--webhook",
+            "http://a/x,http://b/y",
+            "--webhook",
+            "http://c",
+        ])
+        .unwrap();
+        let Command::Train(a) = cli.command else {
+            panic!("train")
+        };
+        assert_eq!(a.webhook, ["http://a/x", "http://b/y", "http://c"]);
     }
 
     #[test]

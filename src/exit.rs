@@ -45,6 +45,15 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::telemetry::http::HttpError>() {
             return e.exit_code();
         }
+        if let Some(e) = cause.downcast_ref::<crate::search::journal::JournalError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::pipeline::events::EventError>() {
+            return e.exit_code();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::predict::PredictError>() {
+            return e.exit_code();
+        }
     }
     1
 }

@@ -7,10 +7,12 @@
 //! - [`optim`]: optimizers and schedules with checkpointable state
 //! - [`train`]: the step loop, evaluation, deterministic random streams
 //! - [`store`]: atomic checkpoints, retention, quarantine, the state-dir lock
-//! - [`pipeline`]: the job chain: study, trials, promotion
+//! - [`search`]: the study's strategy, journal and replayed history
+//! - [`pipeline`]: the job chain: study, promotion, events, webhooks, daemon
 //! - [`telemetry`]: logging, heartbeat, watchdog, Prometheus metrics, progress bar
 //! - [`report`]: `best/report.html` with SVG plots
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
+//! - [`predict`]: classify images with the champion
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
@@ -23,7 +25,9 @@ pub mod katib;
 pub mod model;
 pub mod optim;
 pub mod pipeline;
+pub mod predict;
 pub mod report;
+pub mod search;
 pub mod status;
 pub mod store;
 pub mod telemetry;

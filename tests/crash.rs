@@ -63,7 +63,15 @@ fn reference_hash(s: &Setup) -> String {
 
 /// Steps of the committed checkpoints of trial 0, newest last.
 fn checkpoint_steps(state: &Path) -> Vec<u64> {
-    let dir = state.join("trials/0000/checkpoints");
+    // A study keeps its trials under study/<id>/trials/ (one study here).
+    let dir = std::fs::read_dir(state.join("study"))
+        .ok()
+        .and_then(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("trials/0000/checkpoints"))
+                .find(|d| d.is_dir())
+        })
+        .unwrap_or_else(|| state.join("trials/0000/checkpoints"));
     let mut steps: Vec<u64> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| {

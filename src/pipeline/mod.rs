@@ -1,25 +1,43 @@
-//! The job chain: load data, run the study's trials, promote the champion.
+//! The job chain: load data, run the study's trials (search), promote the
+//! champion, record and announce every step; the daemon loop around it.
+//!
+//! - [`study`]: one study, resumable from its journal
+//! - [`promote`]: the champion in `best/`, rollback, crash recovery
+//! - [`events`]: `events.jsonl`, derived from journal records, once per id
+//! - [`webhook`]: signed, retried, recorded notifications on their own thread
+//! - [`daemon`]: `trainerd run`: study, then idle until asked for a new one
 
+pub mod daemon;
+pub mod events;
+mod finish;
+pub mod jsonl;
 pub mod promote;
+pub mod study;
+pub mod webhook;
 
-use std::path::PathBuf;
-
-use anyhow::Context;
 use tch::Device;
 
 use crate::config::{Config, DeviceChoice};
 use crate::data::{Dataset, LoadOptions};
 use crate::model::{resolve_preset, TrialSpec};
-use crate::store::CheckpointDir;
-use crate::train::{self, Progress, StopFlag, TrialOutcome};
-use promote::{promote, ModelCard, MODEL_CARD_FORMAT};
 
-/// How a study ended.
+/// How a study ended (for `trainerd train`, its exit status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StudyEnd {
     TargetReached,
     BudgetExhausted,
     Stopped,
+}
+
+impl StudyEnd {
+    /// `train`'s exit status: 0 target reached, 2 budget spent below target, 143 stopped.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StudyEnd::TargetReached => crate::exit::OK,
+            StudyEnd::BudgetExhausted => crate::exit::BELOW_TARGET,
+            StudyEnd::Stopped => crate::exit::STOPPED,
+        }
+    }
 }
 
 /// Picks the libtorch device for a `--device` choice.
@@ -37,7 +55,9 @@ pub fn select_device(choice: DeviceChoice) -> anyhow::Result<Device> {
     }
 }
 
-/// The first trial's spec: the preset with the flag overrides applied.
+/// The first trial's spec: the preset with the flag overrides applied
+/// (`--epochs`, `--batch-size`, `--lr` shape the starting trial only; the
+/// ladder's rungs bring their own recipes).
 pub fn initial_spec(cfg: &Config) -> anyhow::Result<TrialSpec> {
     let mut spec =
         resolve_preset(&cfg.preset).map_err(|what| crate::config::ConfigError::Invalid {
@@ -69,102 +89,8 @@ pub fn load_data(cfg: &Config, device: Device) -> anyhow::Result<Dataset> {
     Ok(data.to_device(device))
 }
 
-/// Directory of one trial's checkpoints.
-pub fn trial_dir(cfg: &Config, trial: u32) -> PathBuf {
+/// Directory of a standalone trial's checkpoints (`trainerd trial`); trials of
+/// a study live under their study (see [`study::trial_dir`]).
+pub fn trial_dir(cfg: &Config, trial: u32) -> std::path::PathBuf {
     cfg.state_dir.join("trials").join(format!("{trial:04}"))
-}
-
-/// `trainerd train`: runs the study to its end and promotes the best model.
-pub fn train_study(cfg: &Config, stop: &StopFlag, progress: &Progress) -> anyhow::Result<StudyEnd> {
-    let device = select_device(cfg.device)?;
-    let data = load_data(cfg, device)?;
-    tracing::info!(
-        train = data.train.labels.size()[0], val = data.val.labels.size()[0],
-        test = data.test.labels.size()[0], fingerprint = %&data.fingerprint[..12], ?device,
-        "data loaded"
-    );
-    let spec = initial_spec(cfg)?;
-    let trial = 0;
-    let mut ckpts = CheckpointDir::open(
-        &trial_dir(cfg, trial).join("checkpoints"),
-        cfg.keep_checkpoints,
-    )?;
-    let outcome = train::run_trial(train::TrialSetup {
-        trial,
-        spec: &spec,
-        seed: cfg.seed,
-        data: &data,
-        device,
-        checkpoints: &mut ckpts,
-        every: cfg.checkpoint_every,
-        stop,
-        progress,
-        prune: None,
-        on_epoch: None,
-    })?;
-    let report = match outcome {
-        TrialOutcome::Stopped { .. } => return Ok(StudyEnd::Stopped),
-        TrialOutcome::Finished(r) => r,
-    };
-    tracing::info!(
-        trial,
-        val_accuracy = report.val.accuracy,
-        test_accuracy = report.test.accuracy,
-        train_seconds = format!("{:.1}", report.train_seconds),
-        "trial finished"
-    );
-    let shape = train::input_shape(&data);
-    let card = ModelCard {
-        format: MODEL_CARD_FORMAT,
-        trial,
-        preset: spec.preset.clone(),
-        arch: spec.arch.clone(),
-        recipe: spec.recipe.clone(),
-        val_accuracy: report.val.accuracy,
-        test_accuracy: report.test.accuracy,
-        val_loss: report.val.loss,
-        test_loss: report.test.loss,
-        per_class_test_accuracy: report.test.per_class_accuracy.clone(),
-        test_confusion: report.test.confusion.clone(),
-        parameters: report.parameters,
-        epochs_trained: report.history.len() as u32,
-        train_seconds: report.train_seconds,
-        seed: cfg.seed,
-        data_fingerprint: data.fingerprint.clone(),
-        input_shape: [shape.channels, shape.height, shape.width],
-        classes: data.num_classes,
-        normalisation: data.normalisation,
-        created_at: ModelCard::now(),
-    };
-    let best = promote(&cfg.state_dir, &report.weights, &card).context("promoting the model")?;
-    tracing::info!(path = %best.display(), test_accuracy = card.test_accuracy, "model promoted");
-    let summary = crate::report::TrialSummary {
-        trial,
-        spec: spec.clone(),
-        state: "finished".into(),
-        val_accuracy: Some(report.val.accuracy),
-        test_accuracy: Some(report.test.accuracy),
-        parameters: Some(report.parameters),
-        train_seconds: report.train_seconds,
-        history: report.history.clone(),
-    };
-    let commit = crate::watch::git::commit_of(&cfg.data_dir);
-    let inputs = crate::report::ReportInputs {
-        card: &card,
-        trials: std::slice::from_ref(&summary),
-        target_accuracy: Some(cfg.target_accuracy),
-        study: None,
-        commit: commit.as_deref(),
-        class_names: None,
-    };
-    // The report is for people: a failure to write it is logged, not fatal.
-    match crate::report::write(&cfg.state_dir, &inputs) {
-        Ok(path) => tracing::info!(path = %path.display(), "report written"),
-        Err(e) => tracing::warn!("report not written: {e}"),
-    }
-    Ok(if report.val.accuracy >= cfg.target_accuracy {
-        StudyEnd::TargetReached
-    } else {
-        StudyEnd::BudgetExhausted
-    })
 }

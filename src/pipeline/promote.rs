@@ -1,4 +1,15 @@
-//! Promotion: the champion model written atomically to `best/`.
+//! Promotion: the champion model written atomically to `best/`, the previous
+//! one kept in `best.previous/`, and `trainerd rollback` to swap them back.
+//!
+//! Crash windows and their recovery ([`recover`], run at every start and by
+//! `rollback`): promotion writes `best.staging/` completely (weights, then the
+//! card), then renames `best/` -> `best.previous/` and `best.staging/` ->
+//! `best/`. A crash between the two renames leaves no `best/` but a complete
+//! staging dir: recovery finishes the rename. Rollback renames `best/` ->
+//! `best.rollback/`, `best.previous/` -> `best/`, `best.rollback/` ->
+//! `best.previous/`; a crash in between leaves `best.rollback/`, and recovery
+//! completes whichever renames are missing. So at most a moment passes with no
+//! `best/`, and never does a `best/` hold a half-written model.
 
 use std::fs;
 use std::io::Write;
@@ -35,6 +46,16 @@ pub struct ModelCard {
     /// Mean/std the inputs were normalised with (predict applies the same).
     pub normalisation: [f64; 2],
     pub created_at: String,
+    /// The study that produced it (empty for cards written before studies).
+    #[serde(default)]
+    pub study: String,
+    /// The workspace's git commit when the data dir is a checkout.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Validation split size: with `seed` and the fingerprint, what makes two
+    /// cards' validation accuracies comparable.
+    #[serde(default)]
+    pub val_size: usize,
 }
 
 pub const MODEL_CARD_FORMAT: u32 = 1;
@@ -116,8 +137,230 @@ pub fn promote(
     Ok(best)
 }
 
+/// Whether a finished trial should replace the champion.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// It already is the champion (a crash came after promoting it).
+    AlreadyChampion,
+    Promote(String),
+    Keep(String),
+}
+
+/// Decides promotion. Only validation accuracy counts, and only against a
+/// champion validated on the same split (data fingerprint, seed, size); a
+/// champion from other data is replaced by the first finished trial.
+pub fn verdict(champion: Option<&ModelCard>, candidate: &ModelCard, margin: f64) -> Verdict {
+    let Some(c) = champion else {
+        return Verdict::Promote("no champion yet".into());
+    };
+    if !c.study.is_empty() && c.study == candidate.study && c.trial == candidate.trial {
+        return Verdict::AlreadyChampion;
+    }
+    if c.data_fingerprint != candidate.data_fingerprint
+        || c.seed != candidate.seed
+        || c.val_size != candidate.val_size
+    {
+        return Verdict::Promote(
+            "the champion was validated on other data or another split".into(),
+        );
+    }
+    let (new, old) = (candidate.val_accuracy, c.val_accuracy);
+    if new > old && new >= old + margin {
+        Verdict::Promote(format!(
+            "validation {new:.4} beats the champion's {old:.4} (margin {margin})"
+        ))
+    } else {
+        Verdict::Keep(format!(
+            "validation {new:.4} does not beat the champion's {old:.4} by {margin}"
+        ))
+    }
+}
+
+/// Finishes a promotion or rollback that a crash interrupted (see the module doc).
+pub fn recover(state_dir: &Path) -> Result<(), StoreError> {
+    let best = state_dir.join("best");
+    let previous = state_dir.join("best.previous");
+    let staging = state_dir.join("best.staging");
+    let parked = state_dir.join("best.rollback");
+    let rename = |from: &Path, to: &Path| -> Result<(), StoreError> {
+        tracing::warn!(from = %from.display(), to = %to.display(), "completing an interrupted promotion or rollback");
+        fs::rename(from, to).map_err(|e| io_err(from, e))
+    };
+    if parked.exists() {
+        if !best.exists() && previous.exists() {
+            rename(&previous, &best)?;
+        }
+        if !previous.exists() {
+            rename(&parked, &previous)?;
+        } else {
+            fs::remove_dir_all(&parked).map_err(|e| io_err(&parked, e))?;
+        }
+    }
+    if !best.exists() && staging.join("model.json").exists() {
+        rename(&staging, &best)?;
+    } else if staging.exists() {
+        // An unfinished promotion: the model it staged is rewritten if it still wins.
+        fs::remove_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
+    }
+    fs::File::open(state_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(state_dir, e))
+}
+
+/// Swaps `best/` and `best.previous/`; returns the card now in `best/`.
+pub fn rollback(state_dir: &Path) -> Result<Option<ModelCard>, StoreError> {
+    recover(state_dir)?;
+    let best = state_dir.join("best");
+    let previous = state_dir.join("best.previous");
+    let parked = state_dir.join("best.rollback");
+    if !previous.join("model.json").exists() {
+        return Ok(None);
+    }
+    if best.exists() {
+        fs::rename(&best, &parked).map_err(|e| io_err(&best, e))?;
+    }
+    crate::store::fault::point("rollback.swap");
+    fs::rename(&previous, &best).map_err(|e| io_err(&previous, e))?;
+    if parked.exists() {
+        fs::rename(&parked, &previous).map_err(|e| io_err(&parked, e))?;
+    }
+    fs::File::open(state_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(state_dir, e))?;
+    Ok(read_card(state_dir))
+}
+
 /// Reads `best/model.json`, if a champion exists.
 pub fn read_card(state_dir: &Path) -> Option<ModelCard> {
     let text = fs::read_to_string(state_dir.join("best").join("model.json")).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(trial: u32) -> ModelCard {
+        ModelCard {
+            format: MODEL_CARD_FORMAT,
+            trial,
+            preset: "linear".into(),
+            arch: crate::model::ArchSpec::Mlp {
+                hidden: vec![],
+                dropout: 0.0,
+            },
+            recipe: crate::model::preset("linear").unwrap().recipe,
+            val_accuracy: 0.5,
+            test_accuracy: 0.5,
+            val_loss: 1.0,
+            test_loss: 1.0,
+            per_class_test_accuracy: vec![],
+            test_confusion: vec![],
+            parameters: 1,
+            epochs_trained: 1,
+            train_seconds: 1.0,
+            seed: 1,
+            data_fingerprint: "fp".into(),
+            input_shape: [1, 2, 2],
+            classes: 2,
+            normalisation: [0.0, 1.0],
+            created_at: ModelCard::now(),
+            study: "s".into(),
+            commit: None,
+            val_size: 10,
+        }
+    }
+
+    fn promote_trial(dir: &Path, trial: u32) {
+        let w = vec![("w".to_string(), Tensor::from_slice(&[trial as f32]))];
+        promote(dir, &w, &card(trial)).unwrap();
+    }
+
+    fn trial_in(dir: &Path, which: &str) -> Option<u32> {
+        let text = fs::read_to_string(dir.join(which).join("model.json")).ok()?;
+        Some(serde_json::from_str::<ModelCard>(&text).ok()?.trial)
+    }
+
+    #[test]
+    fn verdict_needs_the_margin_on_the_same_split() {
+        let champ = card(1);
+        let mut c = card(2);
+        c.val_accuracy = 0.505;
+        assert!(matches!(verdict(None, &c, 0.01), Verdict::Promote(_)));
+        assert!(matches!(verdict(Some(&champ), &c, 0.01), Verdict::Keep(_)));
+        assert!(matches!(
+            verdict(Some(&champ), &c, 0.0),
+            Verdict::Promote(_)
+        ));
+        c.val_accuracy = 0.5;
+        assert!(
+            matches!(verdict(Some(&champ), &c, 0.0), Verdict::Keep(_)),
+            "a tie keeps"
+        );
+        c.data_fingerprint = "other".into();
+        assert!(matches!(
+            verdict(Some(&champ), &c, 0.5),
+            Verdict::Promote(_)
+        ));
+        assert_eq!(verdict(Some(&champ), &champ, 0.0), Verdict::AlreadyChampion);
+    }
+
+    #[test]
+    fn promotion_keeps_the_previous_champion_and_rollback_swaps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        promote_trial(dir.path(), 1);
+        assert!(
+            rollback(dir.path()).unwrap().is_none(),
+            "nothing to roll back to"
+        );
+        promote_trial(dir.path(), 2);
+        assert_eq!(trial_in(dir.path(), "best"), Some(2));
+        assert_eq!(trial_in(dir.path(), "best.previous"), Some(1));
+        assert_eq!(rollback(dir.path()).unwrap().map(|c| c.trial), Some(1));
+        assert_eq!(trial_in(dir.path(), "best.previous"), Some(2));
+        rollback(dir.path()).unwrap();
+        assert_eq!(trial_in(dir.path(), "best"), Some(2));
+    }
+
+    #[test]
+    fn recovery_completes_an_interrupted_rollback_at_each_crash_point() {
+        for crash_after in 1..=2 {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            promote_trial(d, 1);
+            promote_trial(d, 2);
+            fs::rename(d.join("best"), d.join("best.rollback")).unwrap();
+            if crash_after == 2 {
+                fs::rename(d.join("best.previous"), d.join("best")).unwrap();
+            }
+            recover(d).unwrap();
+            assert_eq!(
+                trial_in(d, "best"),
+                Some(1),
+                "crash after rename {crash_after}"
+            );
+            assert_eq!(trial_in(d, "best.previous"), Some(2));
+            assert!(!d.join("best.rollback").exists());
+        }
+    }
+
+    #[test]
+    fn recovery_completes_an_interrupted_promotion() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        promote_trial(d, 1);
+        promote_trial(d, 2);
+        // Crash between "best -> best.previous" and "staging -> best".
+        fs::remove_dir_all(d.join("best.previous")).unwrap();
+        fs::rename(d.join("best"), d.join("best.previous")).unwrap();
+        promote_trial(d, 3);
+        fs::rename(d.join("best"), d.join("best.staging")).unwrap();
+        recover(d).unwrap();
+        assert_eq!(trial_in(d, "best"), Some(3));
+        // A half-written staging dir (no card yet) is dropped, best untouched.
+        fs::create_dir_all(d.join("best.staging")).unwrap();
+        recover(d).unwrap();
+        assert!(!d.join("best.staging").exists());
+        assert_eq!(trial_in(d, "best"), Some(3));
+    }
 }

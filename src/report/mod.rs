@@ -267,6 +267,9 @@ mod tests {
             classes: 3,
             normalisation: [0.13, 0.31],
             created_at: "2026-01-01T00:00:00Z".into(),
+            study: "s".into(),
+            commit: Some("abc123".into()),
+            val_size: 10,
         }
     }
 

@@ -1,0 +1,385 @@
+//! Pipeline events: every step of the job chain as a line in
+//! `state_dir/events.jsonl`, a log line, and a message to the notifier.
+//!
+//! Events are a pure function of journal records ([`events_for`]): the chain
+//! journals a step, then emits what the record implies. Each event has a
+//! deterministic id (study, kind, trial or sequence number), and the log
+//! skips ids it already holds, so replaying the journal after a crash emits
+//! exactly the events the crash swallowed, and a restart never emits one twice.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::jsonl::{self, JsonlLog};
+use crate::search::journal::{Entry, Outcome, Record};
+
+/// Version of the event lines.
+pub const EVENT_FORMAT: u32 = 1;
+
+/// Every kind of event, in the order a study emits them.
+pub const KINDS: &[&str] = &[
+    "study_started",
+    "resumed",
+    "trial_started",
+    "architecture_changed",
+    "trial_pruned",
+    "trial_finished",
+    "new_best",
+    "below_target",
+    "target_reached",
+    "budget_exhausted",
+    "stopped",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("{path}: {what}")]
+    Io { path: PathBuf, what: String },
+}
+
+impl crate::exit::ExitStatus for EventError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::IO
+    }
+}
+
+/// One line of `events.jsonl` (also the webhook body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    /// Deterministic: `<study>:<kind>[:<trial or seq>]`; the webhook's idempotency key.
+    pub id: String,
+    pub kind: String,
+    pub study: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial: Option<u32>,
+    /// Time of the journal record the event derives from.
+    pub time: String,
+    pub message: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+fn event(e: &Entry, kind: &str, suffix: Option<String>, trial: Option<u32>) -> Event {
+    let id = match suffix {
+        Some(s) => format!("{}:{kind}:{s}", e.study),
+        None => format!("{}:{kind}", e.study),
+    };
+    Event {
+        v: EVENT_FORMAT,
+        id,
+        kind: kind.into(),
+        study: e.study.clone(),
+        trial,
+        time: e.time.clone(),
+        message: String::new(),
+        data: json!({}),
+    }
+}
+
+fn with(mut ev: Event, message: String, data: serde_json::Value) -> Event {
+    ev.message = message;
+    ev.data = data;
+    ev
+}
+
+/// The events a journal record implies. `target` is the study's target.
+pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
+    let t = |trial: u32| Some(format!("t{trial}"));
+    match &e.record {
+        Record::StudyStarted {
+            key,
+            ordinal,
+            data_fingerprint,
+            target,
+            config,
+        } => vec![with(
+            event(e, "study_started", None, None),
+            format!("study {} started (target {target})", e.study),
+            json!({"key": key, "ordinal": ordinal, "data_fingerprint": data_fingerprint,
+                   "target": target, "config": config}),
+        )],
+        Record::Resumed { seq, trial } => vec![with(
+            event(e, "resumed", Some(format!("r{seq}")), *trial),
+            format!("study {} resumed after a restart", e.study),
+            json!({"seq": seq}),
+        )],
+        Record::TrialStarted {
+            trial,
+            spec,
+            mv,
+            rung,
+            reason,
+            architecture_changed,
+        } => {
+            let mut out = vec![with(
+                event(e, "trial_started", t(*trial), Some(*trial)),
+                format!("trial {trial} started: {} ({reason})", spec.preset),
+                json!({"spec": spec, "move": mv, "rung": rung, "reason": reason}),
+            )];
+            if *architecture_changed {
+                out.push(with(
+                    event(e, "architecture_changed", t(*trial), Some(*trial)),
+                    format!("trial {trial} changes the architecture to {}", spec.preset),
+                    json!({"preset": spec.preset, "arch": spec.arch}),
+                ));
+            }
+            out
+        }
+        Record::TrialPruned {
+            trial,
+            history,
+            reason,
+        } => vec![with(
+            event(e, "trial_pruned", t(*trial), Some(*trial)),
+            format!(
+                "trial {trial} pruned after {} epochs: {reason}",
+                history.len()
+            ),
+            json!({"epochs": history.len(), "val_accuracy": history.last().map(|h| h.val_accuracy),
+                   "reason": reason}),
+        )],
+        Record::TrialFinished {
+            trial,
+            val_accuracy,
+            test_accuracy,
+            promoted,
+            study_best,
+            pruned,
+            train_seconds,
+            ..
+        } => {
+            let mut out = vec![with(
+                event(e, "trial_finished", t(*trial), Some(*trial)),
+                format!("trial {trial} finished: validation accuracy {val_accuracy:.4}"),
+                json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
+                       "pruned": pruned, "train_seconds": train_seconds}),
+            )];
+            if *promoted {
+                out.push(with(
+                    event(e, "new_best", t(*trial), Some(*trial)),
+                    format!(
+                        "trial {trial} is the new champion: validation accuracy {val_accuracy:.4}"
+                    ),
+                    json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy}),
+                ));
+            }
+            if *study_best < target {
+                out.push(with(
+                    event(e, "below_target", t(*trial), Some(*trial)),
+                    format!("best so far {study_best:.4} is below the target {target}"),
+                    json!({"study_best": study_best, "target": target}),
+                ));
+            }
+            out
+        }
+        Record::Stopped { seq, trial, step } => vec![with(
+            event(e, "stopped", Some(format!("s{seq}")), *trial),
+            format!("stopped on request at step {step}"),
+            json!({"step": step}),
+        )],
+        Record::StudyFinished {
+            outcome,
+            best_trial,
+            best_val_accuracy,
+            reason,
+        } => {
+            let kind = match outcome {
+                Outcome::TargetReached => "target_reached",
+                Outcome::BudgetExhausted => "budget_exhausted",
+            };
+            vec![with(
+                event(e, kind, None, *best_trial),
+                format!("study {} finished: {kind} ({reason})", e.study),
+                json!({"best_trial": best_trial, "best_val_accuracy": best_val_accuracy,
+                       "target": target, "reason": reason}),
+            )]
+        }
+    }
+}
+
+/// The append-only event log, with the ids it already holds.
+pub struct EventLog {
+    log: JsonlLog,
+    seen: HashSet<String>,
+    notify: Option<Sender<Event>>,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> EventError {
+    EventError::Io {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    }
+}
+
+impl EventLog {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("events.jsonl")
+    }
+
+    /// Opens the log; a torn last line (crash mid-append) is cut off.
+    /// `notify` receives every newly emitted event (the webhook sink).
+    pub fn open(state_dir: &Path, notify: Option<Sender<Event>>) -> Result<EventLog, EventError> {
+        let path = Self::path(state_dir);
+        let (log, events) = JsonlLog::open::<Event>(&path).map_err(|e| io_err(&path, e))?;
+        Ok(EventLog {
+            seen: events.into_iter().map(|e| e.id).collect(),
+            log,
+            notify,
+        })
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Appends, logs and forwards `ev` unless its id was emitted before.
+    pub fn emit(&mut self, ev: Event) -> Result<bool, EventError> {
+        if self.seen.contains(&ev.id) {
+            return Ok(false);
+        }
+        self.log
+            .append(&ev)
+            .map_err(|e| io_err(self.log.path(), e))?;
+        tracing::info!(event = %ev.kind, id = %ev.id, study = %ev.study, trial = ev.trial, "{}", ev.message);
+        self.seen.insert(ev.id.clone());
+        if let Some(tx) = &self.notify {
+            // A gone notifier only means no webhooks; the event is logged.
+            let _ = tx.send(ev);
+        }
+        Ok(true)
+    }
+}
+
+/// Reads the events in `events.jsonl` (unreadable lines skipped).
+pub fn read_events(path: &Path) -> std::io::Result<Vec<Event>> {
+    Ok(jsonl::read::<Event>(path)?
+        .0
+        .into_iter()
+        .filter(|e| e.v == EVENT_FORMAT)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(record: Record) -> Entry {
+        Entry {
+            v: 1,
+            study: "s1".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            record,
+        }
+    }
+
+    fn finished(trial: u32, promoted: bool, best: f64) -> Entry {
+        entry(Record::TrialFinished {
+            trial,
+            val_accuracy: best,
+            test_accuracy: Some(best),
+            val_loss: 0.1,
+            history: vec![],
+            pruned: false,
+            promoted,
+            study_best: best,
+            train_seconds: 1.0,
+            resumed_from: 0,
+        })
+    }
+
+    #[test]
+    fn records_imply_events_with_stable_ids() {
+        let kinds =
+            |e: &Entry| -> Vec<String> { events_for(e, 0.99).into_iter().map(|e| e.id).collect() };
+        assert_eq!(
+            kinds(&finished(3, true, 0.9)),
+            [
+                "s1:trial_finished:t3",
+                "s1:new_best:t3",
+                "s1:below_target:t3"
+            ]
+        );
+        assert_eq!(kinds(&finished(4, false, 0.995)), ["s1:trial_finished:t4"]);
+        let done = entry(Record::StudyFinished {
+            outcome: Outcome::BudgetExhausted,
+            best_trial: Some(1),
+            best_val_accuracy: 0.9,
+            reason: "max_trials".into(),
+        });
+        assert_eq!(kinds(&done), ["s1:budget_exhausted"]);
+        assert_eq!(
+            events_for(&done, 0.99),
+            events_for(&done, 0.99),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn every_kind_is_listed() {
+        let ids: Vec<String> = [
+            finished(1, true, 0.5),
+            entry(Record::Stopped {
+                seq: 0,
+                trial: Some(1),
+                step: 5,
+            }),
+            entry(Record::Resumed {
+                seq: 0,
+                trial: None,
+            }),
+        ]
+        .iter()
+        .flat_map(|e| events_for(e, 0.9))
+        .map(|e| e.kind)
+        .collect();
+        for k in ids {
+            assert!(KINDS.contains(&k.as_str()), "{k}");
+        }
+    }
+
+    #[test]
+    fn the_log_emits_each_id_once_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut log = EventLog::open(dir.path(), Some(tx)).unwrap();
+        let evs = events_for(&finished(1, true, 0.5), 0.9);
+        for ev in &evs {
+            assert!(log.emit(ev.clone()).unwrap());
+        }
+        assert!(!log.emit(evs[0].clone()).unwrap());
+        drop(log);
+        assert_eq!(rx.try_iter().count(), evs.len());
+        let mut log = EventLog::open(dir.path(), None).unwrap();
+        for ev in &evs {
+            assert!(
+                !log.emit(ev.clone()).unwrap(),
+                "already emitted before the restart"
+            );
+        }
+        assert_eq!(read_events(&EventLog::path(dir.path())).unwrap(), evs);
+    }
+
+    #[test]
+    fn a_torn_event_line_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), None).unwrap();
+        let evs = events_for(&finished(1, false, 0.5), 0.9);
+        log.emit(evs[0].clone()).unwrap();
+        drop(log);
+        let path = EventLog::path(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(br#"{"v":1,"id":"s1:below"#);
+        std::fs::write(&path, bytes).unwrap();
+        let mut log = EventLog::open(dir.path(), None).unwrap();
+        assert!(
+            log.emit(evs[1].clone()).unwrap(),
+            "the torn one was never emitted"
+        );
+        assert_eq!(read_events(&path).unwrap().len(), 2);
+    }
+}

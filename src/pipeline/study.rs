@@ -1,0 +1,427 @@
+//! One study, crash-proof: replay the journal, take over where it stopped
+//! (finished trials are not re-run; the interrupted one resumes from its
+//! checkpoints), then run the trials the strategy picks, promote winners and
+//! emit events, until the target is reached or the budget is spent.
+//!
+//! Order of effects for a finished trial: promote (atomic) -> journal
+//! `trial_finished` -> emit events. A crash after promoting re-finds the trial
+//! as the champion and does not promote twice; a crash after journaling
+//! re-emits only the missing events (ids are deterministic).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
+use super::events::{events_for, Event, EventLog};
+use super::finish::{finish_pruned, finish_trial};
+use super::promote;
+use super::{initial_spec, load_data, select_device, StudyEnd};
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::search::history::{view, OpenTrial, StudyView};
+use crate::search::journal::{Entry, Journal, Outcome, Record};
+use crate::search::strategy::{Plan, PrunePolicy};
+use crate::store::CheckpointDir;
+use crate::telemetry::heartbeat::Liveness;
+use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
+
+/// What a study needs from the process.
+pub struct Context<'a> {
+    pub cfg: &'a Config,
+    pub stop: &'a StopFlag,
+    pub progress: &'a Progress,
+    pub live: &'a Liveness,
+    /// Where new events go besides the log (the webhook sink).
+    pub notify: Option<Sender<Event>>,
+    /// Start a new study even when the journal's latest one has the same settings.
+    pub force_new: bool,
+}
+
+/// The journal and the event log, written together.
+pub(super) struct Chain {
+    journal: Journal,
+    events: EventLog,
+    pub(super) study: String,
+    target: f64,
+}
+
+impl Chain {
+    /// Journals `record` (fsynced), then emits the events it implies.
+    pub(super) fn record(&mut self, record: Record) -> anyhow::Result<Entry> {
+        let entry = self.journal.append(&self.study, record)?;
+        crate::store::fault::point("events.emit");
+        for ev in events_for(&entry, self.target) {
+            self.events.emit(ev)?;
+        }
+        Ok(entry)
+    }
+
+    fn view(&self) -> StudyView {
+        view(self.journal.study(&self.study))
+    }
+}
+
+/// The settings and data that define a study, hashed: same key, same study.
+fn study_key(cfg: &Config, plan: &Plan, fingerprint: &str) -> (String, serde_json::Value) {
+    let settings = serde_json::json!({
+        "start": plan.start, "ladder": plan.ladder, "target": plan.target,
+        "min_accuracy": plan.min_accuracy, "max_trials": plan.max_trials,
+        "max_time_s": cfg.max_time.map(|d| d.as_secs_f64()), "seed": cfg.seed,
+        "val_size": cfg.val_size, "promote_margin": cfg.promote_margin,
+        "prune_margin": cfg.prune_margin, "data_fingerprint": fingerprint,
+    });
+    let key = hex::encode(Sha256::digest(settings.to_string().as_bytes()));
+    (key, settings)
+}
+
+pub fn plan(cfg: &Config) -> anyhow::Result<Plan> {
+    Ok(Plan {
+        start: initial_spec(cfg)?,
+        ladder: cfg.ladder.clone(),
+        target: cfg.target_accuracy,
+        min_accuracy: cfg.min_accuracy,
+        max_trials: cfg.max_trials,
+        seed: cfg.seed,
+        prune: (cfg.prune_margin < 1.0).then_some(PrunePolicy {
+            margin: cfg.prune_margin,
+            eta: 3,
+        }),
+    })
+}
+
+/// Directory of one trial's checkpoints.
+pub fn trial_dir(state_dir: &Path, study: &str, trial: u32) -> PathBuf {
+    state_dir
+        .join("study")
+        .join(study)
+        .join("trials")
+        .join(format!("{trial:04}"))
+}
+
+/// Emits the events of every journal record that the event log lacks.
+fn replay_events(journal: &Journal, events: &mut EventLog) -> anyhow::Result<()> {
+    let mut target = 1.0;
+    let mut study = String::new();
+    for e in journal.entries() {
+        if let Record::StudyStarted { target: t, .. } = &e.record {
+            (target, study) = (*t, e.study.clone());
+        }
+        if e.study == study {
+            for ev in events_for(e, target) {
+                events.emit(ev)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn end_of(outcome: Outcome) -> StudyEnd {
+    match outcome {
+        Outcome::TargetReached => StudyEnd::TargetReached,
+        Outcome::BudgetExhausted => StudyEnd::BudgetExhausted,
+    }
+}
+
+/// Runs (or resumes, or reports) the study the config defines.
+pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
+    let cfg = ctx.cfg;
+    let device = select_device(cfg.device)?;
+    let data = load_data(cfg, device)?;
+    tracing::info!(
+        train = data.train.labels.size()[0], val = data.val.labels.size()[0],
+        test = data.test.labels.size()[0], fingerprint = %data.fingerprint.get(..12).unwrap_or(""),
+        ?device, "data loaded"
+    );
+    promote::recover(&cfg.state_dir).context("recovering best/")?;
+    let plan = plan(cfg)?;
+    let journal = Journal::open(&cfg.state_dir)?;
+    let mut events = EventLog::open(&cfg.state_dir, ctx.notify.clone())?;
+    replay_events(&journal, &mut events)?;
+    let (key, settings) = study_key(cfg, &plan, &data.fingerprint);
+    let latest = journal
+        .entries()
+        .iter()
+        .rev()
+        .find_map(|e| match &e.record {
+            Record::StudyStarted { key: k, .. } => Some((e.study.clone(), k.clone())),
+            _ => None,
+        });
+    let studies = journal
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.record, Record::StudyStarted { .. }))
+        .count() as u32;
+    let mut chain = Chain {
+        study: String::new(),
+        target: plan.target,
+        journal,
+        events,
+    };
+    match latest {
+        Some((study, k)) if k == key && !ctx.force_new => {
+            chain.study = study;
+            let v = chain.view();
+            if let Some(outcome) = v.outcome {
+                tracing::info!(study = %chain.study, ?outcome, "this study already finished; nothing to train");
+                return Ok(end_of(outcome));
+            }
+            chain.record(Record::Resumed {
+                seq: v.resumed,
+                trial: v.open.map(|o| o.trial),
+            })?;
+        }
+        previous => {
+            if let Some((old, _)) = previous {
+                tracing::info!(previous = %old, "starting a new study (settings, data or request changed)");
+            }
+            let id = hex::encode(Sha256::digest(format!("{key}:{studies}").as_bytes()));
+            chain.study = id[..12].to_string();
+            chain.record(Record::StudyStarted {
+                key,
+                ordinal: studies,
+                data_fingerprint: data.fingerprint.clone(),
+                target: plan.target,
+                config: settings,
+            })?;
+        }
+    }
+    drive(ctx, &plan, &data, device, RefCell::new(chain))
+}
+
+/// Journals the end of the study and sweeps its trial directories.
+fn finish(ctx: &Context<'_>, chain: &mut Chain, reason: String) -> anyhow::Result<StudyEnd> {
+    let v = chain.view();
+    let best = v.best();
+    let best_val = best.map_or(0.0, |b| b.1);
+    let outcome = if best_val >= chain.target {
+        Outcome::TargetReached
+    } else {
+        Outcome::BudgetExhausted
+    };
+    chain.record(Record::StudyFinished {
+        outcome,
+        best_trial: best.map(|b| b.0),
+        best_val_accuracy: best_val,
+        reason,
+    })?;
+    remove_dir(&ctx.cfg.state_dir.join("study").join(&chain.study));
+    Ok(end_of(outcome))
+}
+
+fn stopped(chain: &mut Chain, trial: Option<u32>, step: u64) -> anyhow::Result<StudyEnd> {
+    let seq = chain.view().stopped;
+    chain.record(Record::Stopped { seq, trial, step })?;
+    Ok(StudyEnd::Stopped)
+}
+
+/// Picks, journals and returns the next trial, or ends the study.
+fn next_trial(
+    ctx: &Context<'_>,
+    plan: &Plan,
+    chain: &mut Chain,
+) -> anyhow::Result<Result<OpenTrial, StudyEnd>> {
+    let v = chain.view();
+    if let Some(open) = v.open {
+        return Ok(Ok(open));
+    }
+    if ctx.stop.is_raised() {
+        return stopped(chain, None, 0).map(Err);
+    }
+    if let Some(limit) = ctx
+        .cfg
+        .max_time
+        .filter(|l| v.train_seconds >= l.as_secs_f64())
+    {
+        return finish(ctx, chain, format!("max_time {limit:?} spent")).map(Err);
+    }
+    let done = v.done();
+    let Some(p) = plan.next(&done) else {
+        let why = match v.best() {
+            Some((trial, acc)) if acc >= plan.target => {
+                format!("trial {trial} reached {acc:.4} >= {}", plan.target)
+            }
+            _ => format!("max_trials {} run", plan.max_trials),
+        };
+        return finish(ctx, chain, why).map(Err);
+    };
+    let trial = v.trials_started;
+    chain.record(Record::TrialStarted {
+        trial,
+        architecture_changed: v.last_spec.is_some_and(|prev| prev.arch != p.spec.arch),
+        spec: p.spec.clone(),
+        mv: p.mv,
+        rung: p.rung,
+        reason: p.reason,
+    })?;
+    Ok(Ok(OpenTrial {
+        trial,
+        spec: p.spec,
+        pruned: None,
+    }))
+}
+
+/// The trial loop.
+fn drive(
+    ctx: &Context<'_>,
+    plan: &Plan,
+    data: &Dataset,
+    device: tch::Device,
+    chain: RefCell<Chain>,
+) -> anyhow::Result<StudyEnd> {
+    let cfg = ctx.cfg;
+    loop {
+        let current = match next_trial(ctx, plan, &mut chain.borrow_mut())? {
+            Ok(t) => t,
+            Err(end) => return Ok(end),
+        };
+        let (study, v) = {
+            let c = chain.borrow();
+            (c.study.clone(), c.view())
+        };
+        let dir = trial_dir(&cfg.state_dir, &study, current.trial);
+        if let Some(history) = current.pruned.clone() {
+            // Pruned just before a crash: finish it from the journal.
+            finish_pruned(&mut chain.borrow_mut(), current.trial, history, &v)?;
+            remove_dir(&dir);
+            continue;
+        }
+        let done = v.done();
+        let prune = |history: &[EpochRecord]| -> bool {
+            let curve: Vec<f64> = history.iter().map(|h| h.val_accuracy).collect();
+            let secs = v.train_seconds + history.last().map_or(0.0, |h| h.train_seconds);
+            let reason = if cfg.max_time.is_some_and(|l| secs >= l.as_secs_f64()) {
+                "max_time spent".to_string()
+            } else if plan.should_prune(&current.spec, &curve, &done) {
+                format!(
+                    "validation accuracy {:.4} at epoch {} trails earlier trials",
+                    curve.last().copied().unwrap_or(0.0),
+                    curve.len()
+                )
+            } else {
+                return false;
+            };
+            let rec = Record::TrialPruned {
+                trial: current.trial,
+                history: history.to_vec(),
+                reason,
+            };
+            match chain.borrow_mut().record(rec) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!("cannot journal the pruning; training on: {e:#}");
+                    false
+                }
+            }
+        };
+        let mut ckpts = CheckpointDir::open(&dir.join("checkpoints"), cfg.keep_checkpoints)?;
+        ctx.live.training.store(true, Ordering::Relaxed);
+        let outcome = train::run_trial(train::TrialSetup {
+            trial: current.trial,
+            spec: &current.spec,
+            seed: cfg.seed,
+            data,
+            device,
+            checkpoints: &mut ckpts,
+            every: cfg.checkpoint_every,
+            stop: ctx.stop,
+            progress: ctx.progress,
+            prune: Some(&prune),
+            on_epoch: None,
+        });
+        ctx.live.training.store(false, Ordering::Relaxed);
+        let report = match outcome? {
+            TrialOutcome::Stopped { step } => {
+                return stopped(&mut chain.borrow_mut(), Some(current.trial), step)
+            }
+            TrialOutcome::Finished(r) => r,
+        };
+        if report.pruned {
+            finish_pruned(
+                &mut chain.borrow_mut(),
+                current.trial,
+                report.history.clone(),
+                &v,
+            )?;
+        } else {
+            finish_trial(ctx, &mut chain.borrow_mut(), &current, &report, data, &v)?;
+        }
+        remove_dir(&dir);
+    }
+}
+
+/// Checkpoints of finished trials are no longer needed (a winner's model is
+/// in `best/`); failing to remove them only costs disk.
+fn remove_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), "cannot remove finished checkpoints: {e}");
+        }
+    }
+}
+
+/// The latest study as the journal tells it, for `trainerd status`: id,
+/// trials started and finished, the open trial, the best, the outcome.
+pub fn summary(state_dir: &Path) -> Option<serde_json::Value> {
+    let entries = Journal::open_read_only(state_dir).ok()?;
+    let study = entries
+        .iter()
+        .rev()
+        .find_map(|e| matches!(e.record, Record::StudyStarted { .. }).then(|| e.study.clone()))?;
+    let v = view(entries.iter().filter(|e| e.study == study));
+    Some(serde_json::json!({
+        "study": study,
+        "target": v.target,
+        "trials_started": v.trials_started,
+        "trials_finished": v.finished.len(),
+        "open_trial": v.open.as_ref().map(|o| serde_json::json!({"trial": o.trial, "preset": o.spec.preset})),
+        "best": v.best().map(|(trial, acc)| serde_json::json!({"trial": trial, "val_accuracy": acc})),
+        "outcome": v.outcome,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::strategy::Move;
+
+    #[test]
+    fn summary_reports_the_latest_study() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(summary(dir.path()).is_none());
+        let mut j = Journal::open(dir.path()).unwrap();
+        for study in ["old", "new"] {
+            j.append(
+                study,
+                Record::StudyStarted {
+                    key: "k".into(),
+                    ordinal: 0,
+                    data_fingerprint: "fp".into(),
+                    target: 0.9,
+                    config: serde_json::json!({}),
+                },
+            )
+            .unwrap();
+        }
+        j.append(
+            "new",
+            Record::TrialStarted {
+                trial: 0,
+                spec: crate::model::preset("linear").unwrap(),
+                mv: Move::Start,
+                rung: Some(0),
+                reason: "first".into(),
+                architecture_changed: false,
+            },
+        )
+        .unwrap();
+        let s = summary(dir.path()).unwrap();
+        assert_eq!(s["study"], "new");
+        assert_eq!(s["trials_started"], 1);
+        assert_eq!(s["open_trial"]["preset"], "linear");
+        assert!(s["outcome"].is_null());
+    }
+}

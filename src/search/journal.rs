@@ -1,0 +1,354 @@
+//! The study journal: `state_dir/study/journal.jsonl`, append-only, one
+//! versioned JSON record a line, each fsynced before the step it records is
+//! acted on. Replaying it tells a restarted trainerd where every study stands:
+//! which trials finished (never re-run), which one was interrupted (resumed
+//! from its checkpoints), and what was already announced (events are derived
+//! from records, see `pipeline::events`).
+//!
+//! A crash mid-append leaves a torn last line; opening the journal truncates
+//! it (with a warning), since the step it described had not been acted on.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::strategy::Move;
+use crate::model::TrialSpec;
+use crate::train::EpochRecord;
+
+/// Version of the records this build writes and reads.
+pub const JOURNAL_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{path}: {what}")]
+    Io { path: PathBuf, what: String },
+    #[error("{path}:{line}: {what} (the journal is damaged; move it aside to start over)")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
+}
+
+impl crate::exit::ExitStatus for JournalError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::IO
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Record format ([`JOURNAL_FORMAT`]).
+    pub v: u32,
+    pub study: String,
+    /// RFC 3339 time of writing (events reuse it, so a replay emits the same).
+    pub time: String,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    StudyStarted {
+        /// Hash of the settings and data that define the study.
+        key: String,
+        /// How many studies this state dir started before this one.
+        ordinal: u32,
+        data_fingerprint: String,
+        target: f64,
+        /// The study-defining settings, for humans and audits.
+        config: serde_json::Value,
+    },
+    /// A process took over an unfinished study (`seq` counts these).
+    Resumed { seq: u32, trial: Option<u32> },
+    TrialStarted {
+        trial: u32,
+        spec: TrialSpec,
+        #[serde(rename = "move")]
+        mv: Move,
+        rung: Option<usize>,
+        reason: String,
+        /// The architecture differs from the previous trial's.
+        architecture_changed: bool,
+    },
+    /// The pruning rule stopped a trial after `history.len()` epochs.
+    TrialPruned {
+        trial: u32,
+        history: Vec<EpochRecord>,
+        reason: String,
+    },
+    TrialFinished {
+        trial: u32,
+        val_accuracy: f64,
+        /// `None` for pruned trials (never evaluated on test, never promoted).
+        test_accuracy: Option<f64>,
+        val_loss: f64,
+        history: Vec<EpochRecord>,
+        pruned: bool,
+        /// Became the champion in `best/`.
+        promoted: bool,
+        /// The study's best validation accuracy after this trial.
+        study_best: f64,
+        train_seconds: f64,
+        /// Step the last run of this trial resumed from (0 = ran in one go).
+        resumed_from: u64,
+    },
+    /// Stopped on request (SIGTERM) with `trial` checkpointed at `step`.
+    Stopped {
+        seq: u32,
+        trial: Option<u32>,
+        step: u64,
+    },
+    StudyFinished {
+        outcome: Outcome,
+        best_trial: Option<u32>,
+        best_val_accuracy: f64,
+        reason: String,
+    },
+}
+
+/// How a study ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    TargetReached,
+    BudgetExhausted,
+}
+
+/// The open journal: its records so far and the file to append to.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry>,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> JournalError {
+    JournalError::Io {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    }
+}
+
+impl Journal {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("study").join("journal.jsonl")
+    }
+
+    /// Opens (creating) the journal, reads every record, and truncates a torn
+    /// last line. A bad line before the last one is corruption, not a crash.
+    pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
+        let path = Self::path(state_dir);
+        let dir = path.parent().unwrap_or(state_dir);
+        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(&path, e)),
+        };
+        let (entries, good_len) = parse(&path, &bytes)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        if good_len < bytes.len() {
+            tracing::warn!(
+                path = %path.display(), dropped_bytes = bytes.len() - good_len,
+                "journal ends in a torn record (crash mid-append); dropping it"
+            );
+            file.set_len(good_len as u64).map_err(|e| io(&path, e))?;
+            file.sync_all().map_err(|e| io(&path, e))?;
+        }
+        Ok(Journal {
+            path,
+            file,
+            entries,
+        })
+    }
+
+    /// Reads the journal without creating, repairing or locking anything
+    /// (for `status` while a daemon writes it); a torn tail is ignored.
+    pub fn open_read_only(state_dir: &Path) -> Result<Vec<Entry>, JournalError> {
+        let path = Self::path(state_dir);
+        let bytes = fs::read(&path).map_err(|e| io(&path, e))?;
+        Ok(parse(&path, &bytes)?.0)
+    }
+
+    /// Every record, oldest first.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Records of one study.
+    pub fn study(&self, study: &str) -> impl Iterator<Item = &Entry> {
+        let study = study.to_string();
+        self.entries.iter().filter(move |e| e.study == study)
+    }
+
+    /// Appends a record and fsyncs it; returns the stored entry.
+    pub fn append(&mut self, study: &str, record: Record) -> Result<Entry, JournalError> {
+        let entry = Entry {
+            v: JOURNAL_FORMAT,
+            study: study.to_string(),
+            time: crate::pipeline::promote::ModelCard::now(),
+            record,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| io(&self.path, e))?;
+        line.push(b'\n');
+        crate::store::fault::point("journal.append");
+        self.file.write_all(&line).map_err(|e| io(&self.path, e))?;
+        self.file.sync_data().map_err(|e| io(&self.path, e))?;
+        self.entries.push(entry.clone());
+        Ok(entry)
+    }
+}
+
+/// Parses journal bytes; returns the records and the length of the good prefix.
+fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, usize), JournalError> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    let mut lines = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+        .peekable();
+    while let Some((i, line)) = lines.next() {
+        let last = lines.peek().is_none();
+        let complete = line.ends_with(b"\n");
+        if !complete {
+            break; // a record without its newline: the append was cut short
+        }
+        let value = std::str::from_utf8(line)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).map_err(|e| e.to_string()));
+        let corrupt = |what: String| JournalError::Corrupt {
+            path: path.to_path_buf(),
+            line: i + 1,
+            what,
+        };
+        let value = match value {
+            Ok(v) => v,
+            Err(_) if last => break, // garbage after a crash: torn as well
+            Err(what) => return Err(corrupt(what)),
+        };
+        let format = value["v"].as_u64().unwrap_or(0);
+        if format != u64::from(JOURNAL_FORMAT) {
+            return Err(corrupt(format!(
+                "record format {format}; this build reads {JOURNAL_FORMAT}"
+            )));
+        }
+        entries.push(serde_json::from_value::<Entry>(value).map_err(|e| corrupt(e.to_string()))?);
+        offset += line.len();
+    }
+    Ok((entries, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started() -> Record {
+        Record::StudyStarted {
+            key: "k".into(),
+            ordinal: 0,
+            data_fingerprint: "fp".into(),
+            target: 0.99,
+            config: serde_json::json!({"seed": 1}),
+        }
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.append("s1", started()).unwrap();
+        j.append(
+            "s1",
+            Record::TrialStarted {
+                trial: 0,
+                spec: crate::model::preset("linear").unwrap(),
+                mv: Move::Start,
+                rung: Some(0),
+                reason: "first".into(),
+                architecture_changed: false,
+            },
+        )
+        .unwrap();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.entries().len(), 2);
+        assert_eq!(j.entries()[0].record, started());
+        assert_eq!(j.study("s1").count(), 2);
+        assert_eq!(j.study("other").count(), 0);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_truncated_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.append("s1", started()).unwrap();
+        drop(j);
+        let path = Journal::path(dir.path());
+        let good = fs::read(&path).unwrap();
+        let mut torn = good.clone();
+        torn.extend_from_slice(br#"{"v":1,"study":"s1","time":"x","type":"trial_sta"#);
+        fs::write(&path, &torn).unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        assert_eq!(j.entries().len(), 1);
+        assert_eq!(fs::read(&path).unwrap(), good, "torn tail removed");
+        j.append(
+            "s1",
+            Record::Resumed {
+                seq: 0,
+                trial: None,
+            },
+        )
+        .unwrap();
+        drop(j);
+        assert_eq!(Journal::open(dir.path()).unwrap().entries().len(), 2);
+    }
+
+    #[test]
+    fn a_complete_record_missing_its_newline_counts_as_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.append("s1", started()).unwrap();
+        drop(j);
+        let path = Journal::path(dir.path());
+        let mut bytes = fs::read(&path).unwrap();
+        let line = bytes.clone();
+        bytes.extend_from_slice(&line[..line.len() - 1]);
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(Journal::open(dir.path()).unwrap().entries().len(), 1);
+    }
+
+    #[test]
+    fn damage_before_the_last_line_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.append("s1", started()).unwrap();
+        j.append("s1", started()).unwrap();
+        drop(j);
+        let path = Journal::path(dir.path());
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, format!("garbage\n{text}")).unwrap();
+        let err = Journal::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("journal.jsonl:1"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_record_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Journal::path(dir.path());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let line = r#"{"v":9,"study":"s","time":"t","type":"resumed","seq":0,"trial":null}"#;
+        fs::write(&path, format!("{line}\n")).unwrap();
+        let err = Journal::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("format 9"), "{err}");
+    }
+}
