@@ -272,8 +272,8 @@ check_c() {
     rc=$(docker inspect -f '{{.State.ExitCode}}' "$main")
     say "docker stop took ${elapsed} s, exit code $rc"
     [ "$rc" = 143 ] || fail "exit code $rc, want 143 (137 means the 10 s grace ran out)"
-    line=$(logs_from "$main" $((n + 1)) | jq -c -R 'fromjson? | objects | select((.message // "") | test("stopped"))' | tail -n 1)
-    [ -n "$line" ] || fail "no 'stopped' log line"
+    line=$(logs_from "$main" $((n + 1)) | jq -c -R 'fromjson? | objects | select(((.message // "") | test("stopped")) and (.step | type) == "number")' | tail -n 1)
+    [ -n "$line" ] || fail "no 'stopped' log line that names its step"
     s_stop=$(jq -r '.step' <<<"$line")
     say "stopped: $line"
     # The final checkpoint is at the stop step: the next start resumes there.
