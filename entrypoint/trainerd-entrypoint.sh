@@ -1,0 +1,33 @@
+#!/bin/sh
+# Entrypoint of the trainerd image.
+#
+#   (no arguments)         -> trainerd run          (the image's CMD)
+#   run|train|status|...   -> trainerd <args>
+#   --flag ...             -> trainerd run --flag ...
+#   anything else          -> executed as is (e.g. `sh`)
+#
+# It `exec`s, so trainerd becomes the container's main process and receives
+# docker stop's SIGTERM itself (first SIGTERM: checkpoint, exit 143).
+set -eu
+
+if [ $# -eq 0 ]; then
+    set -- run
+fi
+case $1 in
+    run | train | status | health | predict | help | --help | -h | --version | -V)
+        set -- trainerd "$@" ;;
+    -*) set -- trainerd run "$@" ;;
+    *) exec "$@" ;;
+esac
+
+# A bind-mounted state dir owned by another uid is the usual first-run
+# mistake; say how to fix it before the daemon exits 73 on it.
+state=${TRAINERD_STATE_DIR:-/var/lib/trainerd}
+if [ "$2" = run ] || [ "$2" = train ]; then
+    if [ -d "$state" ] && ! [ -w "$state" ]; then
+        echo "trainerd-entrypoint: state dir $state is not writable by uid $(id -u):$(id -g);" \
+             "run the container with --user \"\$(id -u):\$(id -g)\" (compose: TRAINERD_UID/TRAINERD_GID)" \
+             "or chown the mounted directory" >&2
+    fi
+fi
+exec "$@"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the trainerd image from the unchanged Dockerfile.
+#
+#   scripts/docker-build.sh [extra docker build args...]
+#   TRAINERD_IMAGE=trainerd:cuda scripts/docker-build.sh --build-arg FEATURES=cuda
+#
+# Makes the base-image stand-ins first (scripts/base-images.sh), then runs
+# `docker build --network host` (builds here never use a bridge network; pip
+# and cargo reach PyPI and crates.io through the host's network).
+# Env: TRAINERD_IMAGE (default trainerd:latest).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+image=${TRAINERD_IMAGE:-trainerd:latest}
+cd "$root"
+
+"$root/scripts/base-images.sh"
+
+version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+start=$(date +%s)
+echo "docker-build: building $image (version $version, revision $revision)" >&2
+docker build --network host \
+    --build-arg VERSION="$version" \
+    --build-arg REVISION="$revision" \
+    --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    -t "$image" "$@" .
+end=$(date +%s)
+size=$(docker image inspect -f '{{.Size}}' "$image")
+echo "docker-build: $image built in $((end - start)) s, size $((size / 1000000)) MB" >&2
