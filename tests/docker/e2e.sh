@@ -344,7 +344,7 @@ check_d() {
     wait_log "$c" 1 300 "$first_step" >/dev/null
     wait_health "$c" 120
     # Host networking: the metrics endpoint is on the host's loopback.
-    curl -fsS "http://127.0.0.1:$port/metrics" | grep -q '^trainerd_step' ||
+    grep -q '^trainerd_step' <<<"$(curl -fsS "http://127.0.0.1:$port/metrics")" ||
         fail "no trainerd_step on http://127.0.0.1:$port/metrics"
     s_kill=$(wait_step compose $((3 * every)) 300)
     pid=$(docker inspect -f '{{.State.Pid}}' "$c")
@@ -400,7 +400,11 @@ check_g() {
     rc=$(docker inspect -f '{{.State.ExitCode}}' "$c")
     docker logs "$c" 2>&1 | tail -n 5 >&2
     [ "$rc" = 65 ] || fail "exit code $rc without data, want 65 (bad data)"
-    docker logs "$c" 2>&1 | grep -qi 'mount' || fail "the error does not say how to mount data"
+    # Capture first: with pipefail, `docker logs | grep -q` fails when grep
+    # exits at its first match and docker logs dies of SIGPIPE.
+    local logs
+    logs=$(docker logs "$c" 2>&1)
+    grep -qi 'mount' <<<"$logs" || fail "the error does not say how to mount data"
 }
 check g "empty data dir: MNIST from TRAINERD_MNIST_MIRRORS; clear error without a mirror" check_g
 
