@@ -46,7 +46,7 @@ pub fn build(vs: &nn::Path, spec: &ArchSpec, input: InputShape) -> nn::Sequentia
             let (mut c, mut h, mut w) = (input.channels, input.height, input.width);
             for (b, block) in blocks.iter().enumerate() {
                 for k in 0..block.convs {
-                    let pad = block.padding.unwrap_or(block.kernel / 2);
+                    let pad = block.pad();
                     let cfg = nn::ConvConfig {
                         padding: pad,
                         bias: !block.batch_norm,
@@ -63,8 +63,7 @@ pub fn build(vs: &nn::Path, spec: &ArchSpec, input: InputShape) -> nn::Sequentia
                     }
                     seq = seq.add_fn(|x| x.relu());
                     c = block.channels;
-                    h = h + 2 * pad - block.kernel + 1;
-                    w = w + 2 * pad - block.kernel + 1;
+                    (h, w) = (block.conv_out(h), block.conv_out(w));
                 }
                 if block.pool {
                     seq = seq.add_fn(|x| x.max_pool2d_default(2));
@@ -115,9 +114,7 @@ pub fn validate(spec: &ArchSpec, input: InputShape) -> Result<(), String> {
                 ));
             }
             for _ in 0..block.convs {
-                let pad = block.padding.unwrap_or(block.kernel / 2);
-                h = h + 2 * pad - block.kernel + 1;
-                w = w + 2 * pad - block.kernel + 1;
+                (h, w) = (block.conv_out(h), block.conv_out(w));
             }
             if block.pool {
                 h /= 2;
@@ -144,4 +141,15 @@ pub fn parameter_count(vs: &nn::VarStore) -> i64 {
         .iter()
         .map(|t| t.numel() as i64)
         .sum()
+}
+
+impl super::spec::ConvBlock {
+    /// Padding; unset keeps the spatial size ("same" for odd kernels).
+    fn pad(&self) -> i64 {
+        self.padding.unwrap_or(self.kernel / 2)
+    }
+    /// Size of one spatial side after one of this block's convolutions.
+    fn conv_out(&self, size: i64) -> i64 {
+        size + 2 * self.pad() - self.kernel + 1
+    }
 }
