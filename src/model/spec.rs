@@ -22,7 +22,8 @@ pub enum ArchSpec {
     },
 }
 
-/// `convs` convolutions (same width), then optional 2x2 max-pool and dropout.
+/// `convs` convolutions (same width), each followed by batch norm (optional)
+/// and ReLU, then an optional 2x2 max-pool and dropout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConvBlock {
     pub channels: i64,
@@ -37,6 +38,10 @@ pub struct ConvBlock {
     pub batch_norm: bool,
     #[serde(default)]
     pub pool: bool,
+    /// Pool straight after the block's last convolution, before its batch norm
+    /// and ReLU: the normalisation then runs on a quarter of the pixels.
+    #[serde(default)]
+    pub pool_first: bool,
     #[serde(default)]
     pub dropout: f64,
 }
@@ -140,7 +145,15 @@ fn block(channels: i64, batch_norm: bool, pool: bool) -> ConvBlock {
         convs: 1,
         batch_norm,
         pool,
+        pool_first: false,
         dropout: 0.0,
+    }
+}
+
+fn pooled_first(block: ConvBlock) -> ConvBlock {
+    ConvBlock {
+        pool_first: true,
+        ..block
     }
 }
 
@@ -168,7 +181,7 @@ pub const PRESET_NAMES: &[(&str, &str)] = &[
     ("mlp", "one hidden layer of 512; ~98%"),
     (
         "fast",
-        "two-block batch-norm CNN, one-cycle; >= 99.0% test (the default)",
+        "three-block batch-norm CNN, one epoch of one-cycle; >= 99.0% test (the default)",
     ),
     (
         "reference",
@@ -213,16 +226,20 @@ pub fn preset(name: &str) -> Option<TrialSpec> {
         ),
         "fast" => (
             ArchSpec::Cnn {
-                blocks: vec![block(16, true, true), block(32, true, true)],
+                blocks: vec![
+                    pooled_first(block(16, true, true)),
+                    pooled_first(block(32, true, true)),
+                    pooled_first(block(64, true, true)),
+                ],
                 head: vec![],
                 head_dropout: 0.0,
             },
             Recipe {
                 optimizer: sgd(0.1),
                 schedule: one_cycle(),
-                epochs: 2,
+                epochs: 1,
                 batch_size: 128,
-                label_smoothing: 0.1,
+                label_smoothing: 0.0,
                 augment_shift: 0,
             },
         ),

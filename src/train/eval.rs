@@ -33,7 +33,8 @@ pub fn evaluate(
         let mut start = 0;
         while start < n {
             let len = batch.min(n - start);
-            let x = split.images.narrow(0, start, len).to_device(device);
+            let x =
+                crate::model::channels_last(&split.images.narrow(0, start, len).to_device(device));
             let y = split.labels.narrow(0, start, len).to_device(device);
             let logits = model.forward_t(&x, false);
             let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0);

@@ -112,6 +112,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     tch::manual_seed(rng::mix(key, STREAM_INIT) as i64);
     let vs = nn::VarStore::new(device);
     let net = model::build(&vs.root(), &spec.arch, input);
+    model::use_channels_last(&vs);
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     let trainable: Vec<(String, Tensor)> = named
         .iter()
@@ -237,6 +238,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         if recipe.augment_shift > 0 {
             x = augment_shift(&x, recipe.augment_shift);
         }
+        let x = model::channels_last(&x);
         let y = data.train.labels.index_select(0, &idx);
         let logits = net.forward_t(&x, true);
         let loss = logits.cross_entropy_loss::<Tensor>(
@@ -339,9 +341,10 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     fault::point("train.eval");
     let val = evaluate(&net, &data.val, data.num_classes, EVAL_BATCH, device);
     let test = evaluate(&net, &data.test, data.num_classes, EVAL_BATCH, device);
+    // Contiguous copies: exporters write standard (NCHW) layout.
     let weights = named
         .iter()
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .map(|(n, t)| (n.clone(), t.detach().contiguous()))
         .collect();
     Ok(TrialOutcome::Finished(Box::new(TrialReport {
         val,
