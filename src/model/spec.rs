@@ -150,6 +150,19 @@ fn block(channels: i64, batch_norm: bool, pool: bool) -> ConvBlock {
     }
 }
 
+/// SGD with one-cycle, label smoothing and ±2 pixel shifts: the recipe of the
+/// presets that aim past 99.5%.
+fn augmented_recipe(epochs: u32, lr: f64) -> Recipe {
+    Recipe {
+        optimizer: sgd(lr),
+        schedule: one_cycle(),
+        epochs,
+        batch_size: 128,
+        label_smoothing: 0.1,
+        augment_shift: 2,
+    }
+}
+
 fn pooled_first(block: ConvBlock) -> ConvBlock {
     ConvBlock {
         pool_first: true,
@@ -189,7 +202,11 @@ pub const PRESET_NAMES: &[(&str, &str)] = &[
     ),
     (
         "bn3",
-        "three-block batch-norm CNN with shift augmentation; >= 99.5%",
+        "three-block (32/64/128) batch-norm CNN, shift augmentation, 4 epochs; ~99.5% test",
+    ),
+    (
+        "deep",
+        "two convolutions in each of the first two blocks, 4 epochs; ~99.6%, 5x the cost of bn3",
     ),
 ];
 
@@ -279,6 +296,18 @@ pub fn preset(name: &str) -> Option<TrialSpec> {
         "bn3" => (
             ArchSpec::Cnn {
                 blocks: vec![
+                    pooled_first(block(32, true, true)),
+                    pooled_first(block(64, true, true)),
+                    pooled_first(block(128, true, true)),
+                ],
+                head: vec![],
+                head_dropout: 0.0,
+            },
+            augmented_recipe(4, 0.2),
+        ),
+        "deep" => (
+            ArchSpec::Cnn {
+                blocks: vec![
                     ConvBlock {
                         convs: 2,
                         ..block(32, true, true)
@@ -287,22 +316,12 @@ pub fn preset(name: &str) -> Option<TrialSpec> {
                         convs: 2,
                         ..block(64, true, true)
                     },
-                    ConvBlock {
-                        convs: 1,
-                        ..block(128, true, true)
-                    },
+                    block(128, true, true),
                 ],
                 head: vec![],
                 head_dropout: 0.0,
             },
-            Recipe {
-                optimizer: sgd(0.1),
-                schedule: one_cycle(),
-                epochs: 8,
-                batch_size: 128,
-                label_smoothing: 0.1,
-                augment_shift: 2,
-            },
+            augmented_recipe(4, 0.1),
         ),
         _ => return None,
     };

@@ -110,11 +110,12 @@ pub fn describe_arch(arch: &ArchSpec) -> String {
                 .iter()
                 .map(|b| {
                     let mut s = format!("{}×conv{} {}", b.convs, b.kernel, b.channels);
-                    if b.batch_norm {
-                        s += " bn";
-                    }
-                    if b.pool {
-                        s += " pool";
+                    match (b.batch_norm, b.pool, b.pool_first) {
+                        (true, true, true) => s += " pool bn",
+                        (true, true, false) => s += " bn pool",
+                        (true, false, _) => s += " bn",
+                        (false, true, _) => s += " pool",
+                        (false, false, _) => {}
                     }
                     if b.dropout > 0.0 {
                         s += &format!(" drop {}", b.dropout);
@@ -376,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             describe_arch(&preset("fast").unwrap().arch),
-            "CNN: 1×conv3 16 bn pool → 1×conv3 32 bn pool"
+            "CNN: 1×conv3 16 pool bn → 1×conv3 32 pool bn → 1×conv3 64 pool bn"
         );
         let r = describe_recipe(&preset("bn3").unwrap().recipe);
         assert!(r.contains("one-cycle") && r.contains("shift ±2"), "{r}");
