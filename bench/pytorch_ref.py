@@ -113,11 +113,12 @@ def shift(x, s):
     n = x.shape[0]
     bg = x.amin()
     pad = F.pad(x - bg, (s, s, s, s)) + bg
-    dx = torch.randint(0, 2 * s + 1, (n,))
-    dy = torch.randint(0, 2 * s + 1, (n,))
-    rows = (dy[:, None] + torch.arange(28)[None, :])  # n x 28
-    cols = (dx[:, None] + torch.arange(28)[None, :])
-    idx = torch.arange(n)[:, None, None]
+    dev = x.device
+    dx = torch.randint(0, 2 * s + 1, (n,), device=dev)
+    dy = torch.randint(0, 2 * s + 1, (n,), device=dev)
+    rows = (dy[:, None] + torch.arange(28, device=dev)[None, :])  # n x 28
+    cols = (dx[:, None] + torch.arange(28, device=dev)[None, :])
+    idx = torch.arange(n, device=dev)[:, None, None]
     return pad[:, 0][idx, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
@@ -140,6 +141,7 @@ def main():
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--max-steps", type=int, help="stop after this many steps (throughput runs)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (data then lives on the GPU)")
     ap.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                     help="keep NCHW memory (default: channels-last, as trainerd)")
     a = ap.parse_args()
@@ -148,8 +150,9 @@ def main():
     spec = json.load(open(a.spec))
     recipe = spec["recipe"]
     epochs = a.epochs or recipe["epochs"]
-    (tx, ty), (vx, vy), (sx, sy) = load(a.data_dir, 5000, a.seed)
-    model = build(spec["arch"])
+    (tx, ty), (vx, vy), (sx, sy) = [
+        (x.to(a.device), y.to(a.device)) for x, y in load(a.data_dir, 5000, a.seed)]
+    model = build(spec["arch"]).to(a.device)
     # The layout trainerd uses, and the one PyTorch's performance guide
     # recommends for CNNs on the CPU: the strongest baseline, not a straw man.
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
@@ -166,7 +169,7 @@ def main():
     t_train = time.time()
     done = False
     for epoch in range(epochs):
-        perm = torch.randperm(n)
+        perm = torch.randperm(n, device=a.device)
         for i in range(per_epoch):
             idx = perm[i * bs:(i + 1) * bs]
             x, y = tx[idx], ty[idx]
@@ -184,6 +187,8 @@ def main():
                 break
         if done:
             break
+    if a.device.startswith("cuda"):
+        torch.cuda.synchronize()
     train_seconds = time.time() - t_train
     out = {
         "samples_per_sec": samples / train_seconds,

@@ -121,12 +121,16 @@ impl Optimizer {
                         };
                         let (sq, rest) = slots.split_at_mut(1);
                         let (sq, acc) = (&mut sq[0], &mut rest[0]);
-                        let _ = sq.g_mul_scalar_(rho).g_add_(&(&g * &g * (1.0 - rho)));
-                        let delta = (&*acc + eps).sqrt() / (&*sq + eps).sqrt() * &g;
-                        let _ = acc
-                            .g_mul_scalar_(rho)
-                            .g_add_(&(&delta * &delta * (1.0 - rho)));
-                        let _ = p.g_add_(&(delta * -lr));
+                        // In place where possible: the reference model's fc
+                        // layer has 1.2M weights, so every temporary is a
+                        // 4.7 MB pass over memory.
+                        let _ = sq.lerp_(&(&g * &g), 1.0 - rho);
+                        let std = (&*sq + eps).sqrt_();
+                        let mut delta = (&*acc + eps).sqrt_();
+                        let _ = delta.g_div_(&std).g_mul_(&g);
+                        let _ = acc.lerp_(&(&delta * &delta), 1.0 - rho);
+                        let _ = delta.g_mul_scalar_(-lr);
+                        let _ = p.g_add_(&delta);
                     }
                 }
             }
@@ -193,5 +197,129 @@ impl Optimizer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// Runs `steps` updates of a one-element parameter whose loss is `c * p`
+    /// (gradient `c`, varying per step) and returns the parameter after each.
+    fn run(spec: OptimSpec, lr: f64, grads: &[f64]) -> Vec<f64> {
+        let p = Tensor::from_slice(&[1.5f32]).set_requires_grad(true);
+        let mut opt = Optimizer::new(spec, vec![("p".into(), p.shallow_clone())]);
+        let mut out = Vec::new();
+        for &c in grads {
+            opt.zero_grad();
+            (&p * c).sum(Kind::Float).backward();
+            opt.step(lr);
+            out.push(p.double_value(&[0]));
+        }
+        out
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    const GRADS: [f64; 4] = [0.5, -1.0, 2.0, 0.25];
+
+    #[test]
+    fn sgd_nesterov_with_weight_decay_matches_the_pytorch_formula() {
+        let (lr, m, wd) = (0.1, 0.9, 0.01);
+        let spec = OptimSpec::Sgd {
+            lr,
+            momentum: m,
+            nesterov: true,
+            weight_decay: wd,
+        };
+        let (mut p, mut buf) = (1.5f64, 0.0f64);
+        let want: Vec<f64> = GRADS
+            .iter()
+            .map(|&g| {
+                let d = g + wd * p;
+                buf = m * buf + d;
+                p -= lr * (d + m * buf);
+                p
+            })
+            .collect();
+        close(&run(spec, lr, &GRADS), &want);
+    }
+
+    #[test]
+    fn adamw_matches_the_pytorch_formula() {
+        let (lr, b1, b2, eps, wd) = (0.01, 0.9, 0.999, 1e-8, 0.1);
+        let spec = OptimSpec::AdamW {
+            lr,
+            beta1: b1,
+            beta2: b2,
+            eps,
+            weight_decay: wd,
+        };
+        let (mut p, mut m, mut v) = (1.5f64, 0.0f64, 0.0f64);
+        let want: Vec<f64> = GRADS
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| {
+                let t = (i + 1) as i32;
+                p *= 1.0 - lr * wd;
+                m = b1 * m + (1.0 - b1) * g;
+                v = b2 * v + (1.0 - b2) * g * g;
+                let denom = (v / (1.0 - b2.powi(t))).sqrt() + eps;
+                p -= lr / (1.0 - b1.powi(t)) * m / denom;
+                p
+            })
+            .collect();
+        close(&run(spec, lr, &GRADS), &want);
+    }
+
+    #[test]
+    fn adadelta_matches_the_pytorch_formula() {
+        let (lr, rho, eps) = (1.0, 0.9, 1e-6);
+        let spec = OptimSpec::Adadelta {
+            lr,
+            rho,
+            eps,
+            weight_decay: 0.0,
+        };
+        let (mut p, mut sq, mut acc) = (1.5f64, 0.0f64, 0.0f64);
+        let want: Vec<f64> = GRADS
+            .iter()
+            .map(|&g| {
+                sq = rho * sq + (1.0 - rho) * g * g;
+                let delta = (acc + eps).sqrt() / (sq + eps).sqrt() * g;
+                acc = rho * acc + (1.0 - rho) * delta * delta;
+                p -= lr * delta;
+                p
+            })
+            .collect();
+        close(&run(spec, lr, &GRADS), &want);
+    }
+
+    #[test]
+    fn state_round_trips_through_named_tensors() {
+        let spec = OptimSpec::AdamW {
+            lr: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        let p = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut a = Optimizer::new(spec.clone(), vec![("w".into(), p.shallow_clone())]);
+        p.sum(Kind::Float).backward();
+        a.step(0.01);
+        let saved: HashMap<String, Tensor> = a.state_tensors().into_iter().collect();
+        let q = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut b = Optimizer::new(spec, vec![("w".into(), q)]);
+        b.check_state(&saved).unwrap();
+        b.load_state(&saved).unwrap();
+        assert_eq!(b.steps, 1);
+        assert!(b.slots[0][0].equal(&a.slots[0][0]));
+        assert!(b.slots[0][1].equal(&a.slots[0][1]));
     }
 }
