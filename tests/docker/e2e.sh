@@ -34,7 +34,7 @@
 #   TRAINERD_E2E_ONLY="a b"   run only these checks (a/f/b/c/e share one container)
 #   TRAINERD_E2E_KEEP=1       keep the work dir and containers for inspection
 #   TRAINERD_IMAGE            image tag (default trainerd:latest)
-#   TRAINERD_MNIST_SRC        MNIST dir (default ../shared/data/mnist)
+#   TRAINERD_MNIST_SRC        MNIST dir (default ../shared/data/mnist beside this checkout or its origin)
 #   TRAINERD_TEST_UID         non-root host uid the containers run as (default 4242)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -53,7 +53,19 @@ fi
 image=${TRAINERD_IMAGE:-trainerd:latest}
 export TRAINERD_IMAGE=$image
 uid=${TRAINERD_TEST_UID:-4242}
-mnist=${TRAINERD_MNIST_SRC:-$root/../shared/data/mnist}
+# MNIST: beside this checkout, or beside the repository it was cloned from
+# (a CI clone in a scratch directory has no ../shared of its own).
+mnist=${TRAINERD_MNIST_SRC:-}
+if [ -z "$mnist" ]; then
+    origin=$(git -C "$root" config --get remote.origin.url 2>/dev/null || true)
+    for dir in "$root/../shared/data/mnist" ${origin:+"$origin/../shared/data/mnist"}; do
+        if [ -f "$dir/train-images-idx3-ubyte.gz" ]; then
+            mnist=$dir
+            break
+        fi
+    done
+    mnist=${mnist:-$root/../shared/data/mnist}
+fi
 only=${TRAINERD_E2E_ONLY:-a f b c e d g}
 prefix=trainerd-e2e-$$
 every=20 # checkpoint interval, steps
