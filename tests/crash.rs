@@ -89,6 +89,14 @@ fn checkpoint_steps(state: &Path) -> Vec<u64> {
     steps
 }
 
+/// True once trial 0 has been promoted to `best/` and its checkpoints removed.
+fn trial_promoted_and_cleaned(state: &Path) -> bool {
+    let card = std::fs::read(state.join("best/model.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    card.is_some_and(|c| c["trial"].as_u64() == Some(0)) && checkpoint_steps(state).is_empty()
+}
+
 fn heartbeat(state: &Path) -> Option<serde_json::Value> {
     std::fs::read(state.join("heartbeat.json"))
         .ok()
@@ -190,8 +198,10 @@ fn sigkill_torture_ends_bit_identical() {
         let reached = heartbeat_step(&state);
         let steps = checkpoint_steps(&state);
         let newest = steps.last().copied().unwrap_or(0);
+        // A kill after the trial finished finds its checkpoints removed; the
+        // work is then in best/ (checked by the final hash below).
         assert!(
-            reached <= newest + INTERVAL + 2,
+            reached <= newest + INTERVAL + 2 || trial_promoted_and_cleaned(&state),
             "kill {kills}: reached step {reached} but newest checkpoint is {newest}: more than one interval lost"
         );
         assert!(
