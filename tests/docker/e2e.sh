@@ -313,7 +313,9 @@ check_e() {
     [ -z "$foreign" ] || fail "files not owned by uid $uid: $foreign"
     # As that host uid (not root): read everything, copy it, delete it.
     # shellcheck disable=SC2016 # $1 is the inner shell's argument.
+    # From /: the checkout may sit in a directory only root can enter.
     setpriv --reuid "$uid" --regid "$uid" --clear-groups -- sh -ec '
+        cd /
         find "$1" -type f -exec cat {} + >/dev/null
         cp -r "$1" "$1.copy"
         rm -rf "$1.copy" "$1"/heartbeat.json
