@@ -17,14 +17,19 @@ pub struct EvalResult {
     pub confusion: Vec<Vec<i64>>,
 }
 
-/// Evaluates `model` on `split` in batches of `batch` (large: there is no autograd).
-pub fn evaluate(
-    model: &dyn ModuleT,
-    split: &Split,
-    classes: i64,
-    batch: i64,
-    device: Device,
-) -> EvalResult {
+/// Evaluation batch: on the CPU small enough for the activations to stay in
+/// cache (2,000 took 2.5x as long as 512 for the `fast` model); on a GPU large.
+fn batch_for(device: Device) -> i64 {
+    if device.is_cuda() {
+        10_000
+    } else {
+        512
+    }
+}
+
+/// Evaluates `model` on `split` without autograd, in batches sized for `device`.
+pub fn evaluate(model: &dyn ModuleT, split: &Split, classes: i64, device: Device) -> EvalResult {
+    let batch = batch_for(device);
     let n = split.labels.size()[0];
     let k = classes;
     let (confusion, loss_sum) = tch::no_grad(|| {

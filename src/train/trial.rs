@@ -26,15 +26,6 @@ use crate::store::{fault, CheckpointDir};
 
 /// Version of the checkpoint meta written by this module; checked on resume.
 pub const CHECKPOINT_FORMAT: u32 = 1;
-/// Evaluation batch: on the CPU small enough for the activations to stay in
-/// cache (2,000 took 2.5x as long as 512 for the `fast` model); on a GPU large.
-fn eval_batch(device: Device) -> i64 {
-    if device.is_cuda() {
-        10_000
-    } else {
-        512
-    }
-}
 /// Stream tags, so the per-purpose random streams never coincide.
 const STREAM_INIT: u64 = 1;
 const STREAM_SHUFFLE: u64 = 2;
@@ -271,13 +262,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         let epoch_end = step % per_epoch == 0;
         if epoch_end {
             fault::point("train.eval");
-            let val = evaluate(
-                &net,
-                &data.val,
-                data.num_classes,
-                eval_batch(device),
-                device,
-            );
+            let val = evaluate(&net, &data.val, data.num_classes, device);
             let secs = train_seconds + run_start.elapsed().as_secs_f64();
             let record = EpochRecord {
                 epoch: (step / per_epoch) as u32,
@@ -358,21 +343,9 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     fault::point("train.eval");
     let val = match last_val {
         Some((at, val)) if at == step => val,
-        _ => evaluate(
-            &net,
-            &data.val,
-            data.num_classes,
-            eval_batch(device),
-            device,
-        ),
+        _ => evaluate(&net, &data.val, data.num_classes, device),
     };
-    let test = evaluate(
-        &net,
-        &data.test,
-        data.num_classes,
-        eval_batch(device),
-        device,
-    );
+    let test = evaluate(&net, &data.test, data.num_classes, device);
     // Contiguous copies: exporters write standard (NCHW) layout.
     let weights = named
         .iter()
