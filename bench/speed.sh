@@ -3,6 +3,8 @@
 # (bench/pytorch_ref.py) with the same preset, recipe, threads and data.
 #   bench/speed.sh [PRESET...]        default: fast reference
 #   THREADS=2 EPOCHS=1 DATA=../shared/data/mnist
+#   PY_MALLOC=tuned  runs PyTorch with the glibc malloc thresholds trainerd
+#                    sets for itself (src/train/malloc.rs); default: as shipped
 # Prints one table row per preset (one trial each, `--max-trials 1`):
 # samples/s each and the ratio, test accuracy, wall time from process start
 # to the saved model and the ratio, and peak resident memory; then the time to
@@ -19,6 +21,10 @@ presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(fast reference)
 bin=target/release/trainerd
 py=.venv/bin/python
+py_env=()
+if [ "${PY_MALLOC:-}" = tuned ]; then
+    py_env=(GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864)
+fi
 
 rss_mb() { awk '/Maximum resident set size/ {printf "%.0f", $NF/1024}' "$1"; }
 
@@ -39,7 +45,7 @@ n = 60000 - 5000
 print(n * c["epochs_trained"] / c["train_seconds"], c["test_accuracy"])
 PY
 )
-    /usr/bin/time -v "$py" bench/pytorch_ref.py --spec "$out/spec.json" --data-dir "$DATA" --threads "$THREADS" \
+    /usr/bin/time -v env "${py_env[@]}" "$py" bench/pytorch_ref.py --spec "$out/spec.json" --data-dir "$DATA" --threads "$THREADS" \
         --epochs "$epochs" >"$out/py.json" 2>"$out/py.err"
     read -r py_rate py_test py_wall < <("$py" -c "import json; d=json.load(open('$out/py.json')); print(d['samples_per_sec'], d['test_accuracy'], d['wall_seconds'])")
     speedup=$(echo "$py_wall / $td_wall" | bc -l)

@@ -1,8 +1,8 @@
 //! Where a training step's time goes: batch gather, forward + loss, backward,
 //! optimizer, for a preset, in NCHW or channels-last layout.
 //!
-//! `cargo run --release --example step_profile -- [PRESET] [THREADS] [STEPS]`
-//! (defaults: fast 2 400). Random 28x28 images stand in for MNIST: the cost of
+//! `cargo run --release --example step_profile -- [PRESET] [THREADS] [STEPS] [LAYOUT]`
+//! (defaults: fast 2 400, both layouts; LAYOUT is `nchw` or `channels-last`). Random 28x28 images stand in for MNIST: the cost of
 //! a step does not depend on the pixel values. Prints milliseconds per step for
 //! each phase and samples/s, once per layout.
 
@@ -14,10 +14,17 @@ use trainerd::model::{self, InputShape};
 use trainerd::optim::Optimizer;
 
 fn main() {
+    // As the trainerd binary does at start (train/malloc.rs).
+    let tuning = trainerd::train::malloc::tune();
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "fast".into());
     let threads: i32 = args.next().and_then(|v| v.parse().ok()).unwrap_or(2);
     let steps: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let layouts: &[bool] = match args.next().as_deref() {
+        Some("nchw") => &[false],
+        Some("channels-last") => &[true],
+        _ => &[false, true],
+    };
     let Some(spec) = model::preset(&name) else {
         eprintln!("unknown preset {name:?}");
         std::process::exit(64);
@@ -32,12 +39,12 @@ fn main() {
     let batch = spec.recipe.batch_size;
     let images = Tensor::randn([55_000, 1, 28, 28], (Kind::Float, Device::Cpu));
     let labels = Tensor::randint(10, [55_000], (Kind::Int64, Device::Cpu));
-    println!("preset {name}, batch {batch}, {threads} threads, {steps} steps");
+    println!("preset {name}, batch {batch}, {threads} threads, {steps} steps, malloc {tuning:?}");
     println!(
         "{:<14} {:>8} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "layout", "gather", "forward", "backward", "optim", "total", "samples/s"
     );
-    for channels_last in [false, true] {
+    for &channels_last in layouts {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
         let net = model::build(&vs.root(), &spec.arch, input);

@@ -71,6 +71,7 @@ enum Mode {
 fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>, heartbeat::Liveness)> {
     telemetry::logging::init(cfg.log_format);
     tch::set_num_threads(cfg.threads as i32);
+    tracing::debug!(malloc = ?crate::train::malloc::tune(), "allocator thresholds");
     store::check_writable(&cfg.state_dir)?;
     let lock = store::StateLock::acquire(&cfg.state_dir)?;
     let progress = Arc::new(Progress::default());

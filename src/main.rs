@@ -10,6 +10,8 @@ use trainerd::exit;
 use trainerd::train::StopFlag;
 
 fn main() -> ExitCode {
+    // Before libtorch allocates anything (see train/malloc.rs).
+    let _ = trainerd::train::malloc::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

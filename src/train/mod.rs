@@ -1,6 +1,7 @@
 //! Training: the step loop, evaluation, progress counters.
 
 mod eval;
+pub mod malloc;
 mod progress;
 mod trial;
 
