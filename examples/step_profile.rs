@@ -77,10 +77,9 @@ fn main() {
                 spec.recipe.label_smoothing,
             );
             let t2 = Instant::now();
-            opt.zero_grad();
-            loss.backward();
+            let grads = opt.gradients(&loss);
             let t3 = Instant::now();
-            opt.step(0.01);
+            opt.apply(&grads, 0.01);
             let t4 = Instant::now();
             if step >= warmup {
                 for (p, d) in phase.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {

@@ -47,22 +47,31 @@ impl Optimizer {
         }
     }
 
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_().zero_();
-            }
-        }
+    /// Back-propagates `loss` and applies one update with learning rate `lr`
+    /// (the schedule's value for this step). The gradients come straight out
+    /// of autograd, as `torch.autograd.grad` returns them, instead of being
+    /// accumulated into each parameter's `.grad`: no pass to zero them and no
+    /// pass to add into them, every step.
+    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) {
+        let grads = self.gradients(loss);
+        self.apply(&grads, lr);
     }
 
-    /// One update with learning rate `lr` (the schedule's value for this step).
-    pub fn step(&mut self, lr: f64) {
+    /// d`loss`/d(parameter) for every parameter, in order (undefined where
+    /// the loss does not depend on it). Frees the graph.
+    pub fn gradients(&self, loss: &Tensor) -> Vec<Tensor> {
+        let params: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
+        Tensor::run_backward(&[loss], &params, false, false)
+    }
+
+    /// One update from `grads`, as [`gradients`](Self::gradients) returns them.
+    pub fn apply(&mut self, grads: &[Tensor], lr: f64) {
         self.steps += 1;
         let t = self.steps as f64;
         tch::no_grad(|| {
-            for ((_, p), slots) in self.params.iter_mut().zip(self.slots.iter_mut()) {
-                let g = p.grad();
+            for (((_, p), slots), g) in self.params.iter_mut().zip(self.slots.iter_mut()).zip(grads)
+            {
+                let g = g.shallow_clone();
                 if !g.defined() {
                     continue;
                 }
@@ -212,9 +221,7 @@ mod tests {
         let mut opt = Optimizer::new(spec, vec![("p".into(), p.shallow_clone())]);
         let mut out = Vec::new();
         for &c in grads {
-            opt.zero_grad();
-            (&p * c).sum(Kind::Float).backward();
-            opt.step(lr);
+            opt.backward_step(&(&p * c).sum(Kind::Float), lr);
             out.push(p.double_value(&[0]));
         }
         out
@@ -311,8 +318,7 @@ mod tests {
         };
         let p = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let mut a = Optimizer::new(spec.clone(), vec![("w".into(), p.shallow_clone())]);
-        p.sum(Kind::Float).backward();
-        a.step(0.01);
+        a.backward_step(&p.sum(Kind::Float), 0.01);
         let saved: HashMap<String, Tensor> = a.state_tensors().into_iter().collect();
         let q = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let mut b = Optimizer::new(spec, vec![("w".into(), q)]);

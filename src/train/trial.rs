@@ -249,10 +249,8 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
             -100,
             recipe.label_smoothing,
         );
-        opt.zero_grad();
-        loss.backward();
         let lr = learning_rate(&recipe.schedule, base_lr, step, total, per_epoch);
-        opt.step(lr);
+        opt.backward_step(&loss, lr);
         loss_sum += loss.detach();
         loss_count += 1;
         step += 1;
