@@ -3,13 +3,14 @@
 mod eval;
 pub mod malloc;
 mod progress;
+mod resume;
 mod trial;
 
 pub use eval::{evaluate, EvalResult};
 pub use progress::{now_ms, Progress, StopFlag};
+pub use resume::CHECKPOINT_FORMAT;
 pub use trial::{
     input_shape, run_trial, EpochRecord, EpochSink, PruneFn, TrialOutcome, TrialReport, TrialSetup,
-    CHECKPOINT_FORMAT,
 };
 
 /// Errors while training a trial.

@@ -1,22 +1,22 @@
-//! One trial: build the model, resume from its newest good checkpoint, run the
-//! step loop (checkpointing on schedule, stopping on request), evaluate.
+//! One trial: build the model, resume from its newest good checkpoint
+//! (`resume.rs`), run the step loop (checkpointing on schedule, stopping on
+//! request), evaluate.
 //!
 //! Exact resume: every input of a step is a function of saved state. The
 //! weights, batch-norm buffers and optimizer slots are in the checkpoint; the
 //! batch order, dropout and augmentation draw from streams keyed by
 //! (seed, trial, epoch/step), and the learning rate is a function of the step.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::eval::{evaluate, EvalResult};
 use super::progress::{Progress, StopFlag};
+use super::resume::{resume_newest, Resumed, TrialIdentity};
 use super::TrainError;
 use crate::config::CheckpointEvery;
 use crate::data::{augment_shift, rng, Dataset};
@@ -24,8 +24,6 @@ use crate::model::{self, InputShape, TrialSpec};
 use crate::optim::{learning_rate, Optimizer};
 use crate::store::{fault, CheckpointDir};
 
-/// Version of the checkpoint meta written by this module; checked on resume.
-pub const CHECKPOINT_FORMAT: u32 = 1;
 /// Stream tags, so the per-purpose random streams never coincide.
 const STREAM_INIT: u64 = 1;
 const STREAM_SHUFFLE: u64 = 2;
@@ -127,38 +125,17 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     let total = per_epoch * u64::from(recipe.epochs);
     let base_lr = recipe.optimizer.lr();
 
-    let mut history: Vec<EpochRecord> = Vec::new();
-    let mut step: u64 = 0;
-    let mut train_seconds = 0.0;
-    // The newest checkpoint that verifies *and* belongs to this trial; one that
-    // verifies but cannot be used (another spec, another data version) is set
-    // aside so the next restart does not pick it again.
-    while let Some(ckpt) = checkpoints.load_newest_valid().map_err(TrainError::Store)? {
-        match restore(
-            &ckpt.meta,
-            &ckpt.tensors,
-            spec,
-            data,
-            trial,
-            seed,
-            &named,
-            &mut opt,
-        ) {
-            Ok(state) => {
-                step = ckpt.step;
-                history = state.history;
-                train_seconds = state.train_seconds;
-                tracing::info!(trial, step, path = %ckpt.path.display(), "resumed from checkpoint");
-                break;
-            }
-            Err(why) => {
-                tracing::warn!(trial, path = %ckpt.path.display(), "checkpoint not usable, set aside: {why}");
-                checkpoints
-                    .quarantine(&ckpt.path, &why)
-                    .map_err(TrainError::Store)?;
-            }
-        }
-    }
+    let ident = TrialIdentity {
+        trial,
+        seed,
+        spec,
+        data,
+    };
+    let Resumed {
+        mut step,
+        mut history,
+        mut train_seconds,
+    } = resume_newest(checkpoints, &ident, &named, &mut opt)?;
     let resumed_from = step;
     let mut last_saved = (step > 0).then_some(step);
     progress.start_trial(trial, total, step / per_epoch);
@@ -167,12 +144,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     }
     progress.set_step(step);
     let meta = |step: u64, history: &[EpochRecord], train_seconds: f64| {
-        json!({
-            "format": CHECKPOINT_FORMAT, "trial": trial, "seed": seed, "step": step,
-            "epoch": step / per_epoch, "position_in_epoch": step % per_epoch,
-            "spec": spec, "fingerprint": data.fingerprint, "history": history,
-            "train_seconds": train_seconds,
-        })
+        ident.checkpoint_meta(step, per_epoch, history, train_seconds)
     };
     // Time spent saving, so the overhead of checkpointing is visible in the logs.
     let save_time = std::cell::Cell::new(Duration::ZERO);
@@ -376,69 +348,4 @@ pub fn input_shape(data: &Dataset) -> InputShape {
         width: s[3],
         classes: data.num_classes,
     }
-}
-
-struct Restored {
-    history: Vec<EpochRecord>,
-    train_seconds: f64,
-}
-
-/// Checks a checkpoint belongs to this trial and loads it into the model and optimizer.
-#[allow(clippy::too_many_arguments)]
-fn restore(
-    meta: &serde_json::Value,
-    tensors: &[(String, Tensor)],
-    spec: &TrialSpec,
-    data: &Dataset,
-    trial: u32,
-    seed: u64,
-    named: &[(String, Tensor)],
-    opt: &mut Optimizer,
-) -> Result<Restored, String> {
-    let format = meta["format"].as_u64().unwrap_or(0);
-    if format != u64::from(CHECKPOINT_FORMAT) {
-        return Err(format!(
-            "checkpoint format {format}, this build reads {CHECKPOINT_FORMAT}"
-        ));
-    }
-    if meta["trial"].as_u64() != Some(u64::from(trial)) || meta["seed"].as_u64() != Some(seed) {
-        return Err("it belongs to another trial or seed".into());
-    }
-    if meta["fingerprint"].as_str() != Some(data.fingerprint.as_str()) {
-        return Err("it was trained on another version of the data".into());
-    }
-    let saved_spec: TrialSpec =
-        serde_json::from_value(meta["spec"].clone()).map_err(|e| e.to_string())?;
-    if &saved_spec != spec {
-        return Err("its architecture or recipe differs from this trial's".into());
-    }
-    let map: HashMap<String, Tensor> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.shallow_clone()))
-        .collect();
-    // Check everything before copying anything: a half-restored model would be worse than none.
-    let mut pairs = Vec::with_capacity(named.len());
-    for (name, var) in named {
-        let src = map
-            .get(&format!("model/{name}"))
-            .ok_or_else(|| format!("weight {name} missing"))?;
-        if src.size() != var.size() || src.kind() != var.kind() {
-            return Err(format!(
-                "weight {name} has shape {:?}, expected {:?}",
-                src.size(),
-                var.size()
-            ));
-        }
-        pairs.push((var.shallow_clone(), src));
-    }
-    opt.check_state(&map)?;
-    for (mut var, src) in pairs {
-        tch::no_grad(|| var.copy_(src));
-    }
-    opt.load_state(&map)?;
-    let history = serde_json::from_value(meta["history"].clone()).map_err(|e| e.to_string())?;
-    Ok(Restored {
-        history,
-        train_seconds: meta["train_seconds"].as_f64().unwrap_or(0.0),
-    })
 }
