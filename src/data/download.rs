@@ -15,7 +15,7 @@
 //!
 //! [`Dataset::load`]: super::Dataset::load
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -275,21 +275,9 @@ fn verify(bytes: &[u8], e: &Expected) -> Result<(), String> {
 /// Writes `bytes` to `dir/name` so that a crash leaves the whole file or none.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), DataError> {
     let target = dir.join(name);
-    let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &target)?;
-        File::open(dir)?.sync_all()
-    })();
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        DataError::Write {
-            path: target,
-            source,
-        }
+    crate::store::write_bytes_atomic(&target, bytes).map_err(|e| DataError::Write {
+        path: target.clone(),
+        source: e.source,
     })
 }
 

@@ -12,7 +12,7 @@
 //! `best/`, and never does a `best/` hold a half-written model.
 
 use std::fs;
-use std::io::Write;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::model::TrialSpec;
-use crate::store::StoreError;
+use crate::store::{write_atomic, write_bytes_atomic, AtomicWriteError, StoreError};
 
 /// `best/model.json`: what the champion is and how good it is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,23 +80,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let tmp = path.with_extension("tmp");
-    write(&tmp).map_err(|e| io_err(&tmp, e))?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))?;
-    Ok(())
+fn atomic_err(e: AtomicWriteError) -> StoreError {
+    io_err(&e.path, e.source)
 }
 
 /// Promotes a model into `<state>/best/`: weights first, then the card, so a
@@ -114,15 +99,12 @@ pub fn promote(
     }
     let mut sorted: Vec<(&str, &Tensor)> = weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    write_atomic_with(&staging.join("model.safetensors"), |p| {
-        Tensor::write_safetensors(&sorted, p).map_err(|e| e.to_string())
-    })?;
+    write_atomic(&staging.join("model.safetensors"), |p| {
+        Tensor::write_safetensors(&sorted, p).map_err(io::Error::other)
+    })
+    .map_err(atomic_err)?;
     let json = serde_json::to_vec_pretty(card).map_err(|e| io_err(&staging, e))?;
-    write_atomic_with(&staging.join("model.json"), |p| {
-        fs::File::create(p)
-            .and_then(|mut f| f.write_all(&json))
-            .map_err(|e| e.to_string())
-    })?;
+    write_bytes_atomic(&staging.join("model.json"), &json).map_err(atomic_err)?;
     let previous = state_dir.join("best.previous");
     if best.exists() {
         if previous.exists() {

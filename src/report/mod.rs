@@ -7,8 +7,6 @@ mod charts;
 mod html;
 pub mod svg;
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -68,23 +66,11 @@ pub fn render(inputs: &ReportInputs) -> String {
 pub fn write(state_dir: &Path, inputs: &ReportInputs) -> Result<PathBuf, ReportError> {
     let dir = state_dir.join("best");
     let path = dir.join("report.html");
-    let tmp = dir.join(".report.html.tmp");
-    let io = |p: &Path, e: std::io::Error| ReportError::Io {
-        path: p.to_path_buf(),
-        what: e.to_string(),
-    };
-    fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let html = render(inputs);
-    fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(html.as_bytes())?;
-            f.sync_all()
-        })
-        .map_err(|e| io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(&dir, e))?;
+    crate::store::write_bytes_atomic(&path, html.as_bytes()).map_err(|e| ReportError::Io {
+        path: e.path,
+        what: e.source.to_string(),
+    })?;
     Ok(path)
 }
 
@@ -176,6 +162,7 @@ pub fn describe_recipe(r: &Recipe) -> String {
 mod tests {
     use super::*;
     use crate::model::preset;
+    use std::fs;
 
     /// Checks tags nest properly (void HTML elements aside) and attribute
     /// values are quoted; returns the element names in document order.

@@ -3,6 +3,7 @@
 //! - [`checkpoint`]: the file format (versioned, checksummed) and
 //!   [`CheckpointDir`], the writer that commits atomically (temp file, fsync,
 //!   rename, directory fsync), applies retention and quarantines corrupt files.
+//! - [`atomic`]: whole-file-or-nothing writes for the files beside checkpoints.
 //! - [`policy`]: the pure retention policy (newest K plus the best).
 //! - [`lock`]: one writer per state dir, and the writability check at start.
 //! - [`fault`]: fault-injection points for crash tests.
@@ -13,6 +14,7 @@
 //! verification on load is moved to `quarantine/` (never deleted) and the one
 //! before it is used.
 
+pub mod atomic;
 pub mod checkpoint;
 pub mod fault;
 pub mod lock;
@@ -22,6 +24,7 @@ mod testutil;
 
 use std::path::PathBuf;
 
+pub use atomic::{write_atomic, write_bytes_atomic, AtomicWriteError};
 pub use checkpoint::{Checkpoint, CheckpointDir, FORMAT_VERSION};
 pub use lock::{check_writable, StateLock};
 
