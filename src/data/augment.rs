@@ -36,26 +36,52 @@ pub fn shift_images(images: &Tensor, shifts: &Tensor) -> Tensor {
 /// [`shift_images`] with the frame width given (at least the largest offset),
 /// so the training loop never reads a value back from the device.
 fn shift_padded(images: &Tensor, shifts: &Tensor, pad: i64) -> Tensor {
-    let (b, c, h, w) = match images.size()[..] {
-        [b, c, h, w] => (b, c, h, w),
-        _ => return images.shallow_clone(),
+    let n = images.size()[0];
+    let all = Tensor::arange(n, (Kind::Int64, images.device()));
+    shifted_windows(&pad_with_background(images, pad), &all, shifts, pad)
+}
+
+/// Every image of `images` (`[N, C, H, W]`) inside a frame of its background
+/// (its minimum) `pad` pixels wide: `[N, C, H + 2 pad, W + 2 pad]`. The
+/// trainer pads the training set once per trial and reads shifted batches
+/// from it with [`shifted_batch`].
+pub fn pad_with_background(images: &Tensor, pad: i64) -> Tensor {
+    let [n, c, h, w] = images.size()[..] else {
+        return images.shallow_clone();
     };
-    // Pad every image with a frame of its background wide enough for the
-    // largest offset, then read the shifted window with one indexing kernel.
-    // (A gather over an expanded index plus a mask cost four times as much.)
-    let dev = images.device();
-    let background = images.amin([1, 2, 3], true); // [B, 1, 1, 1]
+    let background = images.amin([1, 2, 3], true); // [N, 1, 1, 1]
     let padded = background
-        .expand([b, c, h + 2 * pad, w + 2 * pad], false)
+        .expand([n, c, h + 2 * pad, w + 2 * pad], false)
         .contiguous();
     padded.narrow(2, pad, h).narrow(3, pad, w).copy_(images);
+    padded
+}
+
+/// The batch `idx` of the images `padded` was made from
+/// ([`pad_with_background`] with `pad >= max_shift`), each shifted by a fresh
+/// draw: the same values as `augment_shift(&images.index_select(0, idx),
+/// max_shift)` with the same generator state, gathered in one kernel instead
+/// of a select, a pad and a gather per step.
+pub fn shifted_batch(padded: &Tensor, idx: &Tensor, max_shift: i64, pad: i64) -> Tensor {
+    let shifts = draw_shifts(idx.size()[0], max_shift, padded.device());
+    shifted_windows(padded, idx, &shifts, pad)
+}
+
+/// Reads, for each `b`, the window of padded image `idx[b]` that shows it
+/// moved by `shifts[b]` (one indexing kernel).
+fn shifted_windows(padded: &Tensor, idx: &Tensor, shifts: &Tensor, pad: i64) -> Tensor {
+    let [_, c, ph, pw] = padded.size()[..] else {
+        return padded.shallow_clone();
+    };
+    let (h, w, b) = (ph - 2 * pad, pw - 2 * pad, idx.size()[0]);
+    let dev = padded.device();
     let dy = shifts.select(1, 0).view([b, 1, 1, 1]);
     let dx = shifts.select(1, 1).view([b, 1, 1, 1]);
     let arange = |n: i64| Tensor::arange(n, (Kind::Int64, dev));
     // Output pixel (y, x) reads input (y - dy, x - dx), i.e. padded (y - dy + pad, x - dx + pad).
     let rows = arange(h).view([1, 1, h, 1]) - dy + pad; // [B, 1, H, 1]
     let cols = arange(w).view([1, 1, 1, w]) - dx + pad; // [B, 1, 1, W]
-    let batch = arange(b).view([b, 1, 1, 1]);
+    let batch = idx.view([b, 1, 1, 1]);
     let channel = arange(c).view([1, c, 1, 1]);
     padded.index(&[Some(batch), Some(channel), Some(rows), Some(cols)])
 }
@@ -137,6 +163,24 @@ mod tests {
             find_dots(&shift_images(&x, &shifts)),
             [Some((2, 3)), Some((0, 0))]
         );
+    }
+
+    #[test]
+    fn a_batch_from_the_padded_set_equals_shifting_the_selected_images() {
+        tch::manual_seed(3);
+        let images = Tensor::randn([20, 2, 6, 5], (Kind::Float, Device::Cpu));
+        let idx = Tensor::from_slice(&[7i64, 0, 19, 7, 3]);
+        let padded = pad_with_background(&images, 2);
+        assert_eq!(padded.size(), [20, 2, 10, 9]);
+        tch::manual_seed(11);
+        let fast = shifted_batch(&padded, &idx, 2, 2);
+        tch::manual_seed(11);
+        let slow = augment_shift(&images.index_select(0, &idx), 2);
+        assert!(fast.equal(&slow));
+        // A frame wider than the largest shift reads the same windows.
+        tch::manual_seed(11);
+        let wide = shifted_batch(&pad_with_background(&images, 4), &idx, 2, 4);
+        assert!(wide.equal(&slow));
     }
 
     #[test]
