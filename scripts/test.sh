@@ -17,7 +17,7 @@ cargo clippy --release --all-targets -- -D warnings
 step "unit and integration tests"
 cargo test --release -- --test-threads=2
 
-for extra in tests/deploy/check.sh scripts/prometheus-check.sh; do
+for extra in tests/deploy/check.sh scripts/prometheus-check.sh scripts/cuda-build-check.sh; do
     if [ -x "$extra" ]; then
         step "$extra"
         "$extra"
