@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check for a machine that has NVIDIA drivers and a python3 with torch 2.11
-# but no network and no Rust: carry a `--features cuda` binary there and run
+# but no network and no Rust: carry a `--features cuda` binary there
+# (scripts/cuda-build-check.sh leaves one at target/release/trainerd-cuda) and run
 #   bench/gpu.sh BINARY DATA_DIR [PRESET...]        default presets: fast bn3
 # It points the loader at that torch's lib folder (the binary's rpath points at
 # this repo's venv, which is not there), checks that `--device auto` picks the

@@ -205,12 +205,14 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
                 n_train as usize,
                 rng::mix(rng::mix(key, STREAM_SHUFFLE), epoch),
             );
-            perm = Tensor::from_slice(&order);
+            // On the training device once per epoch: a per-step copy from
+            // host memory would make the host wait for the GPU every step.
+            perm = Tensor::from_slice(&order).to_device(device);
             perm_epoch = epoch;
         }
         let pos = (step % per_epoch) as i64;
         let len = batch.min(n_train - pos * batch);
-        let idx = perm.narrow(0, pos * batch, len).to_device(device);
+        let idx = perm.narrow(0, pos * batch, len);
         tch::manual_seed(rng::mix(rng::mix(key, STREAM_STEP), step) as i64);
         let x = match &shift_source {
             Some(padded) => shifted_batch(padded, &idx, recipe.augment_shift, recipe.augment_shift),
