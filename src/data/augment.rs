@@ -67,6 +67,54 @@ pub fn shifted_batch(padded: &Tensor, idx: &Tensor, max_shift: i64, pad: i64) ->
     shifted_windows(padded, idx, &shifts, pad)
 }
 
+/// A padded copy of the training set larger than this is not made; batches
+/// are then padded one by one (the same values, more work per step).
+pub const PAD_ONCE_LIMIT_BYTES: i64 = 1 << 30;
+
+/// Where the trainer's batches come from: the images as they are, or shifted
+/// by a fresh random draw per image, read from a copy padded once (up to
+/// [`PAD_ONCE_LIMIT_BYTES`]) or padded per batch. Both ways give the same values.
+pub enum BatchSource<'a> {
+    Plain(&'a Tensor),
+    PaddedOnce { padded: Tensor, max_shift: i64 },
+    PerBatch { images: &'a Tensor, max_shift: i64 },
+}
+
+impl<'a> BatchSource<'a> {
+    pub fn new(images: &'a Tensor, max_shift: i64) -> BatchSource<'a> {
+        let size = images.size();
+        if max_shift <= 0 || size.len() != 4 {
+            return BatchSource::Plain(images);
+        }
+        let padded_bytes = size[0]
+            * size[1]
+            * (size[2] + 2 * max_shift)
+            * (size[3] + 2 * max_shift)
+            * images.kind().elt_size_in_bytes() as i64;
+        if padded_bytes <= PAD_ONCE_LIMIT_BYTES {
+            BatchSource::PaddedOnce {
+                padded: pad_with_background(images, max_shift),
+                max_shift,
+            }
+        } else {
+            BatchSource::PerBatch { images, max_shift }
+        }
+    }
+
+    /// The images at `idx` (int64, on the images' device), augmented if configured.
+    pub fn batch(&self, idx: &Tensor) -> Tensor {
+        match self {
+            BatchSource::Plain(images) => images.index_select(0, idx),
+            BatchSource::PaddedOnce { padded, max_shift } => {
+                shifted_batch(padded, idx, *max_shift, *max_shift)
+            }
+            BatchSource::PerBatch { images, max_shift } => {
+                augment_shift(&images.index_select(0, idx), *max_shift)
+            }
+        }
+    }
+}
+
 /// Reads, for each `b`, the window of padded image `idx[b]` that shows it
 /// moved by `shifts[b]` (one indexing kernel).
 fn shifted_windows(padded: &Tensor, idx: &Tensor, shifts: &Tensor, pad: i64) -> Tensor {
@@ -181,6 +229,20 @@ mod tests {
         tch::manual_seed(11);
         let wide = shifted_batch(&pad_with_background(&images, 4), &idx, 2, 4);
         assert!(wide.equal(&slow));
+        // Both batch sources give the same values.
+        let once = BatchSource::new(&images, 2);
+        assert!(matches!(once, BatchSource::PaddedOnce { .. }));
+        tch::manual_seed(11);
+        assert!(once.batch(&idx).equal(&slow));
+        let per_batch = BatchSource::PerBatch {
+            images: &images,
+            max_shift: 2,
+        };
+        tch::manual_seed(11);
+        assert!(per_batch.batch(&idx).equal(&slow));
+        assert!(BatchSource::new(&images, 0)
+            .batch(&idx)
+            .equal(&images.index_select(0, &idx)));
     }
 
     #[test]

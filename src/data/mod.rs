@@ -20,7 +20,7 @@ pub mod idx;
 pub mod rng;
 pub mod synth;
 
-pub use augment::{augment_shift, pad_with_background, shifted_batch};
+pub use augment::{augment_shift, pad_with_background, shifted_batch, BatchSource};
 pub use dataset::{batch, Dataset, LoadOptions, Split};
 pub use download::ensure_mnist;
 

@@ -19,7 +19,7 @@ use super::progress::{Progress, StopFlag};
 use super::resume::{resume_newest, Resumed, TrialIdentity};
 use super::TrainError;
 use crate::config::CheckpointEvery;
-use crate::data::{pad_with_background, rng, shifted_batch, Dataset};
+use crate::data::{rng, BatchSource, Dataset};
 use crate::model::{self, InputShape, TrialSpec};
 use crate::optim::{learning_rate, Optimizer};
 use crate::store::{fault, CheckpointDir};
@@ -181,11 +181,9 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
     let mut last_log = Instant::now();
     let mut log_from = (step, Instant::now());
     let run_start = Instant::now();
-    // With shift augmentation, batches are read shifted out of a copy of the
-    // training set padded once with each image's background (timed as
-    // training: it replaces per-step work).
-    let shift_source = (recipe.augment_shift > 0)
-        .then(|| pad_with_background(&data.train.images, recipe.augment_shift));
+    // With shift augmentation this pads a copy of the training set once
+    // (timed as training: it replaces per-step work).
+    let batches = BatchSource::new(&data.train.images, recipe.augment_shift);
     let mut stopped_early = false;
     // The newest epoch-end validation, reused when training ends on that step.
     let mut last_val: Option<(u64, EvalResult)> = None;
@@ -214,11 +212,7 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         let len = batch.min(n_train - pos * batch);
         let idx = perm.narrow(0, pos * batch, len);
         tch::manual_seed(rng::mix(rng::mix(key, STREAM_STEP), step) as i64);
-        let x = match &shift_source {
-            Some(padded) => shifted_batch(padded, &idx, recipe.augment_shift, recipe.augment_shift),
-            None => data.train.images.index_select(0, &idx),
-        };
-        let x = model::channels_last(&x);
+        let x = model::channels_last(&batches.batch(&idx));
         let y = data.train.labels.index_select(0, &idx);
         let logits = net.forward_t(&x, true);
         let loss = logits.cross_entropy_loss::<Tensor>(
