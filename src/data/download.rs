@@ -287,6 +287,7 @@ mod tests {
     use crate::data::synth::write_synthetic_mnist;
     use crate::data::{Dataset, LoadOptions};
     use crate::exit::ExitStatus;
+    use crate::store::testutil::sorted_names;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
@@ -375,15 +376,6 @@ mod tests {
         url
     }
 
-    fn names_in(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
     #[test]
     fn bad_mirrors_are_skipped_and_files_land_verified() {
         let src = tempfile::tempdir().unwrap();
@@ -416,7 +408,7 @@ mod tests {
             .map(|p| format!("{}.gz", p.file_name()))
             .collect();
         want.sort();
-        assert_eq!(names_in(&data), want, "no temporary files left");
+        assert_eq!(sorted_names(&data), want, "no temporary files left");
         for name in &want {
             assert_eq!(
                 fs::read(data.join(name)).unwrap(),
@@ -457,7 +449,7 @@ mod tests {
         assert!(msg.contains("mount a data set"), "{msg}");
         assert!(msg.contains(MIRRORS_ENV), "{msg}");
         assert!(msg.contains("404"), "{msg}");
-        assert!(names_in(dst.path()).is_empty());
+        assert!(sorted_names(dst.path()).is_empty());
         let e = ensure_files(dst.path(), &[], &expected_for(src.path())).unwrap_err();
         assert!(e.to_string().contains("no mirror is configured"), "{e}");
     }
@@ -477,7 +469,7 @@ mod tests {
         ensure_files(dst.path(), &mirrors, &expected_for(src.path())).unwrap();
         let mut want: Vec<String> = Part::ALL.iter().map(|p| p.file_name().into()).collect();
         want.sort();
-        assert_eq!(names_in(dst.path()), want);
+        assert_eq!(sorted_names(dst.path()), want);
     }
 
     #[test]
@@ -491,7 +483,7 @@ mod tests {
         let keep = "train-labels-idx1-ubyte.gz";
         fs::copy(src.path().join(keep), dst.path().join(keep)).unwrap();
         ensure_files(dst.path(), &mirrors, &expected).unwrap();
-        assert_eq!(names_in(dst.path()).len(), 4);
+        assert_eq!(sorted_names(dst.path()).len(), 4);
         assert_eq!(
             server.hits.lock().unwrap().len(),
             3,
@@ -504,7 +496,7 @@ mod tests {
         fs::copy(foreign.path().join(keep), mixed.path().join(keep)).unwrap();
         let e = ensure_files(mixed.path(), &mirrors, &expected).unwrap_err();
         assert!(e.to_string().contains("is not the MNIST file"), "{e}");
-        assert_eq!(names_in(mixed.path()), [keep]);
+        assert_eq!(sorted_names(mixed.path()), [keep]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! - [`idx`]: reads one IDX file (raw or gzip) and checks it against its header
 //! - [`dataset`]: the MNIST layout in a directory, the validation split,
 //!   normalisation, the fingerprint, batches
-//! - [`augment`]: random-shift augmentation on a batch (libtorch's RNG)
+//! - [`augment`]: random-shift augmentation and the trainer's batch source (libtorch's RNG)
 //! - [`download`]: fetches MNIST from mirrors into an empty data dir, verified
 //! - [`rng`]: the deterministic Rust-side random streams (split, epoch order)
 //! - [`synth`]: writes small learnable IDX data sets for tests
@@ -20,7 +20,7 @@ pub mod idx;
 pub mod rng;
 pub mod synth;
 
-pub use augment::{augment_shift, pad_with_background, shifted_batch, BatchSource};
+pub use augment::{augment_shift, BatchSource};
 pub use dataset::{batch, Dataset, LoadOptions, Split};
 pub use download::ensure_mnist;
 

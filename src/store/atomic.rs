@@ -56,15 +56,7 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteEr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::store::testutil::sorted_names;
 
     #[test]
     fn replaces_the_file_and_leaves_no_temp_file() {
@@ -73,7 +65,7 @@ mod tests {
         write_bytes_atomic(&path, b"one").unwrap();
         write_bytes_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(names(&dir.path().join("sub")), ["card.json"]);
+        assert_eq!(sorted_names(&dir.path().join("sub")), ["card.json"]);
     }
 
     #[test]
@@ -89,6 +81,6 @@ mod tests {
         assert!(err.to_string().contains("disk full"), "{err}");
         assert!(err.path.starts_with(dir.path()));
         assert_eq!(fs::read(&path).unwrap(), b"old");
-        assert_eq!(names(dir.path()), ["model.bin"]);
+        assert_eq!(sorted_names(dir.path()), ["model.bin"]);
     }
 }

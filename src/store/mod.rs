@@ -20,7 +20,7 @@ pub mod fault;
 pub mod lock;
 pub mod policy;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::path::PathBuf;
 

@@ -1,11 +1,22 @@
-//! Test helpers shared by the store's tests: child processes that run one
-//! ignored helper test, and throwaway tmpfs mounts (root only).
+//! Test helpers shared by the store's tests (and others that write files):
+//! child processes that run one ignored helper test, throwaway tmpfs mounts
+//! (root only), a directory's sorted file names.
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+
+/// The names of the entries of `dir`, sorted.
+pub fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
 
 const HELPER_ENV: &str = "TRAINERD_TEST_HELPER_ARG";
 
