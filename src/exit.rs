@@ -5,6 +5,10 @@
 
 /// Finished: target reached, study done, or command succeeded.
 pub const OK: u8 = 0;
+/// An unexpected internal error: a bug, or an error raised inside libtorch
+/// (a panic, reported in one line by the binary's panic hook). Checkpoints
+/// already saved are intact; a restart resumes from the newest.
+pub const INTERNAL: u8 = 1;
 /// A `trainerd train` study that ended with its budget spent, below target.
 pub const BELOW_TARGET: u8 = 2;
 /// Command-line usage error.
@@ -27,7 +31,7 @@ pub trait ExitStatus {
     fn exit_code(&self) -> u8;
 }
 
-/// Walks an error chain and returns the first known exit status (else 1).
+/// Walks an error chain and returns the first known exit status (else [`INTERNAL`]).
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
@@ -55,5 +59,5 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             return e.exit_code();
         }
     }
-    1
+    INTERNAL
 }

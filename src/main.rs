@@ -12,6 +12,7 @@ use trainerd::train::StopFlag;
 fn main() -> ExitCode {
     // Before libtorch allocates anything (see train/malloc.rs).
     let _ = trainerd::train::malloc::tune();
+    install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
     let stop = StopFlag::default();
     if let Err(e) = install_signals(&stop) {
         eprintln!("trainerd: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
+        return ExitCode::from(exit::INTERNAL);
     }
     match trainerd::app::run(cli.command, stop) {
         Ok(code) => ExitCode::from(code),
@@ -40,6 +41,45 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// A panic on any thread (a bug, or an error raised inside libtorch, which
+/// tch turns into a panic) ends the process with exit 1 and one line naming
+/// where and why: the first line of the message, without libtorch's C++
+/// backtrace (set `RUST_BACKTRACE=1` for Rust's). A half-finished trainer is
+/// not left running; saved checkpoints are intact and a restart resumes.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let first = message.lines().next().unwrap_or("").trim();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        tracing::error!(
+            exit_code = exit::INTERNAL,
+            thread,
+            "internal error{at}: {first}"
+        );
+        eprintln!(
+            "trainerd: internal error{at} (thread {thread}): {first}; saved checkpoints are \
+             intact and a restart resumes from the newest"
+        );
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{trace}");
+        }
+        std::process::exit(i32::from(exit::INTERNAL));
+    }));
 }
 
 /// First SIGTERM/SIGINT raises the stop flag (finish the step, checkpoint,

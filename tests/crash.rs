@@ -258,6 +258,42 @@ fn kill_at_every_fault_point_resumes_exactly() {
 }
 
 #[test]
+fn a_panic_exits_1_in_one_line_and_the_restart_resumes_exactly() {
+    let s = setup();
+    let want = reference_hash(&s);
+    let state = s.root.join("panic");
+    // The 5th step panics, as an error raised inside libtorch would (tch
+    // turns those into panics); a checkpoint was saved at step 3.
+    let out = train_cmd(&s, &state)
+        .env("TRAINERD_FAULT_PANIC", "train.step:5")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let plain: Vec<&str> = err.lines().filter(|l| !l.starts_with('{')).collect();
+    assert_eq!(
+        plain.len(),
+        1,
+        "one line for a human, not a panic dump: {plain:?}"
+    );
+    assert!(
+        plain[0].starts_with("trainerd: internal error at ")
+            && plain[0].contains("panic at train.step")
+            && plain[0].contains("a restart resumes"),
+        "{}",
+        plain[0]
+    );
+    assert!(!err.contains("panicked at"), "{err}");
+    assert_eq!(checkpoint_steps(&state), vec![INTERVAL]);
+    let out = train_cmd(&s, &state).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(resumed_step(&stderr(&out)), Some(INTERVAL));
+    assert_eq!(sha256_file(&state.join("best/model.safetensors")), want);
+}
+
+#[test]
 fn sigterm_checkpoints_the_stop_step_and_exits_143() {
     let s = setup();
     let want = reference_hash(&s);

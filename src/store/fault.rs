@@ -9,8 +9,10 @@
 //!   at the `nth` (default 1st) time `<point>` is reached, as an external
 //!   kill at exactly that place would. SIGKILL rather than `abort()`, so no
 //!   core dump is written and no handler runs.
+//! - `TRAINERD_FAULT_PANIC=<point>[:<nth>]`: panic there instead, as a bug or
+//!   an error raised inside libtorch would (tch panics on those).
 //!
-//! With neither set, a point costs one atomic load.
+//! With none set, a point costs one atomic load.
 //!
 //! Points in the store: `ckpt.mid_write` (half the bytes written),
 //! `ckpt.after_write`, `ckpt.after_fsync`, `ckpt.after_rename`,
@@ -35,6 +37,8 @@ struct Faults {
     delay: Option<Duration>,
     /// Point name, and which hit of it kills the process (1-based).
     abort: Option<(String, u64)>,
+    /// Point name, and which hit of it panics (1-based).
+    panic: Option<(String, u64)>,
 }
 
 #[derive(Debug)]
@@ -63,6 +67,11 @@ pub fn point(name: &str) {
             die();
         }
     }
+    if let Some((target, nth)) = &armed.faults.panic {
+        if target == name && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            panic!("fault injection: panic at {name} (hit {nth})");
+        }
+    }
 }
 
 fn die() -> ! {
@@ -76,7 +85,8 @@ fn die() -> ! {
 fn from_env() -> Option<Armed> {
     let delay = std::env::var("TRAINERD_FAULT_DELAY_MS").ok();
     let abort = std::env::var("TRAINERD_FAULT_ABORT").ok();
-    match parse(delay.as_deref(), abort.as_deref()) {
+    let panic = std::env::var("TRAINERD_FAULT_PANIC").ok();
+    match parse(delay.as_deref(), abort.as_deref(), panic.as_deref()) {
         Ok(faults) => faults.map(|faults| Armed {
             faults,
             hits: AtomicU64::new(0),
@@ -91,7 +101,11 @@ fn from_env() -> Option<Armed> {
     }
 }
 
-fn parse(delay: Option<&str>, abort: Option<&str>) -> Result<Option<Faults>, String> {
+fn parse(
+    delay: Option<&str>,
+    abort: Option<&str>,
+    panic: Option<&str>,
+) -> Result<Option<Faults>, String> {
     let delay = match delay.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(ms) => {
@@ -101,27 +115,37 @@ fn parse(delay: Option<&str>, abort: Option<&str>) -> Result<Option<Faults>, Str
             (ms > 0).then(|| Duration::from_millis(ms))
         }
     };
-    let abort = match abort.map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(spec) => {
-            let (name, nth) = match spec.rsplit_once(':') {
-                Some((name, nth)) => {
-                    let nth: u64 = nth.parse().map_err(|_| {
-                        format!("TRAINERD_FAULT_ABORT={spec:?}: {nth:?} is not a hit number")
-                    })?;
-                    (name, nth)
-                }
-                None => (spec, 1),
-            };
-            if name.is_empty() || nth == 0 {
-                return Err(format!(
-                    "TRAINERD_FAULT_ABORT={spec:?}: want <point>[:<nth >= 1>]"
-                ));
-            }
-            Some((name.to_string(), nth))
-        }
+    let abort = parse_point("TRAINERD_FAULT_ABORT", abort)?;
+    let panic = parse_point("TRAINERD_FAULT_PANIC", panic)?;
+    if abort.is_some() && panic.is_some() {
+        return Err("set TRAINERD_FAULT_ABORT or TRAINERD_FAULT_PANIC, not both".into());
+    }
+    let armed = delay.is_some() || abort.is_some() || panic.is_some();
+    Ok(armed.then_some(Faults {
+        delay,
+        abort,
+        panic,
+    }))
+}
+
+/// `<point>[:<nth>]` (nth >= 1, default 1) of variable `var`; unset or blank = none.
+fn parse_point(var: &str, spec: Option<&str>) -> Result<Option<(String, u64)>, String> {
+    let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
     };
-    Ok((delay.is_some() || abort.is_some()).then_some(Faults { delay, abort }))
+    let (name, nth) = match spec.rsplit_once(':') {
+        Some((name, nth)) => {
+            let nth: u64 = nth
+                .parse()
+                .map_err(|_| format!("{var}={spec:?}: {nth:?} is not a hit number"))?;
+            (name, nth)
+        }
+        None => (spec, 1),
+    };
+    if name.is_empty() || nth == 0 {
+        return Err(format!("{var}={spec:?}: want <point>[:<nth >= 1>]"));
+    }
+    Ok(Some((name.to_string(), nth)))
 }
 
 #[cfg(test)]
@@ -130,34 +154,46 @@ mod tests {
 
     #[test]
     fn unset_or_zero_is_disarmed() {
-        assert_eq!(parse(None, None), Ok(None));
-        assert_eq!(parse(Some("0"), Some("")), Ok(None));
-        assert_eq!(parse(Some(" "), None), Ok(None));
+        assert_eq!(parse(None, None, None), Ok(None));
+        assert_eq!(parse(Some("0"), Some(""), Some(" ")), Ok(None));
+        assert_eq!(parse(Some(" "), None, None), Ok(None));
     }
 
     #[test]
     fn parses_delay_and_abort() {
         assert_eq!(
-            parse(Some("25"), Some("ckpt.after_fsync:3")),
+            parse(Some("25"), Some("ckpt.after_fsync:3"), None),
             Ok(Some(Faults {
                 delay: Some(Duration::from_millis(25)),
                 abort: Some(("ckpt.after_fsync".into(), 3)),
+                panic: None,
             }))
         );
         assert_eq!(
-            parse(None, Some("train.step")),
+            parse(None, Some("train.step"), None),
             Ok(Some(Faults {
                 delay: None,
-                abort: Some(("train.step".into(), 1))
+                abort: Some(("train.step".into(), 1)),
+                panic: None,
+            }))
+        );
+        assert_eq!(
+            parse(None, None, Some("train.step:7")),
+            Ok(Some(Faults {
+                delay: None,
+                abort: None,
+                panic: Some(("train.step".into(), 7)),
             }))
         );
     }
 
     #[test]
     fn rejects_malformed_settings() {
-        assert!(parse(Some("fast"), None).is_err());
-        assert!(parse(None, Some("ckpt.after_write:0")).is_err());
-        assert!(parse(None, Some("ckpt.after_write:x")).is_err());
-        assert!(parse(None, Some(":2")).is_err());
+        assert!(parse(Some("fast"), None, None).is_err());
+        assert!(parse(None, Some("ckpt.after_write:0"), None).is_err());
+        assert!(parse(None, Some("ckpt.after_write:x"), None).is_err());
+        assert!(parse(None, Some(":2"), None).is_err());
+        assert!(parse(None, None, Some("train.step:0")).is_err());
+        assert!(parse(None, Some("train.step"), Some("train.step")).is_err());
     }
 }
