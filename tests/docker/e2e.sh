@@ -235,7 +235,12 @@ main=$prefix-main
 
 check_a() {
     make_dirs main
-    start main none --health-interval 2s --health-timeout 10s --health-start-period 5s --health-retries 3
+    # 20 epochs for the first trial: a, f, b, c and e all happen inside it.
+    # With the default one-epoch trial, the study could end before check c's
+    # `docker stop` (trials take seconds now), and the stop then found an idle
+    # daemon with no trial step to checkpoint.
+    start main none --health-interval 2s --health-timeout 10s --health-start-period 5s --health-retries 3 \
+        -e TRAINERD_EPOCHS=20
     local hit
     hit=$(wait_log "$main" 1 300 "$first_step")
     say "first step logged: $hit"
