@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 use crate::model::OptimSpec;
+use crate::store::saved_like;
 
 /// One optimizer over a fixed, name-sorted list of parameters.
 pub struct Optimizer {
@@ -167,23 +168,16 @@ impl Optimizer {
         for ((pname, _), slots) in self.params.iter().zip(&self.slots) {
             for (slot, t) in names.iter().zip(slots) {
                 let key = format!("optim/{pname}/{slot}");
-                let src = saved
-                    .get(&key)
-                    .ok_or_else(|| format!("optimizer state {key} missing"))?;
-                if src.size() != t.size() || src.kind() != t.kind() {
-                    return Err(format!(
-                        "optimizer state {key} has shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
-                }
+                saved_like(saved, &key, t, &format!("optimizer state {key}"))?;
             }
         }
         Ok(())
     }
 
-    /// Restores what [`state_tensors`](Self::state_tensors) produced; every slot must be present.
+    /// Restores what [`state_tensors`](Self::state_tensors) produced; every
+    /// slot must be present (checked before anything is copied).
     pub fn load_state(&mut self, saved: &HashMap<String, Tensor>) -> Result<(), String> {
+        self.check_state(saved)?;
         let steps = saved
             .get("optim/steps")
             .ok_or("optimizer step count missing")?;
@@ -192,16 +186,7 @@ impl Optimizer {
         for ((pname, _), slots) in self.params.iter().zip(self.slots.iter_mut()) {
             for (slot, t) in names.iter().zip(slots.iter_mut()) {
                 let key = format!("optim/{pname}/{slot}");
-                let src = saved
-                    .get(&key)
-                    .ok_or_else(|| format!("optimizer state {key} missing"))?;
-                if src.size() != t.size() {
-                    return Err(format!(
-                        "optimizer state {key} has shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
-                }
+                let src = saved_like(saved, &key, t, &format!("optimizer state {key}"))?;
                 tch::no_grad(|| t.copy_(src));
             }
         }

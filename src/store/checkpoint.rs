@@ -362,6 +362,27 @@ fn file_sink(path: &Path) -> io::Result<Box<dyn Sink>> {
     Ok(Box::new(file))
 }
 
+/// The tensor saved under `key`, if it has the shape and dtype of `like`
+/// (the live tensor it will be copied into); `what` names it in the error.
+pub fn saved_like<'a>(
+    saved: &'a HashMap<String, Tensor>,
+    key: &str,
+    like: &Tensor,
+    what: &str,
+) -> Result<&'a Tensor, String> {
+    let src = saved.get(key).ok_or_else(|| format!("{what} missing"))?;
+    if src.size() != like.size() || src.kind() != like.kind() {
+        return Err(format!(
+            "{what} has shape {:?} ({:?}), expected {:?} ({:?})",
+            src.size(),
+            src.kind(),
+            like.size(),
+            like.kind()
+        ));
+    }
+    Ok(src)
+}
+
 fn step_of(file_name: &str) -> Option<u64> {
     let digits = file_name
         .strip_prefix(NAME_PREFIX)?

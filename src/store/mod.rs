@@ -25,7 +25,7 @@ pub(crate) mod testutil;
 use std::path::PathBuf;
 
 pub use atomic::{write_atomic, write_bytes_atomic, AtomicWriteError};
-pub use checkpoint::{Checkpoint, CheckpointDir, FORMAT_VERSION};
+pub use checkpoint::{saved_like, Checkpoint, CheckpointDir, FORMAT_VERSION};
 pub use lock::{check_writable, StateLock};
 
 #[derive(Debug, thiserror::Error)]

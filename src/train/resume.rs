@@ -12,7 +12,7 @@ use super::TrainError;
 use crate::data::Dataset;
 use crate::model::TrialSpec;
 use crate::optim::Optimizer;
-use crate::store::CheckpointDir;
+use crate::store::{saved_like, CheckpointDir};
 
 /// Version of the checkpoint meta written by trials; checked on resume.
 pub const CHECKPOINT_FORMAT: u32 = 1;
@@ -120,16 +120,12 @@ fn restore(
     // Check everything before copying anything: a half-restored model would be worse than none.
     let mut pairs = Vec::with_capacity(named.len());
     for (name, var) in named {
-        let src = map
-            .get(&format!("model/{name}"))
-            .ok_or_else(|| format!("weight {name} missing"))?;
-        if src.size() != var.size() || src.kind() != var.kind() {
-            return Err(format!(
-                "weight {name} has shape {:?}, expected {:?}",
-                src.size(),
-                var.size()
-            ));
-        }
+        let src = saved_like(
+            &map,
+            &format!("model/{name}"),
+            var,
+            &format!("weight {name}"),
+        )?;
         pairs.push((var.shallow_clone(), src));
     }
     opt.check_state(&map)?;
