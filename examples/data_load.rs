@@ -16,7 +16,11 @@ fn main() {
     let runs = 5;
     for run in 0..runs {
         let t = Instant::now();
-        match Dataset::load(&dir, &LoadOptions { val_size, seed: 0 }) {
+        let opts = LoadOptions {
+            val_size,
+            ..Default::default()
+        };
+        match Dataset::load(&dir, &opts) {
             Ok(ds) => {
                 let secs = t.elapsed().as_secs_f64();
                 if run == 0 {

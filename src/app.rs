@@ -128,7 +128,8 @@ fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
             let (tx, requests) = mpsc::channel::<StudyRequest>();
             // The watcher starts once the data set is there (downloads included),
             // so its first look is the data the first study trains on.
-            crate::data::ensure_mnist(&cfg.data_dir, &cfg.mnist_mirrors)?;
+            let fetch = crate::data::download::DownloadOptions::from_config(&cfg, &stop);
+            crate::data::ensure_mnist(&cfg.data_dir, &fetch)?;
             let watcher = crate::watch::Watcher::spawn(
                 crate::watch::WatchPaths::from_config(&cfg, args.config.as_deref()),
                 crate::watch::WatchOptions::from_config(&cfg),

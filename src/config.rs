@@ -70,6 +70,9 @@ pub struct PredictArgs {
     /// One JSON object per image instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Most memory the champion's weights may take, e.g. `4G` (default: 3/4 of the memory limit).
+    #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
     /// IDX image files (optionally gzipped) or PNG images of the model's input size.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -173,6 +176,14 @@ pub struct CommonArgs {
     /// File holding the HMAC secret that signs webhook bodies (else env TRAINERD_WEBHOOK_SECRET).
     #[arg(long, env = "TRAINERD_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Most memory the data set may take, e.g. `4G`, `512M` (default: 3/4 of the
+    /// cgroup or machine memory limit); larger data is refused with exit 65.
+    #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
+    /// Number of classes K: labels 0..K-1, not all need appear in training
+    /// (default: the largest training label + 1, every class present).
+    #[arg(long, env = "TRAINERD_CLASSES")]
+    pub classes: Option<usize>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -229,6 +240,8 @@ pub struct FileConfig {
     pub webhook: Option<Vec<String>>,
     pub webhook_events: Option<String>,
     pub webhook_secret_file: Option<PathBuf>,
+    pub memory_budget: Option<String>,
+    pub classes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +303,10 @@ pub struct Config {
     /// Event kinds sent to webhooks.
     pub webhook_events: Vec<String>,
     pub webhook_secret: Option<Secret>,
+    /// Bytes the data set may take in memory; more is refused before it is read.
+    pub memory_budget: u64,
+    /// `--classes K`, else `None`: the classes are the training labels.
+    pub classes: Option<usize>,
 }
 
 /// Ladder used when none is configured: softmax regression up to the deep
@@ -413,6 +430,15 @@ impl Config {
             .or(f.preset)
             .unwrap_or_else(|| "fast".into());
         crate::model::resolve_preset(&preset).map_err(|w| invalid("preset", w))?;
+        let memory_budget =
+            crate::data::budget::resolve(a.memory_budget.as_deref().or(f.memory_budget.as_deref()))
+                .map_err(|w| invalid("memory_budget", w))?;
+        let classes = match a.classes.or(f.classes) {
+            Some(k) => Some(
+                crate::data::dataset::check_classes_option(k).map_err(|w| invalid("classes", w))?,
+            ),
+            None => None,
+        };
         Ok(Config {
             data_dir: a
                 .data_dir
@@ -462,6 +488,8 @@ impl Config {
             webhooks: chain.webhooks,
             webhook_events: chain.webhook_events,
             webhook_secret: chain.webhook_secret,
+            memory_budget,
+            classes,
         })
     }
 }

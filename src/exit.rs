@@ -13,8 +13,11 @@ pub const INTERNAL: u8 = 1;
 pub const BELOW_TARGET: u8 = 2;
 /// Command-line usage error.
 pub const USAGE: u8 = 64;
-/// Bad input data (malformed IDX, inconsistent files).
+/// Bad input data (malformed IDX, inconsistent files, over the memory budget).
 pub const DATA: u8 = 65;
+/// Nothing to work on: `predict` finds no champion, or an input file cannot
+/// be opened (sysexits' `EX_NOINPUT`).
+pub const NO_INPUT: u8 = 66;
 /// The state directory cannot be written (or is held by another trainerd).
 pub const STATE_DIR: u8 = 73;
 /// I/O error while saving (disk full, EIO).

@@ -98,7 +98,7 @@ pub fn run(
             optimizer_from_name(name, cfg.lr.unwrap_or(spec.recipe.optimizer.lr()))?;
     }
     let device = pipeline::select_device(cfg.device)?;
-    let data = pipeline::load_data(cfg, device)?;
+    let data = pipeline::load_data(cfg, device, stop)?;
     let mut ckpts = CheckpointDir::open(
         &pipeline::trial_dir(cfg, args.trial).join("checkpoints"),
         cfg.keep_checkpoints,

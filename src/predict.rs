@@ -7,32 +7,73 @@
 //! or 8-bit PNGs; images must have the model's input size (no resizing: a
 //! silently rescaled image would be classified with confidence it does not
 //! deserve). Colour PNGs are converted to grey (ITU-R BT.601 luma).
+//!
+//! Memory is flat in the number of images: an IDX file is first checked to
+//! its end in pieces (its length, and for gzip its checksum), so a damaged
+//! one prints nothing, then classified [`BATCH`] images at a time. A PNG's
+//! size is read from its header (IHDR) and must be the model's before any
+//! pixel is decoded.
 
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::PredictArgs;
+use crate::config::{ConfigError, PredictArgs};
+use crate::data::{budget, idx, DataError};
 use crate::model::{self, InputShape};
 use crate::pipeline::promote::{self, ModelCard};
 
+/// Images classified per forward pass: the activations of a large model stay
+/// in the tens of megabytes whatever the file holds.
+pub const BATCH: usize = 256;
+
+/// What the PNG decoder may allocate besides the image (text chunks, ICC
+/// profiles): a 28x28 image needs a few kilobytes.
+const PNG_DECODER_BYTES: usize = 4 << 20;
+
+/// The 8 bytes every PNG starts with.
+const PNG_MAGIC: [u8; 8] = *b"\x89PNG\r\n\x1a\n";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
+    /// No `best/model.json`: nothing to predict with (exit 66).
     #[error("no champion model in {0} (train one first: trainerd train)")]
     NoModel(PathBuf),
+    /// An input file that cannot be opened or read (exit 66). The OS error
+    /// is in the message, not a `source`, so it is printed once.
+    #[error("{}: cannot read: {error}", path.display())]
+    Open { path: PathBuf, error: io::Error },
+    /// The champion's files do not make a model (exit 1).
     #[error("{path}: {what}")]
     Model { path: PathBuf, what: String },
+    /// An input that is not images of the model's size (exit 65).
     #[error("{path}: {what}")]
     Input { path: PathBuf, what: String },
+    /// An input IDX file that is malformed (exit 65); its message names it.
+    #[error(transparent)]
+    Data(DataError),
 }
 
 impl crate::exit::ExitStatus for PredictError {
     fn exit_code(&self) -> u8 {
         match self {
-            PredictError::NoModel(_) | PredictError::Model { .. } => 1,
+            PredictError::NoModel(_) | PredictError::Open { .. } => crate::exit::NO_INPUT,
+            PredictError::Model { .. } => crate::exit::INTERNAL,
             PredictError::Input { .. } => crate::exit::DATA,
+            PredictError::Data(e) => e.exit_code(),
+        }
+    }
+}
+
+impl From<DataError> for PredictError {
+    fn from(e: DataError) -> Self {
+        match e {
+            DataError::Read { path, error } => PredictError::Open { path, error },
+            other => PredictError::Data(other),
         }
     }
 }
@@ -47,14 +88,6 @@ pub struct Prediction {
     pub probability: f64,
 }
 
-/// Images of one file: count, rows, cols, pixels (row-major, image after image).
-struct Images {
-    count: usize,
-    rows: usize,
-    cols: usize,
-    pixels: Vec<u8>,
-}
-
 fn input_err(path: &Path, what: impl Into<String>) -> PredictError {
     PredictError::Input {
         path: path.to_path_buf(),
@@ -62,61 +95,75 @@ fn input_err(path: &Path, what: impl Into<String>) -> PredictError {
     }
 }
 
-fn read_png(path: &Path) -> Result<Images, PredictError> {
-    let file = std::fs::File::open(path).map_err(|e| input_err(path, e.to_string()))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+fn open_err(path: &Path) -> impl Fn(io::Error) -> PredictError + '_ {
+    move |error| PredictError::Open {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// Reads a PNG of exactly `rows × cols` pixels as 8-bit grey, row-major. The
+/// size is checked in the IHDR chunk before the decoder starts, and the
+/// decoder may allocate little besides the image.
+pub fn read_png(
+    path: &Path,
+    mut source: impl Read,
+    (rows, cols): (usize, usize),
+) -> Result<Vec<u8>, PredictError> {
+    let bad = |what: String| input_err(path, format!("not a readable PNG: {what}"));
+    // Signature (8), chunk length (4), "IHDR" (4), width (4), height (4).
+    let mut head = [0u8; 24];
+    let mut filled = 0;
+    while filled < head.len() {
+        match source.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(open_err(path)(e)),
+        }
+    }
+    if filled < head.len() || head[..8] != PNG_MAGIC || &head[12..16] != b"IHDR" {
+        return Err(bad("no PNG header (IHDR) at its start".into()));
+    }
+    let width = u32::from_be_bytes([head[16], head[17], head[18], head[19]]) as usize;
+    let height = u32::from_be_bytes([head[20], head[21], head[22], head[23]]) as usize;
+    if (height, width) != (rows, cols) {
+        return Err(input_err(
+            path,
+            format!(
+                "is a {width}x{height} PNG; the model takes {cols}x{rows} images (no resizing): \
+                 scale or crop it to {cols}x{rows} first"
+            ),
+        ));
+    }
+    let limits = png::Limits {
+        bytes: PNG_DECODER_BYTES,
+    };
+    let mut decoder = png::Decoder::new_with_limits(io::Cursor::new(head).chain(source), limits);
     // Expand palettes and low bit depths to 8-bit; strip 16-bit to 8.
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| input_err(path, format!("not a readable PNG: {e}")))?;
+    let mut reader = decoder.read_info().map_err(|e| bad(e.to_string()))?;
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader
         .next_frame(&mut buf)
-        .map_err(|e| input_err(path, format!("not a readable PNG: {e}")))?;
-    let (w, h) = (info.width as usize, info.height as usize);
+        .map_err(|e| bad(e.to_string()))?;
     let channels = info.color_type.samples();
     let bytes = &buf[..info.buffer_size()];
-    let pixels: Vec<u8> = match channels {
-        1 | 2 => bytes.chunks(channels).map(|p| p[0]).collect(),
-        3 | 4 => bytes
+    match channels {
+        1 | 2 => Ok(bytes.chunks(channels).map(|p| p[0]).collect()),
+        3 | 4 => Ok(bytes
             .chunks(channels)
             .map(|p| {
                 let luma =
                     0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
                 luma.round().clamp(0.0, 255.0) as u8
             })
-            .collect(),
-        n => {
-            return Err(input_err(
-                path,
-                format!("unsupported PNG with {n} channels"),
-            ))
-        }
-    };
-    Ok(Images {
-        count: 1,
-        rows: h,
-        cols: w,
-        pixels,
-    })
-}
-
-fn read_images(path: &Path) -> Result<Images, PredictError> {
-    let mut magic = [0u8; 8];
-    let head = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
-        .map_err(|e| input_err(path, e.to_string()))?;
-    if head >= 8 && magic == *b"\x89PNG\r\n\x1a\n" {
-        return read_png(path);
+            .collect()),
+        n => Err(input_err(
+            path,
+            format!("unsupported PNG with {n} channels"),
+        )),
     }
-    let idx = crate::data::idx::read_images(path).map_err(|e| input_err(path, e.to_string()))?;
-    Ok(Images {
-        count: idx.count,
-        rows: idx.rows,
-        cols: idx.cols,
-        pixels: idx.pixels().to_vec(),
-    })
 }
 
 /// The champion, ready to classify.
@@ -126,14 +173,31 @@ pub struct Champion {
     net: nn::SequentialT,
 }
 
-/// Rebuilds the champion from `best/` (card + weights).
-pub fn load_champion(state_dir: &Path) -> Result<Champion, PredictError> {
+/// Rebuilds the champion from `best/` (card + weights); weights that would
+/// take more than `memory_budget` (read, then copied into the model) are
+/// refused unread.
+pub fn load_champion(state_dir: &Path, memory_budget: u64) -> Result<Champion, PredictError> {
     let best = state_dir.join("best");
     let card = promote::read_card(state_dir).ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    let weights = best.join("model.safetensors");
     let model_err = |what: String| PredictError::Model {
-        path: best.join("model.safetensors"),
+        path: weights.clone(),
         what,
     };
+    let len = std::fs::metadata(&weights)
+        .map_err(|e| model_err(e.to_string()))?
+        .len();
+    if len.saturating_mul(2) > memory_budget {
+        return Err(PredictError::Input {
+            path: weights.clone(),
+            what: format!(
+                "the champion's weights ({}) need about {} to load, more than {}",
+                budget::human(len),
+                budget::human(len.saturating_mul(2)),
+                budget::describe(memory_budget)
+            ),
+        });
+    }
     let [channels, height, width] = card.input_shape;
     let shape = InputShape {
         channels,
@@ -144,8 +208,7 @@ pub fn load_champion(state_dir: &Path) -> Result<Champion, PredictError> {
     model::validate(&card.arch, shape).map_err(|w| model_err(format!("card architecture: {w}")))?;
     let vs = nn::VarStore::new(Device::Cpu);
     let net = model::build(&vs.root(), &card.arch, shape);
-    let saved = Tensor::read_safetensors(best.join("model.safetensors"))
-        .map_err(|e| model_err(e.to_string()))?;
+    let saved = Tensor::read_safetensors(&weights).map_err(|e| model_err(e.to_string()))?;
     let saved: std::collections::HashMap<String, Tensor> = saved.into_iter().collect();
     for (name, mut var) in vs.variables() {
         let src = saved
@@ -163,59 +226,139 @@ pub fn load_champion(state_dir: &Path) -> Result<Champion, PredictError> {
     Ok(Champion { card, _vs: vs, net })
 }
 
+/// Where predictions go: `(index in the file, label, probability)`.
+type Emit<'a> = dyn FnMut(usize, i64, f64) -> io::Result<()> + 'a;
+
 impl Champion {
-    /// Classifies the images of one file.
-    fn classify(&self, path: &Path) -> Result<Vec<Prediction>, PredictError> {
-        let img = read_images(path)?;
-        let [c, h, w] = self.card.input_shape;
-        if c != 1 || img.rows as i64 != h || img.cols as i64 != w {
-            return Err(input_err(
-                path,
-                format!(
-                    "images are {}x{} grey; the model takes {h}x{w} with {c} channel(s)",
-                    img.rows, img.cols
-                ),
-            ));
-        }
-        if img.count == 0 {
-            return Ok(vec![]);
-        }
+    /// `(rows, cols)` of the images the model takes.
+    fn image_size(&self) -> (usize, usize) {
+        let [_, h, w] = self.card.input_shape;
+        (h.max(0) as usize, w.max(0) as usize)
+    }
+
+    /// Labels and probabilities of `n` images of the model's size.
+    fn forward(&self, pixels: &[u8], n: usize) -> (Vec<i64>, Vec<f64>) {
+        let [_, h, w] = self.card.input_shape;
         let [mean, std] = self.card.normalisation;
-        let x =
-            Tensor::from_slice(&img.pixels)
-                .to_kind(Kind::Float)
-                .view([img.count as i64, 1, h, w]);
+        let x = Tensor::from_slice(pixels)
+            .to_kind(Kind::Float)
+            .view([n as i64, 1, h, w]);
         let x = (x / 255.0 - mean) / std;
         let probs = tch::no_grad(|| self.net.forward_t(&x, false).softmax(-1, Kind::Float));
         let (p, label) = probs.max_dim(1, false);
         let p: Vec<f64> = Vec::try_from(p.to_kind(Kind::Double)).unwrap_or_default();
         let label: Vec<i64> = Vec::try_from(label).unwrap_or_default();
-        let file = path.display().to_string();
-        Ok(label
-            .into_iter()
-            .zip(p)
-            .enumerate()
-            .map(|(index, (label, probability))| Prediction {
-                file: file.clone(),
-                index,
-                label,
-                probability,
-            })
-            .collect())
+        (label, p)
+    }
+
+    /// Classifies the images of one file (IDX or PNG, told by content).
+    fn classify(&self, path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
+        let file = File::open(path).map_err(open_err(path))?;
+        if file.metadata().map_err(open_err(path))?.is_dir() {
+            return Err(input_err(path, "is a directory, not an image file").into());
+        }
+        let mut reader = BufReader::new(file);
+        let is_png = reader
+            .fill_buf()
+            .map_err(open_err(path))?
+            .starts_with(&PNG_MAGIC);
+        if is_png {
+            let pixels = read_png(path, reader, self.image_size())?;
+            let (label, p) = self.forward(&pixels, 1);
+            if let (Some(&l), Some(&p)) = (label.first(), p.first()) {
+                emit(0, l, p)?;
+            }
+            return Ok(());
+        }
+        drop(reader);
+        self.classify_idx(path, emit)
+    }
+
+    /// Checks an IDX file to its end, then classifies it batch by batch.
+    fn classify_idx(&self, path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
+        let check = idx::open(path).map_err(PredictError::from)?;
+        self.check_geometry(path, check.header())?;
+        let header = check.header().clone();
+        check.finish().map_err(PredictError::from)?;
+        let mut stream = idx::open(path).map_err(PredictError::from)?;
+        if stream.header() != &header {
+            return Err(input_err(path, "changed while it was being read; try again").into());
+        }
+        let (rows, cols) = self.image_size();
+        let per_image = rows * cols;
+        let count = header.dims[0];
+        let mut buf = vec![0u8; BATCH.min(count) * per_image];
+        let mut done = 0;
+        while done < count {
+            let n = BATCH.min(count - done);
+            let pixels = &mut buf[..n * per_image];
+            stream.read_data(pixels).map_err(PredictError::from)?;
+            let (labels, probs) = self.forward(pixels, n);
+            for (i, (label, p)) in labels.into_iter().zip(probs).enumerate() {
+                emit(done + i, label, p)?;
+            }
+            done += n;
+        }
+        stream.finish().map_err(PredictError::from)?;
+        Ok(())
+    }
+
+    /// Images of the model's size, one channel, or an error saying what is expected.
+    fn check_geometry(&self, path: &Path, header: &idx::Header) -> Result<(), PredictError> {
+        let [c, h, w] = self.card.input_shape;
+        let (rows, cols) = match header.dims[..] {
+            [_, rows, cols] => (rows, cols),
+            _ => {
+                return Err(input_err(
+                    path,
+                    format!(
+                        "has {} dimension(s) ({}); predict takes IDX images (count × rows × \
+                         columns) or PNG files",
+                        header.dims.len(),
+                        header.shape()
+                    ),
+                ))
+            }
+        };
+        if c != 1 || (rows, cols) != self.image_size() {
+            return Err(input_err(
+                path,
+                format!(
+                    "images are {cols}x{rows} grey; the model takes {w}x{h} with {c} channel(s) \
+                     (no resizing)"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
 /// `trainerd predict`: one line per image (`--json`: one JSON object per line).
 pub fn run(args: &PredictArgs) -> anyhow::Result<u8> {
-    let champion = load_champion(&args.state_dir)?;
+    let memory_budget =
+        budget::resolve(args.memory_budget.as_deref()).map_err(|what| ConfigError::Invalid {
+            key: "memory_budget".into(),
+            what,
+        })?;
+    let champion = load_champion(&args.state_dir, memory_budget)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
     for file in &args.files {
-        for p in champion.classify(file)? {
+        let name = file.display().to_string();
+        let mut emit = |index: usize, label: i64, probability: f64| -> io::Result<()> {
             if args.json {
-                println!("{}", serde_json::to_string(&p)?);
+                let p = Prediction {
+                    file: name.clone(),
+                    index,
+                    label,
+                    probability,
+                };
+                writeln!(out, "{}", serde_json::to_string(&p)?)
             } else {
-                println!("{}[{}]\t{}\t{:.4}", p.file, p.index, p.label, p.probability);
+                writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}")
             }
-        }
+        };
+        champion.classify(file, &mut emit)?;
     }
+    out.flush()?;
     Ok(crate::exit::OK)
 }

@@ -5,9 +5,14 @@
 //! (the `train-images.idx3-ubyte` spelling is accepted too).
 //!
 //! Decisions a reader of the numbers needs:
-//! - **Classes**: `num_classes` is the largest training label + 1 (at least
-//!   2); a test label outside that range is an error, since a model could
-//!   never predict it. MNIST and Fashion-MNIST give 10.
+//! - **Classes**: labels are the classes `0..K-1`. Without `--classes K`, K is
+//!   the largest training label + 1 and every class must appear in training
+//!   (a stray 255 among digits is an error, not a 256-class model); with it,
+//!   every label must be below K. A test label that is not a class is an
+//!   error, since a model could never predict it. MNIST and Fashion-MNIST give 10.
+//! - **Memory**: the four headers are read and checked against each other
+//!   and against the memory budget ([`memory_cost`]: the tensors the data
+//!   becomes, not just its bytes) before any data is read.
 //! - **Validation**: `val_size` training records, picked by a permutation
 //!   keyed by the seed ([`rng::permutation`]); both splits keep file order.
 //! - **Normalisation**: pixel `p` becomes `(p/255 − mean) / std`, with mean
@@ -21,7 +26,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::idx::{self, Images, Labels};
+use super::idx::{self, Header, Images, Labels};
 use super::{rng, DataError};
 
 /// Default size of the validation split.
@@ -70,12 +75,16 @@ impl Part {
         ]
     }
 
-    /// The first accepted name that exists in `dir` as a file.
+    /// The first accepted name that is a file in `dir`; else the first that
+    /// exists as anything (a directory, a broken link, a symlink loop), so
+    /// that reading it names what is in the way instead of another file.
     pub fn find(self, dir: &Path) -> Option<PathBuf> {
-        self.candidates()
-            .into_iter()
-            .map(|n| dir.join(n))
+        let paths = self.candidates().map(|n| dir.join(n));
+        paths
+            .iter()
             .find(|p| p.is_file())
+            .or_else(|| paths.iter().find(|p| p.symlink_metadata().is_ok()))
+            .cloned()
     }
 }
 
@@ -125,12 +134,18 @@ pub struct Dataset {
     pub normalisation: [f64; 2],
 }
 
-/// How to load: validation size and the seed that picks it.
+/// How to load: validation size and the seed that picks it, the memory
+/// budget, the number of classes.
 pub struct LoadOptions {
     /// Training records held out for validation (1 ..= training count − 1).
     pub val_size: usize,
     /// Picks which records are held out.
     pub seed: u64,
+    /// Bytes the data set may take in memory ([`memory_cost`]); more is refused unread.
+    pub memory_budget: u64,
+    /// `--classes K`: labels are `0..K-1`, not all need appear. `None`: the
+    /// largest training label + 1, every class present.
+    pub classes: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -138,8 +153,45 @@ impl Default for LoadOptions {
         LoadOptions {
             val_size: DEFAULT_VAL_SIZE,
             seed: 0,
+            memory_budget: super::budget::default_budget(),
+            classes: None,
         }
     }
+}
+
+/// Checks a `--classes` value: 2 to 256 (labels are bytes).
+pub fn check_classes_option(k: usize) -> Result<usize, String> {
+    if (2..=256).contains(&k) {
+        Ok(k)
+    } else {
+        Err(format!(
+            "{k} is outside 2..=256: a classifier needs two classes, and IDX labels are bytes"
+        ))
+    }
+}
+
+/// Bytes a data set takes in memory while it loads and trains, from its
+/// headers: every pixel as read (1 byte), as a uint8 tensor (1) and as a
+/// float32 tensor (4); the training images once more as the padded float copy
+/// shift augmentation reads (±2 pixels, at most [`PAD_ONCE_LIMIT_BYTES`]);
+/// every label as read (1) and twice as int64 (16).
+///
+/// [`PAD_ONCE_LIMIT_BYTES`]: super::augment::PAD_ONCE_LIMIT_BYTES
+pub fn memory_cost(train: &Header, test: &Header) -> u64 {
+    let pixels = train.body_len.saturating_add(test.body_len);
+    let records = (train.dims[0] as u64).saturating_add(test.dims[0] as u64);
+    let padded = match train.dims[..] {
+        [n, h, w] => (n as u64)
+            .saturating_mul(h as u64 + 4)
+            .saturating_mul(w as u64 + 4)
+            .saturating_mul(4),
+        _ => 0,
+    };
+    let limit = super::augment::PAD_ONCE_LIMIT_BYTES as u64;
+    pixels
+        .saturating_mul(6)
+        .saturating_add(padded.min(limit))
+        .saturating_add(records.saturating_mul(17))
 }
 
 /// A file read and hashed (on a worker thread for the big one).
@@ -148,16 +200,158 @@ struct Loaded<T> {
     sha256: [u8; 32],
 }
 
-fn load_images(path: &Path) -> Result<Loaded<Images>, DataError> {
-    let data = idx::read_images(path)?;
+/// Reads `path` whole, requiring the header [`check_headers`] saw (a file
+/// replaced in between could otherwise bring any size).
+fn read_as(path: &Path, expected: &Header) -> Result<idx::Idx, DataError> {
+    let stream = idx::open(path)?;
+    if stream.header() != expected {
+        return Err(DataError::invalid(
+            path,
+            "changed while it was being read (its header differs from a moment ago); try again \
+             once it is written completely",
+        ));
+    }
+    stream.read_all(expected.body_len)
+}
+
+fn load_images(path: &Path, expected: &Header) -> Result<Loaded<Images>, DataError> {
+    let data = idx::images(read_as(path, expected)?)?;
     let sha256 = Sha256::digest(data.idx.bytes()).into();
     Ok(Loaded { data, sha256 })
 }
 
-fn load_labels(path: &Path) -> Result<Loaded<Labels>, DataError> {
-    let data = idx::read_labels(path)?;
+fn load_labels(path: &Path, expected: &Header) -> Result<Loaded<Labels>, DataError> {
+    let data = idx::labels(read_as(path, expected)?)?;
     let sha256 = Sha256::digest(data.idx.bytes()).into();
     Ok(Loaded { data, sha256 })
+}
+
+/// The header of `path`, which must have the given rank.
+fn header_of(path: &Path, rank: (usize, &str)) -> Result<Header, DataError> {
+    let stream = idx::open(path)?;
+    stream.expect_rank(rank)?;
+    Ok(stream.header().clone())
+}
+
+/// The four headers, checked against each other and against the memory
+/// budget before any data is read.
+fn check_headers(paths: &[PathBuf; 4], budget: u64) -> Result<[Header; 4], DataError> {
+    let headers = [
+        header_of(&paths[0], idx::IMAGES_RANK)?,
+        header_of(&paths[1], idx::LABELS_RANK)?,
+        header_of(&paths[2], idx::IMAGES_RANK)?,
+        header_of(&paths[3], idx::LABELS_RANK)?,
+    ];
+    for (x, y) in [(0, 1), (2, 3)] {
+        let (n, m) = (headers[x].dims[0], headers[y].dims[0]);
+        if n != m {
+            return Err(DataError::invalid(
+                &paths[y],
+                format!(
+                    "holds {m} labels but {} holds {n} images; the two files do not belong \
+                     together",
+                    paths[x].display()
+                ),
+            ));
+        }
+    }
+    let (tx, ex) = (&headers[0].dims, &headers[2].dims);
+    if tx[1..] != ex[1..] {
+        return Err(DataError::invalid(
+            &paths[2],
+            format!(
+                "holds {}×{} images but the training images ({}) are {}×{}; the files do \
+                 not belong together",
+                ex[1],
+                ex[2],
+                paths[0].display(),
+                tx[1],
+                tx[2]
+            ),
+        ));
+    }
+    let cost = memory_cost(&headers[0], &headers[2]);
+    if cost > budget {
+        return Err(DataError::invalid(
+            &paths[0],
+            format!(
+                "its header declares {} images (with {} test images), which as tensors need \
+                 about {}, more than {}; is it the right file?",
+                headers[0].shape(),
+                ex[0],
+                super::budget::human(cost),
+                super::budget::describe(budget)
+            ),
+        ));
+    }
+    Ok(headers)
+}
+
+/// The number of classes (see the module docs), or the first label that breaks the rule.
+fn check_labels(train: &Labels, test: &Labels, classes: Option<usize>) -> Result<usize, DataError> {
+    let bad = |labels: &Labels, what: String| Err(DataError::invalid(labels.idx.path(), what));
+    if let Some(k) = classes {
+        for l in [train, test] {
+            if let Some((i, v)) = idx::first_out_of_range(l.values(), k) {
+                return bad(
+                    l,
+                    format!(
+                        "label {v} at record {i} is outside the classes 0..={} that --classes \
+                         {k} declares; fix that label, or raise --classes",
+                        k - 1
+                    ),
+                );
+            }
+        }
+        return Ok(k);
+    }
+    let mut present = [false; 256];
+    for &l in train.values() {
+        present[usize::from(l)] = true;
+    }
+    let max = present.iter().rposition(|&p| p).unwrap_or(0);
+    if let Some(gap) = (0..max).find(|&c| !present[c]) {
+        let next = (gap..=max).find(|&c| present[c]).unwrap_or(max);
+        let (i, v) = train
+            .values()
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| usize::from(l) > gap)
+            .map_or((0, 0), |(i, &l)| (i, l));
+        let empty = if next - 1 > gap {
+            format!("classes {gap}..={} are", next - 1)
+        } else {
+            format!("class {gap} is")
+        };
+        return bad(
+            train,
+            format!(
+                "label {v} at record {i} is not a class: {empty} empty, and labels must be the \
+                 classes 0..K-1 with every class present in training; fix that label, or pass \
+                 --classes K if the data set really has K classes"
+            ),
+        );
+    }
+    if max == 0 {
+        return bad(
+            train,
+            "holds only label 0: a classifier needs at least two classes (pass --classes K \
+             if the data set has K classes)"
+                .into(),
+        );
+    }
+    let k = max + 1;
+    if let Some((i, l)) = idx::first_out_of_range(test.values(), k) {
+        return bad(
+            test,
+            format!(
+                "label {l} at record {i} is not a training class (the training labels span \
+                 0..={}); the test set does not belong with this training set",
+                k - 1
+            ),
+        );
+    }
+    Ok(k)
 }
 
 /// The four files' paths, or an error naming what is missing.
@@ -272,81 +466,68 @@ fn u8_tensors(images: &Images, labels: &Labels) -> Result<(Tensor, Tensor), TchE
     Ok((x, y))
 }
 
+/// The four files as checked headers promise them.
+type Files = (
+    Loaded<Images>,
+    [u64; 256],
+    Loaded<Labels>,
+    Loaded<Images>,
+    Loaded<Labels>,
+);
+
+/// Reads the four files; the training images (most of the bytes) are read,
+/// gunzipped, hashed and counted on a second thread meanwhile.
+fn read_files(paths: &[PathBuf; 4], headers: &[Header; 4]) -> Result<Files, DataError> {
+    let (big, rest) = std::thread::scope(|s| {
+        let big = s.spawn(|| {
+            load_images(&paths[0], &headers[0]).map(|l| {
+                let hist = histogram(l.data.pixels());
+                (l, hist)
+            })
+        });
+        let rest = (|| {
+            Ok::<_, DataError>((
+                load_labels(&paths[1], &headers[1])?,
+                load_images(&paths[2], &headers[2])?,
+                load_labels(&paths[3], &headers[3])?,
+            ))
+        })();
+        let big = big.join().unwrap_or_else(|_| {
+            Err(DataError::invalid(
+                &paths[0],
+                "reading it failed unexpectedly (worker thread panicked)",
+            ))
+        });
+        (big, rest)
+    });
+    let (train_x, hist) = big?;
+    let (train_y, test_x, test_y) = rest?;
+    Ok((train_x, hist, train_y, test_x, test_y))
+}
+
+/// SHA-256 over the four files' SHA-256s, in [`Part::ALL`] order.
+fn fingerprint(images: [&Loaded<Images>; 2], labels: [&Loaded<Labels>; 2]) -> String {
+    let mut h = Sha256::new();
+    for d in [
+        &images[0].sha256,
+        &labels[0].sha256,
+        &images[1].sha256,
+        &labels[1].sha256,
+    ] {
+        h.update(d);
+    }
+    hex::encode(h.finalize())
+}
+
 impl Dataset {
     /// Loads and checks the data set in `dir` (MNIST layout) into CPU tensors.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
-        let [train_x_path, train_y_path, test_x_path, test_y_path] = locate(dir)?;
+        let paths = locate(dir)?;
+        let headers = check_headers(&paths, opts.memory_budget)?;
         let started = std::time::Instant::now();
-        // The training images are most of the bytes: read, gunzip, hash and
-        // count them on a second thread while this one does the other files.
-        let (train_x, rest) = std::thread::scope(|s| {
-            let big = s.spawn(|| {
-                load_images(&train_x_path).map(|l| {
-                    let hist = histogram(l.data.pixels());
-                    (l, hist)
-                })
-            });
-            let rest = (|| {
-                Ok::<_, DataError>((
-                    load_labels(&train_y_path)?,
-                    load_images(&test_x_path)?,
-                    load_labels(&test_y_path)?,
-                ))
-            })();
-            let big = big.join().unwrap_or_else(|_| {
-                Err(DataError::invalid(
-                    &train_x_path,
-                    "reading it failed unexpectedly (worker thread panicked)",
-                ))
-            });
-            (big, rest)
-        });
-        let (train_x, mut hist) = train_x?;
-        let (train_y, test_x, test_y) = rest?;
-
-        for (x, y) in [(&train_x.data, &train_y.data), (&test_x.data, &test_y.data)] {
-            if x.count != y.count {
-                return Err(DataError::invalid(
-                    y.idx.path(),
-                    format!(
-                        "holds {} labels but {} holds {} images; the two files do not belong \
-                         together",
-                        y.count,
-                        x.idx.path().display(),
-                        x.count
-                    ),
-                ));
-            }
-        }
+        let (train_x, mut hist, train_y, test_x, test_y) = read_files(&paths, &headers)?;
+        let num_classes = check_labels(&train_y.data, &test_y.data, opts.classes)?;
         let (tx, ex) = (&train_x.data, &test_x.data);
-        if (tx.rows, tx.cols) != (ex.rows, ex.cols) {
-            return Err(DataError::invalid(
-                ex.idx.path(),
-                format!(
-                    "holds {}×{} images but the training images ({}) are {}×{}; the files do \
-                     not belong together",
-                    ex.rows,
-                    ex.cols,
-                    tx.idx.path().display(),
-                    tx.rows,
-                    tx.cols
-                ),
-            ));
-        }
-
-        let max_label = train_y.data.values().iter().copied().max().unwrap_or(0);
-        let num_classes = (usize::from(max_label) + 1).max(2);
-        if let Some((i, l)) = idx::first_out_of_range(test_y.data.values(), num_classes) {
-            return Err(DataError::invalid(
-                test_y.data.idx.path(),
-                format!(
-                    "label {l} at record {i} is not a training class (the training labels \
-                     span 0..={}); the test set does not belong with this training set",
-                    num_classes - 1
-                ),
-            ));
-        }
-
         let n_train = tx.count;
         if opts.val_size == 0 || opts.val_size >= n_train {
             return Err(DataError::Option {
@@ -355,7 +536,7 @@ impl Dataset {
                     "{} does not fit the {n_train} training records of {}: it must be between \
                      1 and {}",
                     opts.val_size,
-                    train_x_path.display(),
+                    paths[0].display(),
                     n_train.saturating_sub(1)
                 ),
             });
@@ -376,6 +557,7 @@ impl Dataset {
             }
         }
         let normalisation = mean_std(&hist);
+        let fingerprint = fingerprint([&train_x, &test_x], [&train_y, &test_y]);
 
         let tensor_err = |e: TchError| DataError::Tensor {
             path: dir.to_path_buf(),
@@ -384,22 +566,14 @@ impl Dataset {
         let (train_u8, train_labels) = u8_tensors(tx, &train_y.data).map_err(tensor_err)?;
         let (test_u8, test_labels) = u8_tensors(ex, &test_y.data).map_err(tensor_err)?;
         let all_test: Vec<i64> = (0..ex.count as i64).collect();
+        // The bytes as read are in the tensors now: free them before the float copies.
+        drop((train_x, train_y, test_x, test_y));
         let train = split_tensors(&train_u8, &train_labels, &train_idx, normalisation)
             .map_err(tensor_err)?;
         let val =
             split_tensors(&train_u8, &train_labels, &val_idx, normalisation).map_err(tensor_err)?;
         let test =
             split_tensors(&test_u8, &test_labels, &all_test, normalisation).map_err(tensor_err)?;
-
-        let mut h = Sha256::new();
-        for d in [
-            &train_x.sha256,
-            &train_y.sha256,
-            &test_x.sha256,
-            &test_y.sha256,
-        ] {
-            h.update(d);
-        }
         tracing::debug!(
             dir = %dir.display(),
             ms = started.elapsed().as_millis() as u64,
@@ -410,7 +584,7 @@ impl Dataset {
             val,
             test,
             num_classes: num_classes as i64,
-            fingerprint: hex::encode(h.finalize()),
+            fingerprint,
             normalisation,
         })
     }
@@ -446,7 +620,11 @@ mod tests {
     use std::collections::HashSet;
 
     fn opts(val_size: usize, seed: u64) -> LoadOptions {
-        LoadOptions { val_size, seed }
+        LoadOptions {
+            val_size,
+            seed,
+            ..Default::default()
+        }
     }
 
     /// Writes a tiny raw data set: images whose every pixel equals the record
@@ -579,7 +757,7 @@ mod tests {
         // The same content, decompressed and with the dot spelling.
         for part in Part::ALL {
             let src = a.path().join(format!("{}.gz", part.file_name()));
-            let bytes = idx::read_decompressed(&src).unwrap();
+            let bytes = idx::read(&src, idx::MAX_FILE_BYTES).unwrap().bytes().to_vec();
             let name = part.file_name().replacen("-idx", ".idx", 1);
             std::fs::write(b.path().join(name), bytes).unwrap();
         }

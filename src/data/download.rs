@@ -16,16 +16,18 @@
 //! [`Dataset::load`]: super::Dataset::load
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
 use super::dataset::Part;
 use super::idx::MAX_FILE_BYTES;
 use super::DataError;
+use crate::train::StopFlag;
 
 /// Where MNIST is fetched from unless configured otherwise (torchvision's and
 /// TensorFlow's mirrors of the original files).
@@ -94,15 +96,62 @@ pub fn parse_mirrors(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// Longest wait, by default, for a connection, a response or the next bytes
+/// of one before a mirror is given up (`--watchdog` lowers it).
+pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
+
+/// A download of one file, however slow, ends after this long.
+const MAX_DOWNLOAD_TIME: Duration = Duration::from_secs(30 * 60);
+
+/// How often a waiting download looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// How a download behaves: where from, when to give up on a mirror, when to stop.
+pub struct DownloadOptions<'a> {
+    /// Base URLs, tried in order.
+    pub mirrors: &'a [String],
+    /// Raised by SIGTERM/SIGINT: the download ends within a fraction of a
+    /// second with [`DataError::Stopped`] (exit 143).
+    pub stop: &'a StopFlag,
+    /// Longest wait for a name lookup, a connection, a response or the next
+    /// bytes of one: a mirror that accepts and never answers costs this long.
+    pub stall: Duration,
+}
+
+impl<'a> DownloadOptions<'a> {
+    /// `mirrors`, stopping on `stop`, with the default stall timeout.
+    pub fn new(mirrors: &'a [String], stop: &'a StopFlag) -> Self {
+        DownloadOptions {
+            mirrors,
+            stop,
+            stall: DEFAULT_STALL,
+        }
+    }
+
+    /// The configured mirrors; a stall longer than the watchdog is not waited out.
+    pub fn from_config(cfg: &'a crate::config::Config, stop: &'a StopFlag) -> Self {
+        DownloadOptions {
+            stall: cfg
+                .watchdog
+                .clamp(Duration::from_secs(1), DEFAULT_STALL),
+            ..Self::new(&cfg.mnist_mirrors, stop)
+        }
+    }
+}
+
 /// Makes sure `dir` holds a data set: a no-op when all four files of the
 /// MNIST layout are there; otherwise downloads the missing MNIST files from
-/// `mirrors` (base URLs, tried in order).
-pub fn ensure_mnist(dir: &Path, mirrors: &[String]) -> Result<(), DataError> {
-    ensure_files(dir, mirrors, &mnist_files())
+/// the mirrors (base URLs, tried in order).
+pub fn ensure_mnist(dir: &Path, opts: &DownloadOptions<'_>) -> Result<(), DataError> {
+    ensure_files(dir, opts, &mnist_files())
 }
 
 /// [`ensure_mnist`] for any set of expected files (tests use small ones).
-pub fn ensure_files(dir: &Path, mirrors: &[String], files: &[Expected]) -> Result<(), DataError> {
+pub fn ensure_files(
+    dir: &Path,
+    opts: &DownloadOptions<'_>,
+    files: &[Expected],
+) -> Result<(), DataError> {
     let found: Vec<_> = files.iter().map(|e| e.part.find(dir)).collect();
     if found.iter().all(Option::is_some) {
         return Ok(());
@@ -111,11 +160,7 @@ pub fn ensure_files(dir: &Path, mirrors: &[String], files: &[Expected]) -> Resul
     // we would download; never mix a user's data with MNIST.
     for (e, path) in files.iter().zip(&found) {
         let Some(path) = path else { continue };
-        let bytes = fs::read(path).map_err(|source| DataError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        if let Err(why) = verify(&bytes, e) {
+        if let Err(why) = verify_file(path, e)? {
             return Err(DataError::Missing {
                 dir: dir.to_path_buf(),
                 what: format!(
@@ -127,51 +172,87 @@ pub fn ensure_files(dir: &Path, mirrors: &[String], files: &[Expected]) -> Resul
             });
         }
     }
-    fs::create_dir_all(dir).map_err(|source| DataError::Write {
+    fs::create_dir_all(dir).map_err(|error| DataError::Write {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
-    let agent = agent();
+    let agent = agent(opts.stall);
     for (e, _) in files.iter().zip(&found).filter(|(_, f)| f.is_none()) {
-        fetch(&agent, dir, mirrors, e)?;
+        fetch(&agent, dir, opts, e)?;
     }
     Ok(())
 }
 
-fn agent() -> ureq::Agent {
+/// Checks a file already in the data dir against `e`, reading it in pieces.
+/// `Ok(Err(why))`: readable, but not that file.
+fn verify_file(path: &Path, e: &Expected) -> Result<Result<(), String>, DataError> {
+    let read_err = |error| DataError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file = fs::File::open(path).map_err(read_err)?;
+    if !file.metadata().map_err(read_err)?.is_file() {
+        return Err(DataError::invalid(
+            path,
+            "is not a regular file (a directory?): put the data file itself at this path",
+        ));
+    }
+    Ok(verify(io::BufReader::new(file), e))
+}
+
+/// Every timeout is `stall`: a silent mirror fails after that, a slow but
+/// moving one is read to the end (up to [`MAX_DOWNLOAD_TIME`]).
+fn agent(stall: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_global(Some(Duration::from_secs(600)))
+        .timeout_resolve(Some(stall))
+        .timeout_connect(Some(stall))
+        .timeout_send_request(Some(stall))
+        .timeout_recv_response(Some(stall))
+        .timeout_per_read(Some(stall))
+        .timeout_global(Some(MAX_DOWNLOAD_TIME))
         .user_agent(concat!("trainerd/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
+}
+
+/// Why a download did not deliver.
+enum Failure {
+    /// The stop flag was raised.
+    Stopped,
+    /// The mirror failed; the reason, for the message.
+    Failed(String),
 }
 
 /// Tries each mirror for one file until a verified copy is in place.
 fn fetch(
     agent: &ureq::Agent,
     dir: &Path,
-    mirrors: &[String],
+    opts: &DownloadOptions<'_>,
     e: &Expected,
 ) -> Result<(), DataError> {
     let remote = format!("{}.gz", e.part.file_name());
     let mut failures = Vec::new();
-    for mirror in mirrors {
+    for mirror in opts.mirrors {
         let url = format!("{}/{remote}", mirror.trim_end_matches('/'));
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             failures.push(format!("{url}: not an http(s) URL"));
             continue;
         }
         tracing::info!(%url, "downloading");
-        let body = match get(agent, &url, download_limit(e)) {
+        let body = match get(agent, &url, download_limit(e), opts.stop) {
             Ok(b) => b,
-            Err(why) => {
+            Err(Failure::Stopped) => {
+                return Err(DataError::Stopped {
+                    dir: dir.to_path_buf(),
+                })
+            }
+            Err(Failure::Failed(why)) => {
                 tracing::warn!(%url, %why, "download failed, trying the next mirror");
                 failures.push(format!("{url}: {why}"));
                 continue;
             }
         };
-        match verify(&body, e) {
+        match verify(&body[..], e) {
             Ok(()) => {
                 let name = if body.starts_with(&[0x1f, 0x8b]) {
                     remote
@@ -211,13 +292,79 @@ fn download_limit(e: &Expected) -> u64 {
     e.len + e.len / 100 + 64 * 1024
 }
 
-fn get(agent: &ureq::Agent, url: &str, limit: u64) -> Result<Vec<u8>, String> {
-    let mut resp = agent.get(url).call().map_err(|e| e.to_string())?;
-    resp.body_mut()
-        .with_config()
-        .limit(limit)
-        .read_to_vec()
-        .map_err(|e| e.to_string())
+/// Fetches `url` on a thread of its own, so that a stop is honoured however
+/// the network blocks (name lookup included): the caller returns at once and
+/// the thread ends with its next read or timeout.
+fn get(agent: &ureq::Agent, url: &str, limit: u64, stop: &StopFlag) -> Result<Vec<u8>, Failure> {
+    let (tx, rx) = mpsc::channel();
+    let (agent, owned, flag) = (agent.clone(), url.to_string(), stop.clone());
+    std::thread::Builder::new()
+        .name("download".into())
+        .spawn(move || {
+            let _ = tx.send(receive(&agent, &owned, limit, &flag));
+        })
+        .map_err(|e| Failure::Failed(format!("cannot start a download thread: {e}")))?;
+    loop {
+        match rx.recv_timeout(STOP_POLL) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Timeout) if stop.is_raised() => {
+                return Err(Failure::Stopped)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Failure::Failed("the download thread ended early".into()))
+            }
+        }
+    }
+}
+
+/// The body of `url`, at most `limit` bytes, read in pieces with the stop
+/// flag looked at between them; a bar on a terminal shows the progress.
+fn receive(agent: &ureq::Agent, url: &str, limit: u64, stop: &StopFlag) -> Result<Vec<u8>, Failure> {
+    let failed = |e: &dyn std::fmt::Display| Failure::Failed(e.to_string());
+    let mut resp = agent.get(url).call().map_err(|e| failed(&e))?;
+    let declared = resp.body().content_length();
+    if let Some(n) = declared.filter(|&n| n > limit) {
+        return Err(Failure::Failed(format!(
+            "the answer is {n} bytes, more than the {limit} a verified copy can be"
+        )));
+    }
+    let bar = progress_bar(declared, url);
+    let mut reader = resp.body_mut().with_config().limit(limit).reader();
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        if stop.is_raised() {
+            return Err(Failure::Stopped);
+        }
+        match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                body.extend_from_slice(&chunk[..n]);
+                bar.inc(n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(failed(&e)),
+        }
+    }
+    bar.finish_and_clear();
+    Ok(body)
+}
+
+/// A byte-count bar on stderr when it is a terminal; hidden otherwise.
+fn progress_bar(len: Option<u64>, url: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+    bar
 }
 
 /// Counts and hashes what is written through it.
@@ -237,19 +384,23 @@ impl Write for HashingSink {
     }
 }
 
-/// Checks that `bytes` (gzip or raw) decompress to exactly the expected file.
-fn verify(bytes: &[u8], e: &Expected) -> Result<(), String> {
+/// Checks that `content` (gzip or raw) decompresses to exactly the expected
+/// file, reading no more than one byte past its expected length.
+fn verify(mut content: impl BufRead, e: &Expected) -> Result<(), String> {
     let mut sink = HashingSink {
         hasher: Sha256::new(),
         len: 0,
     };
     let cap = (e.len + 1).min(MAX_FILE_BYTES);
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut dec = MultiGzDecoder::new(bytes).take(cap);
+    let gzip = content
+        .fill_buf()
+        .map_err(|err| format!("cannot read ({err})"))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        let mut dec = MultiGzDecoder::new(content).take(cap);
         io::copy(&mut dec, &mut sink).map_err(|err| format!("not a valid gzip file ({err})"))?;
     } else {
-        sink.write_all(&bytes[..bytes.len().min(cap as usize)])
-            .map_err(|err| err.to_string())?;
+        io::copy(&mut content.take(cap), &mut sink).map_err(|err| format!("cannot read ({err})"))?;
     }
     if sink.len != e.len {
         let got = if sink.len > e.len {
@@ -277,7 +428,7 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), DataError> {
     let target = dir.join(name);
     crate::store::write_bytes_atomic(&target, bytes).map_err(|e| DataError::Write {
         path: target.clone(),
-        source: e.source,
+        error: e.source,
     })
 }
 
@@ -344,7 +495,7 @@ mod tests {
         Part::ALL
             .iter()
             .map(|&part| {
-                let bytes = crate::data::idx::read_decompressed(&part.find(dir).unwrap()).unwrap();
+                let bytes = crate::data::idx::read(&part.find(dir).unwrap(), MAX_FILE_BYTES).unwrap().bytes().to_vec();
                 Expected {
                     part,
                     len: bytes.len() as u64,
@@ -366,6 +517,11 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// [`ensure_files`] with the default timeouts and a stop flag never raised.
+    fn fetch_into(dir: &Path, mirrors: &[String], files: &[Expected]) -> Result<(), DataError> {
+        ensure_files(dir, &DownloadOptions::new(mirrors, &StopFlag::default()), files)
     }
 
     /// A URL nothing listens on.
@@ -402,7 +558,7 @@ mod tests {
             format!("{}/big/", server.base),
             format!("{}/good/", server.base),
         ];
-        ensure_files(&data, &mirrors, &expected_for(src.path())).unwrap();
+        fetch_into(&data, &mirrors, &expected_for(src.path())).unwrap();
         let mut want: Vec<String> = Part::ALL
             .iter()
             .map(|p| format!("{}.gz", p.file_name()))
@@ -425,12 +581,12 @@ mod tests {
         }
         let opts = LoadOptions {
             val_size: 10,
-            seed: 0,
+            ..Default::default()
         };
         let a = Dataset::load(&data, &opts).unwrap().fingerprint;
         assert_eq!(a, Dataset::load(src.path(), &opts).unwrap().fingerprint);
         // A second call finds the set complete and asks no mirror.
-        ensure_files(&data, &[], &expected_for(src.path())).unwrap();
+        fetch_into(&data, &[], &expected_for(src.path())).unwrap();
     }
 
     #[test]
@@ -440,7 +596,7 @@ mod tests {
         let server = serve(HashMap::new());
         let dst = tempfile::tempdir().unwrap();
         let mirrors = vec![dead_mirror(), format!("{}/nothing/", server.base)];
-        let e = ensure_files(dst.path(), &mirrors, &expected_for(src.path())).unwrap_err();
+        let e = fetch_into(dst.path(), &mirrors, &expected_for(src.path())).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataError::Download { .. }));
         assert_eq!(e.exit_code(), crate::exit::DATA);
@@ -450,7 +606,7 @@ mod tests {
         assert!(msg.contains(MIRRORS_ENV), "{msg}");
         assert!(msg.contains("404"), "{msg}");
         assert!(sorted_names(dst.path()).is_empty());
-        let e = ensure_files(dst.path(), &[], &expected_for(src.path())).unwrap_err();
+        let e = fetch_into(dst.path(), &[], &expected_for(src.path())).unwrap_err();
         assert!(e.to_string().contains("no mirror is configured"), "{e}");
     }
 
@@ -460,13 +616,13 @@ mod tests {
         write_synthetic_mnist(src.path(), 20, 10, 1).unwrap();
         let mut files = HashMap::new();
         for p in Part::ALL {
-            let raw = crate::data::idx::read_decompressed(&p.find(src.path()).unwrap()).unwrap();
+            let raw = crate::data::idx::read(&p.find(src.path()).unwrap(), MAX_FILE_BYTES).unwrap().bytes().to_vec();
             files.insert(format!("/raw/{}.gz", p.file_name()), raw);
         }
         let server = serve(files);
         let dst = tempfile::tempdir().unwrap();
         let mirrors = vec![format!("{}/raw", server.base)];
-        ensure_files(dst.path(), &mirrors, &expected_for(src.path())).unwrap();
+        fetch_into(dst.path(), &mirrors, &expected_for(src.path())).unwrap();
         let mut want: Vec<String> = Part::ALL.iter().map(|p| p.file_name().into()).collect();
         want.sort();
         assert_eq!(sorted_names(dst.path()), want);
@@ -482,7 +638,7 @@ mod tests {
         let dst = tempfile::tempdir().unwrap();
         let keep = "train-labels-idx1-ubyte.gz";
         fs::copy(src.path().join(keep), dst.path().join(keep)).unwrap();
-        ensure_files(dst.path(), &mirrors, &expected).unwrap();
+        fetch_into(dst.path(), &mirrors, &expected).unwrap();
         assert_eq!(sorted_names(dst.path()).len(), 4);
         assert_eq!(
             server.hits.lock().unwrap().len(),
@@ -494,7 +650,7 @@ mod tests {
         write_synthetic_mnist(foreign.path(), 20, 10, 9).unwrap();
         let mixed = tempfile::tempdir().unwrap();
         fs::copy(foreign.path().join(keep), mixed.path().join(keep)).unwrap();
-        let e = ensure_files(mixed.path(), &mirrors, &expected).unwrap_err();
+        let e = fetch_into(mixed.path(), &mirrors, &expected).unwrap_err();
         assert!(e.to_string().contains("is not the MNIST file"), "{e}");
         assert_eq!(sorted_names(mixed.path()), [keep]);
     }
@@ -516,12 +672,12 @@ mod tests {
             len: 3,
             sha256: hex::encode(Sha256::digest([1u8, 2, 3])),
         };
-        assert!(verify(&[1, 2, 3], &e).is_ok());
-        assert!(verify(&[1, 2], &e).unwrap_err().contains("wrong length: 2"));
-        assert!(verify(&[1, 2, 3, 4], &e)
+        assert!(verify(&[1u8, 2, 3][..], &e).is_ok());
+        assert!(verify(&[1u8, 2][..], &e).unwrap_err().contains("wrong length: 2"));
+        assert!(verify(&[1u8, 2, 3, 4][..], &e)
             .unwrap_err()
             .contains("wrong length: more"));
-        assert!(verify(&[1, 2, 4], &e)
+        assert!(verify(&[1u8, 2, 4][..], &e)
             .unwrap_err()
             .contains("checksum mismatch"));
     }
@@ -537,7 +693,7 @@ mod tests {
         let server = serve(routes("/mnist", &mnist).into_iter().collect());
         let dst = tempfile::tempdir().unwrap();
         let mirrors = vec![dead_mirror(), format!("{}/mnist/", server.base)];
-        ensure_mnist(dst.path(), &mirrors).unwrap();
+        ensure_mnist(dst.path(), &DownloadOptions::new(&mirrors, &StopFlag::default())).unwrap();
         for p in Part::ALL {
             let name = format!("{}.gz", p.file_name());
             let got: PathBuf = dst.path().join(&name);
@@ -545,7 +701,7 @@ mod tests {
         }
         // Present and complete: nothing is fetched again.
         let before = server.hits.lock().unwrap().len();
-        ensure_mnist(dst.path(), &mirrors).unwrap();
+        ensure_mnist(dst.path(), &DownloadOptions::new(&mirrors, &StopFlag::default())).unwrap();
         assert_eq!(server.hits.lock().unwrap().len(), before);
     }
 }

@@ -5,21 +5,29 @@
 //! order. trainerd reads unsigned-byte files (`TT = 0x08`): images of rank 3
 //! (count × rows × columns) and labels of rank 1.
 //!
-//! Nothing is allocated on a header's word: the whole file is read first
-//! (under [`MAX_FILE_BYTES`], gzip or not), and the header is then checked
-//! against the bytes that are actually there. Whether a file is gzip is told
-//! by its content (`1f 8b`), not its name, so a misnamed file still reads.
+//! Nothing is allocated on a header's word before it is checked: the header
+//! is read first (through gzip when the content is gzip), its dimensions give
+//! the exact size of the data, and that size is held against the caller's
+//! limit (the memory budget) and [`MAX_FILE_BYTES`] before any of it is read.
+//! Exactly that many bytes are then read: a stream that ends early is
+//! truncated, one that goes on is corrupt, and neither is read further than it
+//! takes to say so. [`Stream`] also hands the data out in pieces, so
+//! `predict` classifies a file of any length in flat memory. Whether a file is
+//! gzip is told by its content (`1f 8b`), not its name, so a misnamed file
+//! still reads.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::MultiGzDecoder;
+use sha2::{Digest, Sha256};
 
 use super::DataError;
 
 /// The largest (decompressed) IDX file trainerd reads: well above any MNIST-style
-/// data set (EMNIST ByClass is 0.6 GB), and a bound on what a gzip bomb can cost.
+/// data set (EMNIST ByClass is 0.6 GB), and a bound on what a gzip bomb can cost
+/// whatever the memory budget.
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
 
 /// Element type byte of unsigned-byte IDX data, the only one trainerd reads.
@@ -27,6 +35,34 @@ pub const TYPE_U8: u8 = 0x08;
 
 /// How a re-download is suggested in messages about damaged files.
 const REFETCH: &str = "re-download it or mount a complete copy";
+
+/// Bytes past the declared end that are counted for a message; beyond this
+/// it says "more than" instead of decompressing a bomb to the end.
+const TRAILING_COUNT_CAP: u64 = 16 << 20;
+
+/// What an IDX header declares, checked: unsigned bytes, rank at least 1, no
+/// zero dimension, and a size that fits in 64 bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The dimensions, outermost (the record count) first.
+    pub dims: Vec<usize>,
+    /// The header's own bytes (magic and dimensions): fingerprints hash them too.
+    pub bytes: Vec<u8>,
+    /// Bytes of data the dimensions promise: their product.
+    pub body_len: u64,
+}
+
+impl Header {
+    /// `60000×28×28`.
+    pub fn shape(&self) -> String {
+        shape(&self.dims)
+    }
+
+    /// Header and data together: the decompressed file's length.
+    pub fn file_len(&self) -> u64 {
+        self.bytes.len() as u64 + self.body_len
+    }
+}
 
 /// One parsed IDX file: its dimensions and its (decompressed) bytes.
 #[derive(Debug)]
@@ -89,9 +125,23 @@ impl Labels {
     }
 }
 
-/// Reads an images file (rank 3).
+/// What rank-3 files hold, for messages.
+pub const IMAGES_RANK: (usize, &str) = (3, "images: count × rows × columns");
+/// What rank-1 files hold, for messages.
+pub const LABELS_RANK: (usize, &str) = (1, "labels: one per record");
+
+/// Reads an images file (rank 3), of at most [`MAX_FILE_BYTES`].
 pub fn read_images(path: &Path) -> Result<Images, DataError> {
-    let idx = read(path)?;
+    images(read(path, MAX_FILE_BYTES)?)
+}
+
+/// Reads a labels file (rank 1), of at most [`MAX_FILE_BYTES`].
+pub fn read_labels(path: &Path) -> Result<Labels, DataError> {
+    labels(read(path, MAX_FILE_BYTES)?)
+}
+
+/// An IDX file read whole as images (rank 3).
+pub fn images(idx: Idx) -> Result<Images, DataError> {
     match *idx.dims() {
         [count, rows, cols] => Ok(Images {
             count,
@@ -99,113 +149,343 @@ pub fn read_images(path: &Path) -> Result<Images, DataError> {
             cols,
             idx,
         }),
-        _ => Err(wrong_rank(&idx, 3, "images: count × rows × columns")),
+        _ => Err(wrong_rank(idx.path(), idx.dims(), IMAGES_RANK)),
     }
 }
 
-/// Reads a labels file (rank 1).
-pub fn read_labels(path: &Path) -> Result<Labels, DataError> {
-    let idx = read(path)?;
+/// An IDX file read whole as labels (rank 1).
+pub fn labels(idx: Idx) -> Result<Labels, DataError> {
     match *idx.dims() {
         [count] => Ok(Labels { count, idx }),
-        _ => Err(wrong_rank(&idx, 1, "labels: one per record")),
+        _ => Err(wrong_rank(idx.path(), idx.dims(), LABELS_RANK)),
     }
 }
 
-fn wrong_rank(idx: &Idx, want: usize, meaning: &str) -> DataError {
-    DataError::invalid(
-        idx.path(),
-        format!(
-            "has {} dimension(s) ({}), expected {want} ({meaning}); is it the right file?",
-            idx.dims().len(),
-            shape(idx.dims()),
-        ),
-    )
-}
-
-/// Reads and validates any unsigned-byte IDX file.
-pub fn read(path: &Path) -> Result<Idx, DataError> {
-    let bytes = read_decompressed(path)?;
-    parse(path, bytes)
-}
-
-/// Reads a file whole, gunzipping it when its content is gzip.
-pub fn read_decompressed(path: &Path) -> Result<Vec<u8>, DataError> {
-    let read_err = |source| DataError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(read_err)?;
-    let len = file.metadata().map_err(read_err)?.len();
-    if len > MAX_FILE_BYTES {
-        return Err(too_large(path));
-    }
-    let mut raw = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut raw).map_err(read_err)?;
-    decompress(path, raw)
-}
-
-/// Gunzips `raw` when it starts with the gzip magic, else returns it as is.
-/// `path` only names the source in messages.
-pub fn decompress(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, DataError> {
-    if raw.is_empty() {
-        return Err(DataError::invalid(
-            path,
-            format!("is empty (0 bytes); {REFETCH}"),
-        ));
-    }
-    if !raw.starts_with(&[0x1f, 0x8b]) {
-        return Ok(raw);
-    }
-    // gzip's trailer holds the uncompressed size mod 2^32: a capacity hint
-    // only, capped by deflate's maximum ratio so a forged trailer costs nothing.
-    let hint = match raw.len().checked_sub(4).and_then(|at| raw.get(at..)) {
-        Some(t) => u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize,
-        None => 0,
-    };
-    let cap = hint
-        .min(raw.len().saturating_mul(1032))
-        .min(MAX_FILE_BYTES as usize);
-    let mut out = Vec::with_capacity(cap);
-    let mut dec = MultiGzDecoder::new(&raw[..]).take(MAX_FILE_BYTES + 1);
-    dec.read_to_end(&mut out).map_err(|e| {
-        DataError::invalid(
-            path,
-            format!("is corrupt or truncated gzip ({e}); {REFETCH}"),
-        )
-    })?;
-    if out.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large(path));
-    }
-    Ok(out)
-}
-
-fn too_large(path: &Path) -> DataError {
+fn wrong_rank(path: &Path, dims: &[usize], (want, meaning): (usize, &str)) -> DataError {
     DataError::invalid(
         path,
         format!(
-            "is larger than {} GiB (decompressed), the most trainerd reads; is it the right file?",
-            MAX_FILE_BYTES >> 30
+            "has {} dimension(s) ({}), expected {want} ({meaning}); is it the right file?",
+            dims.len(),
+            shape(dims),
         ),
     )
 }
 
-/// Checks `bytes` (a whole decompressed file) as unsigned-byte IDX data.
-pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Idx, DataError> {
-    let bad = |what: String| Err(DataError::invalid(path, what));
-    if bytes.is_empty() {
-        return bad(format!("is empty (0 bytes); {REFETCH}"));
+/// Reads and validates any unsigned-byte IDX file whose data is at most
+/// `limit` bytes (refused, unread, when its header declares more).
+pub fn read(path: &Path, limit: u64) -> Result<Idx, DataError> {
+    open(path)?.read_all(limit)
+}
+
+/// [`read`] for a file's content already in memory (raw or gzip); `path`
+/// only names it in messages.
+pub fn parse(path: &Path, content: &[u8], limit: u64) -> Result<Idx, DataError> {
+    Stream::new(path, content, Some(content.len() as u64))?.read_all(limit)
+}
+
+/// Reads just the header of `path` (decompressing only its first bytes).
+pub fn peek(path: &Path) -> Result<Header, DataError> {
+    Ok(open(path)?.header)
+}
+
+/// The header and SHA-256 of the whole decompressed file (what
+/// [`Idx::bytes`] hashes to), read in pieces: memory flat in the file's size.
+pub fn digest(path: &Path, rank: (usize, &str)) -> Result<(Header, [u8; 32]), DataError> {
+    let mut stream = open(path)?;
+    stream.expect_rank(rank)?;
+    stream.check_size(MAX_FILE_BYTES)?;
+    let mut hasher = Sha256::new();
+    hasher.update(&stream.header.bytes);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = stream.header.body_len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        stream.read_data(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
     }
-    if bytes.len() < 4 {
-        return bad(format!(
-            "is truncated: {} byte(s), shorter than the 4-byte IDX magic; {REFETCH}",
-            bytes.len()
+    let header = stream.header.clone();
+    stream.finish()?;
+    Ok((header, hasher.finalize().into()))
+}
+
+/// Opens `path` as an IDX file: a regular file (a directory or anything else
+/// in its place is named as such), its header read and checked.
+pub fn open(path: &Path) -> Result<Stream<'static>, DataError> {
+    let read_err = |error| DataError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(DataError::invalid(
+            path,
+            format!("is {what}, not an IDX file: put the data file itself at this path"),
         ));
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
-        let looks_text = bytes[..4]
-            .iter()
-            .all(|b| b.is_ascii_graphic() || *b == b' ');
+    Stream::new(path, BufReader::with_capacity(1 << 16, file), Some(meta.len()))
+}
+
+/// An IDX file being read: its header checked, its data next.
+pub struct Stream<'a> {
+    path: PathBuf,
+    header: Header,
+    reader: Box<dyn Read + 'a>,
+    gzip: bool,
+    /// Length of the content as stored, when known: for an uncompressed file
+    /// it tells what follows the data without reading it.
+    stored_len: Option<u64>,
+    /// Data bytes read so far.
+    consumed: u64,
+}
+
+impl<'a> Stream<'a> {
+    /// Starts reading IDX content (raw or gzip) from `source`, whose stored
+    /// length is `stored_len` when known; `path` names it in messages.
+    pub fn new(
+        path: &Path,
+        mut source: impl BufRead + 'a,
+        stored_len: Option<u64>,
+    ) -> Result<Self, DataError> {
+        let gzip = source
+            .fill_buf()
+            .map_err(|error| DataError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?
+            .starts_with(&[0x1f, 0x8b]);
+        let mut reader: Box<dyn Read + 'a> = if gzip {
+            Box::new(MultiGzDecoder::new(source))
+        } else {
+            Box::new(source)
+        };
+        let header = read_header(path, &mut reader, gzip)?;
+        Ok(Stream {
+            path: path.to_path_buf(),
+            header,
+            reader,
+            gzip,
+            stored_len,
+            consumed: 0,
+        })
+    }
+
+    /// The checked header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The file (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fails unless the header has rank `want` (what the file must hold: `meaning`).
+    pub fn expect_rank(&self, (want, meaning): (usize, &str)) -> Result<(), DataError> {
+        if self.header.dims.len() == want {
+            return Ok(());
+        }
+        Err(wrong_rank(&self.path, &self.header.dims, (want, meaning)))
+    }
+
+    /// Refuses data larger than `limit` (or [`MAX_FILE_BYTES`]) before any is read.
+    pub fn check_size(&self, limit: u64) -> Result<(), DataError> {
+        let h = &self.header;
+        if h.file_len() > MAX_FILE_BYTES {
+            return Err(DataError::invalid(
+                &self.path,
+                format!(
+                    "declares {} = {} bytes of data, more than the {} GiB (decompressed) \
+                     trainerd reads; is it the right file?",
+                    h.shape(),
+                    h.body_len,
+                    MAX_FILE_BYTES >> 30
+                ),
+            ));
+        }
+        if h.body_len > limit {
+            return Err(DataError::invalid(
+                &self.path,
+                format!(
+                    "declares {} = {} of data, more than {}; is it the right file?",
+                    h.shape(),
+                    super::budget::human(h.body_len),
+                    super::budget::describe(limit)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` with the next data bytes; the data ending first is an
+    /// error (truncated), as is reading past the declared end.
+    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<(), DataError> {
+        let left = self.header.body_len - self.consumed;
+        if buf.len() as u64 > left {
+            return Err(DataError::invalid(
+                &self.path,
+                format!(
+                    "holds {} data bytes ({}); {} more were asked for",
+                    self.header.body_len,
+                    self.header.shape(),
+                    buf.len() as u64 - left
+                ),
+            ));
+        }
+        let n = read_up_to(&mut self.reader, buf).map_err(|e| self.stream_err(e))?;
+        self.consumed += n as u64;
+        if n < buf.len() {
+            return Err(self.truncated(self.consumed));
+        }
+        Ok(())
+    }
+
+    /// Reads all the data, after checking its size against `limit` (see
+    /// [`Stream::check_size`]), and checks that the file ends there.
+    pub fn read_all(mut self, limit: u64) -> Result<Idx, DataError> {
+        self.check_size(limit)?;
+        let header_len = self.header.bytes.len();
+        // The one allocation: exactly what the checked header declares.
+        let mut bytes = vec![0u8; header_len + self.header.body_len as usize];
+        bytes[..header_len].copy_from_slice(&self.header.bytes);
+        self.read_data(&mut bytes[header_len..])?;
+        let (path, dims) = (self.path.clone(), self.header.dims.clone());
+        self.finish()?;
+        Ok(Idx {
+            path,
+            dims,
+            bytes,
+            header_len,
+        })
+    }
+
+    /// Checks the rest of the file without keeping it: the data the header
+    /// promises is all there (skipped unread in an uncompressed file) and
+    /// nothing follows it; for gzip, that the checksums hold.
+    pub fn finish(mut self) -> Result<(), DataError> {
+        let header_len = self.header.bytes.len() as u64;
+        let body_len = self.header.body_len;
+        if let (false, Some(stored)) = (self.gzip, self.stored_len) {
+            let on_disk = stored.saturating_sub(header_len);
+            if on_disk < body_len {
+                return Err(self.truncated(on_disk));
+            }
+            return match on_disk - body_len {
+                0 => Ok(()),
+                extra => Err(self.trailing(extra.to_string())),
+            };
+        }
+        let left = body_len - self.consumed;
+        let skipped = io::copy(&mut (&mut self.reader).take(left), &mut io::sink())
+            .map_err(|e| self.stream_err(e))?;
+        self.consumed += skipped;
+        if self.consumed < body_len {
+            return Err(self.truncated(self.consumed));
+        }
+        let extra = io::copy(
+            &mut (&mut self.reader).take(TRAILING_COUNT_CAP + 1),
+            &mut io::sink(),
+        )
+        .map_err(|e| self.stream_err(e))?;
+        match extra {
+            0 => Ok(()),
+            n if n > TRAILING_COUNT_CAP => Err(self.trailing(format!(
+                "more than {}",
+                super::budget::human(TRAILING_COUNT_CAP)
+            ))),
+            n => Err(self.trailing(n.to_string())),
+        }
+    }
+
+    fn stream_err(&self, error: io::Error) -> DataError {
+        if self.gzip {
+            corrupt_gzip(&self.path, &error)
+        } else {
+            DataError::Read {
+                path: self.path.clone(),
+                error,
+            }
+        }
+    }
+
+    fn truncated(&self, actual: u64) -> DataError {
+        DataError::invalid(
+            &self.path,
+            format!(
+                "is truncated: its header promises {} = {} bytes of data, the file holds \
+                 {actual}; {REFETCH}",
+                self.header.shape(),
+                self.header.body_len
+            ),
+        )
+    }
+
+    fn trailing(&self, extra: String) -> DataError {
+        DataError::invalid(
+            &self.path,
+            format!(
+                "has {extra} byte(s) after the {} its header ({}) describes: the file is \
+                 corrupt or its header is wrong; {REFETCH}",
+                self.header.body_len,
+                self.header.shape()
+            ),
+        )
+    }
+}
+
+fn corrupt_gzip(path: &Path, error: &io::Error) -> DataError {
+    DataError::invalid(
+        path,
+        format!("is corrupt or truncated gzip ({error}); {REFETCH}"),
+    )
+}
+
+/// Reads until `buf` is full or the source ends; returns the bytes read.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads and checks the magic word and dimensions.
+fn read_header(path: &Path, r: &mut dyn Read, gzip: bool) -> Result<Header, DataError> {
+    let bad = |what: String| Err(DataError::invalid(path, what));
+    let io_err = |error: io::Error| {
+        if gzip {
+            corrupt_gzip(path, &error)
+        } else {
+            DataError::Read {
+                path: path.to_path_buf(),
+                error,
+            }
+        }
+    };
+    let mut magic = [0u8; 4];
+    let n = read_up_to(r, &mut magic).map_err(io_err)?;
+    if n == 0 {
+        return bad(format!("is empty (0 bytes); {REFETCH}"));
+    }
+    if n < 4 {
+        return bad(format!(
+            "is truncated: {n} byte(s), shorter than the 4-byte IDX magic; {REFETCH}"
+        ));
+    }
+    if magic[0] != 0 || magic[1] != 0 {
+        let looks_text = magic.iter().all(|b| b.is_ascii_graphic() || *b == b' ');
         let hint = if looks_text {
             " (it looks like text, e.g. an error page saved by a failed download)"
         } else {
@@ -214,10 +494,10 @@ pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Idx, DataError> {
         return bad(format!(
             "is not an IDX file: it starts with {}, an IDX file starts with 00 00 <type> <rank>{hint}; \
              is it the right file?",
-            hex_bytes(&bytes[..4])
+            hex_bytes(&magic)
         ));
     }
-    let (dtype, rank) = (bytes[2], usize::from(bytes[3]));
+    let (dtype, rank) = (magic[2], usize::from(magic[3]));
     if dtype != TYPE_U8 {
         return bad(format!(
             "holds IDX elements of type 0x{dtype:02X} ({}); trainerd reads unsigned-byte (0x08) \
@@ -229,14 +509,17 @@ pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Idx, DataError> {
         return bad("declares rank 0 (no dimensions): the header is corrupt".into());
     }
     let header_len = 4 + 4 * rank;
-    if bytes.len() < header_len {
+    let mut bytes = vec![0u8; header_len];
+    bytes[..4].copy_from_slice(&magic);
+    let n = read_up_to(r, &mut bytes[4..]).map_err(io_err)?;
+    if n < 4 * rank {
         return bad(format!(
             "is truncated in its header: rank {rank} needs {header_len} header bytes, the file \
              has {}; {REFETCH}",
-            bytes.len()
+            4 + n
         ));
     }
-    let dims: Vec<usize> = bytes[4..header_len]
+    let dims: Vec<usize> = bytes[4..]
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
@@ -252,39 +535,19 @@ pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Idx, DataError> {
             shape(&dims)
         ));
     }
-    let expected = dims
+    let Some(body_len) = dims
         .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-    let actual = (bytes.len() - header_len) as u64;
-    match expected {
-        Some(e) if e == actual => {}
-        Some(e) if e > actual => {
-            return bad(format!(
-                "is truncated: its header promises {} = {e} bytes of data, the file holds \
-                 {actual}; {REFETCH}",
-                shape(&dims)
-            ))
-        }
-        Some(e) => {
-            return bad(format!(
-                "has {} byte(s) after the {e} its header ({}) describes: the file is corrupt or \
-                 its header is wrong; {REFETCH}",
-                actual - e,
-                shape(&dims)
-            ))
-        }
-        None => {
-            return bad(format!(
-                "declares dimensions {} whose product overflows: the header is corrupt",
-                shape(&dims)
-            ))
-        }
-    }
-    Ok(Idx {
-        path: path.to_path_buf(),
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+    else {
+        return bad(format!(
+            "declares dimensions {} whose product overflows: the header is corrupt",
+            shape(&dims)
+        ));
+    };
+    Ok(Header {
         dims,
         bytes,
-        header_len,
+        body_len,
     })
 }
 
@@ -495,17 +758,31 @@ mod tests {
         let msg = images_err(&idx_bytes(&[huge, huge, huge], &[0; 16]));
         assert!(msg.contains("overflows"), "{msg}");
         let msg = images_err(&idx_bytes(&[huge, 65536, 1], &[0; 16]));
-        assert!(msg.contains("is truncated"), "{msg}");
+        assert!(msg.contains("more than the 2 GiB"), "{msg}");
+        // Under the file cap but over the caller's limit: refused before reading.
+        let d = tmp();
+        let p = d.path().join("i");
+        std::fs::write(&p, idx_bytes(&[1000, 28, 28], &[0; 16])).unwrap();
+        let msg = read(&p, 1 << 10).unwrap_err().to_string();
+        assert!(msg.contains("1000×28×28 = 766 KiB of data"), "{msg}");
+        assert!(msg.contains("memory budget of 1.0 KiB"), "{msg}");
     }
 
     #[test]
     fn corrupt_gzip() {
+        // A damaged checksum is found once the data is read.
+        let mut gz = gzip(&idx_bytes(&[4, 2, 2], &[7; 16]));
+        let crc = gz.len() - 8;
+        gz[crc] ^= 0xFF;
+        let msg = images_err(&gz);
+        assert!(msg.contains("is corrupt or truncated gzip"), "{msg}");
+        // Damage inside the deflate stream may decode to any header first,
+        // but is always an error naming the file (images_err checks that).
         let mut gz = gzip(&idx_bytes(&[4, 2, 2], &[7; 16]));
         let mid = gz.len() / 2;
         gz[mid] ^= 0xFF;
         gz[mid + 1] ^= 0x55;
-        let msg = images_err(&gz);
-        assert!(msg.contains("is corrupt or truncated gzip"), "{msg}");
+        images_err(&gz);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Data: IDX files on disk -> a validated, in-memory [`Dataset`] of tensors.
 //!
 //! - [`idx`]: reads one IDX file (raw or gzip) and checks it against its header
+//! - [`budget`]: the memory budget input data is held to before it is allocated
 //! - [`dataset`]: the MNIST layout in a directory, the validation split,
 //!   normalisation, the fingerprint, batches
 //! - [`augment`]: random-shift augmentation and the trainer's batch source (libtorch's RNG)
@@ -14,6 +15,7 @@
 use std::path::PathBuf;
 
 pub mod augment;
+pub mod budget;
 pub mod dataset;
 pub mod download;
 pub mod idx;
@@ -28,11 +30,13 @@ pub use download::ensure_mnist;
 /// (or directory, or config key) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// A file exists but cannot be read (permissions, EIO).
-    #[error("{}: cannot read: {source}", path.display())]
+    /// A file exists but cannot be read (permissions, EIO). The OS error is
+    /// part of the message, not a `source`: the binary prints error chains,
+    /// and would print it twice.
+    #[error("{}: cannot read: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file's content is malformed or inconsistent with the rest of the set.
     #[error("{}: {what}", path.display())]
@@ -44,14 +48,17 @@ pub enum DataError {
     #[error("{key}: {what}")]
     Option { key: &'static str, what: String },
     /// Writing a downloaded file failed (disk full, read-only mount).
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{}: cannot write: {error}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No mirror delivered a verified copy of a file.
     #[error("{}: {what}", dir.display())]
     Download { dir: PathBuf, what: String },
+    /// SIGTERM/SIGINT arrived while MNIST was downloading: exit 143, nothing partial kept.
+    #[error("{}: stopped by a signal while downloading MNIST; nothing partial was kept, the next start downloads again", dir.display())]
+    Stopped { dir: PathBuf },
     /// libtorch could not build the tensors (usually: out of memory).
     #[error("{}: cannot build tensors: {what}", path.display())]
     Tensor { path: PathBuf, what: String },
@@ -63,6 +70,7 @@ impl crate::exit::ExitStatus for DataError {
             DataError::Option { .. } => crate::exit::CONFIG,
             DataError::Write { .. } => crate::exit::IO,
             DataError::Tensor { .. } => 1,
+            DataError::Stopped { .. } => crate::exit::STOPPED,
             DataError::Read { .. }
             | DataError::Invalid { .. }
             | DataError::Missing { .. }

@@ -166,6 +166,7 @@ mod tests {
             &LoadOptions {
                 val_size: 100,
                 seed: 3,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -18,7 +18,9 @@ pub mod webhook;
 use tch::Device;
 
 use crate::config::{Config, DeviceChoice};
+use crate::data::download::DownloadOptions;
 use crate::data::{Dataset, LoadOptions};
+use crate::train::StopFlag;
 use crate::model::{resolve_preset, TrialSpec};
 
 /// How a study ended (for `trainerd train`, its exit status).
@@ -76,14 +78,17 @@ pub fn initial_spec(cfg: &Config) -> anyhow::Result<TrialSpec> {
     Ok(spec)
 }
 
-/// Loads the data set named by the config (exit 65 on bad data).
-pub fn load_data(cfg: &Config, device: Device) -> anyhow::Result<Dataset> {
-    crate::data::ensure_mnist(&cfg.data_dir, &cfg.mnist_mirrors)?;
+/// Loads the data set named by the config (exit 65 on bad data), downloading
+/// MNIST first into an empty data dir (a stop during it: exit 143).
+pub fn load_data(cfg: &Config, device: Device, stop: &StopFlag) -> anyhow::Result<Dataset> {
+    crate::data::ensure_mnist(&cfg.data_dir, &DownloadOptions::from_config(cfg, stop))?;
     let data = Dataset::load(
         &cfg.data_dir,
         &LoadOptions {
             val_size: cfg.val_size,
             seed: cfg.seed,
+            memory_budget: cfg.memory_budget,
+            classes: cfg.classes,
         },
     )?;
     Ok(data.to_device(device))

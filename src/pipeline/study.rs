@@ -130,7 +130,7 @@ fn end_of(outcome: Outcome) -> StudyEnd {
 pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
     let cfg = ctx.cfg;
     let device = select_device(cfg.device)?;
-    let data = load_data(cfg, device)?;
+    let data = load_data(cfg, device, ctx.stop)?;
     tracing::info!(
         train = data.train.labels.size()[0], val = data.val.labels.size()[0],
         test = data.test.labels.size()[0], fingerprint = %data.fingerprint.get(..12).unwrap_or(""),

@@ -77,15 +77,16 @@ pub fn inspect_data(dir: &Path) -> Result<String, Vec<String>> {
     let mut hasher = Sha256::new();
     let mut counts = Vec::new();
     for (path, rank) in [(&train_x, 3), (&train_y, 1), (&test_x, 3), (&test_y, 1)] {
-        let read = if rank == 3 {
-            idx::read_images(path).map(|i| (i.count, Sha256::digest(i.idx.bytes())))
+        // Hashed in pieces: the watcher's memory does not grow with the data.
+        let shape = if rank == 3 {
+            idx::IMAGES_RANK
         } else {
-            idx::read_labels(path).map(|l| (l.count, Sha256::digest(l.idx.bytes())))
+            idx::LABELS_RANK
         };
-        match read {
-            Ok((count, digest)) => {
+        match idx::digest(path, shape) {
+            Ok((header, digest)) => {
                 hasher.update(digest);
-                counts.push(Some(count));
+                counts.push(Some(header.dims[0]));
             }
             Err(e) => {
                 problems.push(e.to_string());
