@@ -655,6 +655,88 @@ mod tests {
         assert_eq!(sorted_names(mixed.path()), [keep]);
     }
 
+    /// A mirror that accepts connections and never answers; returns its
+    /// base URL and a count of the connections it accepted.
+    fn silent_mirror() -> (String, Arc<Mutex<usize>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mnist/", listener.local_addr().unwrap());
+        let accepted = Arc::new(Mutex::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for conn in listener.incoming().flatten() {
+                *count.lock().unwrap() += 1;
+                open.push(conn); // held open, never answered
+            }
+        });
+        (url, accepted)
+    }
+
+    #[test]
+    fn a_silent_mirror_is_given_up_after_the_stall_timeout() {
+        let src = tempfile::tempdir().unwrap();
+        write_synthetic_mnist(src.path(), 20, 10, 1).unwrap();
+        let (silent, accepted) = silent_mirror();
+        let server = serve(routes("/m", src.path()).into_iter().collect());
+        let mirrors = vec![silent, format!("{}/m/", server.base)];
+        let stop = StopFlag::default();
+        let opts = DownloadOptions {
+            stall: Duration::from_millis(300),
+            ..DownloadOptions::new(&mirrors, &stop)
+        };
+        let dst = tempfile::tempdir().unwrap();
+        ensure_files(dst.path(), &opts, &expected_for(src.path())).unwrap();
+        assert_eq!(sorted_names(dst.path()).len(), 4);
+        assert_eq!(*accepted.lock().unwrap(), 4, "each file tried the silent mirror first");
+
+        // Only silent mirrors: a clear error that says it timed out.
+        let (silent, _) = silent_mirror();
+        let mirrors = vec![silent];
+        let opts = DownloadOptions {
+            stall: Duration::from_millis(300),
+            ..DownloadOptions::new(&mirrors, &stop)
+        };
+        let dst = tempfile::tempdir().unwrap();
+        let e = ensure_files(dst.path(), &opts, &expected_for(src.path())).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit::DATA);
+        let msg = e.to_string();
+        assert!(msg.to_lowercase().contains("timeout"), "{msg}");
+        assert!(sorted_names(dst.path()).is_empty());
+    }
+
+    #[test]
+    fn a_stop_ends_a_download_that_hangs() {
+        let src = tempfile::tempdir().unwrap();
+        write_synthetic_mnist(src.path(), 20, 10, 1).unwrap();
+        let (silent, accepted) = silent_mirror();
+        let mirrors = vec![silent];
+        let stop = StopFlag::default();
+        let raiser = stop.clone();
+        let seen = accepted.clone();
+        std::thread::spawn(move || {
+            while *seen.lock().unwrap() == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            raiser.raise();
+        });
+        // The stall timeout is the default 30 s: only the stop can end this soon.
+        let dst = tempfile::tempdir().unwrap();
+        let opts = DownloadOptions::new(&mirrors, &stop);
+        let e = ensure_files(dst.path(), &opts, &expected_for(src.path())).unwrap_err();
+        assert!(matches!(e, DataError::Stopped { .. }), "{e}");
+        assert_eq!(e.exit_code(), crate::exit::STOPPED);
+        assert!(sorted_names(dst.path()).is_empty());
+    }
+
+    #[test]
+    fn a_directory_among_the_files_is_named() {
+        let dst = tempfile::tempdir().unwrap();
+        fs::create_dir(dst.path().join("train-labels-idx1-ubyte.gz")).unwrap();
+        let e = fetch_into(dst.path(), &[], &mnist_files()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("train-labels-idx1-ubyte.gz: is not a regular file"), "{msg}");
+    }
+
     #[test]
     fn mirror_lists_parse() {
         assert_eq!(

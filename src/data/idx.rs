@@ -379,7 +379,7 @@ impl<'a> Stream<'a> {
             }
             return match on_disk - body_len {
                 0 => Ok(()),
-                extra => Err(self.trailing(extra.to_string())),
+                extra => Err(self.trailing(format!("{extra} byte(s)"))),
             };
         }
         let left = body_len - self.consumed;
@@ -400,7 +400,7 @@ impl<'a> Stream<'a> {
                 "more than {}",
                 super::budget::human(TRAILING_COUNT_CAP)
             ))),
-            n => Err(self.trailing(n.to_string())),
+            n => Err(self.trailing(format!("{n} byte(s)"))),
         }
     }
 
@@ -431,7 +431,7 @@ impl<'a> Stream<'a> {
         DataError::invalid(
             &self.path,
             format!(
-                "has {extra} byte(s) after the {} its header ({}) describes: the file is \
+                "has {extra} after the {} data bytes its header ({}) describes: the file is \
                  corrupt or its header is wrong; {REFETCH}",
                 self.header.body_len,
                 self.header.shape()
@@ -807,6 +807,65 @@ mod tests {
         let n = gz.len();
         gz[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(images_err(&gz).contains("is corrupt or truncated gzip"));
+    }
+
+    #[test]
+    fn gzip_content_longer_or_shorter_than_its_header_is_named() {
+        let mut body = idx_bytes(&[2, 2, 2], &[1; 8]);
+        body.extend([9; 5]);
+        let msg = images_err(&gzip(&body));
+        assert!(msg.contains("has 5 byte(s) after the 8"), "{msg}");
+        let body = idx_bytes(&[3, 2, 2], &[1; 8]);
+        let msg = images_err(&gzip(&body));
+        assert!(msg.contains("promises 3×2×2 = 12 bytes of data, the file holds 8"), "{msg}");
+        // A bomb after the data is not decompressed to its end to be counted.
+        let mut body = idx_bytes(&[1, 1, 1], &[1]);
+        body.extend(vec![0; (TRAILING_COUNT_CAP + 10) as usize]);
+        let msg = images_err(&gzip(&body));
+        assert!(msg.contains("has more than 16.0 MiB after the 1 data bytes"), "{msg}");
+    }
+
+    #[test]
+    fn a_stream_hands_out_data_in_pieces_and_checks_the_end() {
+        let pixels: Vec<u8> = (0..60).collect();
+        let content = gzip(&idx_bytes(&[5, 3, 4], &pixels));
+        let mut s = Stream::new(Path::new("f"), &content[..], None).unwrap();
+        assert_eq!(s.header().dims, [5, 3, 4]);
+        let mut got = vec![0u8; 24];
+        s.read_data(&mut got).unwrap();
+        assert_eq!(got, pixels[..24]);
+        s.read_data(&mut got[..12]).unwrap();
+        assert_eq!(got[..12], pixels[24..36]);
+        assert!(s.read_data(&mut [0u8; 25]).is_err(), "past the declared end");
+        s.finish().unwrap();
+        // finish() on a fresh stream skips the data and still checks the end.
+        let mut short = idx_bytes(&[5, 3, 4], &pixels);
+        short.pop();
+        let e = Stream::new(Path::new("f"), &short[..], Some(short.len() as u64))
+            .unwrap()
+            .finish()
+            .unwrap_err();
+        assert!(e.to_string().contains("the file holds 59"), "{e}");
+    }
+
+    #[test]
+    fn digest_hashes_the_decompressed_file_in_pieces() {
+        let d = tmp();
+        let p = d.path().join("l.gz");
+        let bytes = idx_bytes(&[70_000], &vec![3; 70_000]);
+        std::fs::write(&p, gzip(&bytes)).unwrap();
+        let (h, sha) = digest(&p, LABELS_RANK).unwrap();
+        assert_eq!(h.dims, [70_000]);
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&bytes)));
+        let e = digest(&p, IMAGES_RANK).unwrap_err();
+        assert!(e.to_string().contains("expected 3"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_is_not_an_idx_file() {
+        let d = tmp();
+        let e = read_images(d.path()).unwrap_err().to_string();
+        assert!(e.contains("is a directory, not an IDX file"), "{e}");
     }
 
     #[test]

@@ -67,13 +67,17 @@ impl Chain {
 
 /// The settings and data that define a study, hashed: same key, same study.
 fn study_key(cfg: &Config, plan: &Plan, fingerprint: &str) -> (String, serde_json::Value) {
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         "start": plan.start, "ladder": plan.ladder, "target": plan.target,
         "min_accuracy": plan.min_accuracy, "max_trials": plan.max_trials,
         "max_time_s": cfg.max_time.map(|d| d.as_secs_f64()), "seed": cfg.seed,
         "val_size": cfg.val_size, "promote_margin": cfg.promote_margin,
         "prune_margin": cfg.prune_margin, "data_fingerprint": fingerprint,
     });
+    // Only when set, so that the keys of studies without it stay what they were.
+    if let (Some(k), Some(map)) = (cfg.classes, settings.as_object_mut()) {
+        map.insert("classes".into(), k.into());
+    }
     let key = hex::encode(Sha256::digest(settings.to_string().as_bytes()));
     (key, settings)
 }
