@@ -45,10 +45,7 @@ fn under_limit(cmd: &mut Command, bytes: u64) -> Output {
 /// `file`, and nothing on stderr is a panic or a C++ trace.
 fn one_error_line(out: &Output, file: &str) -> String {
     let err = stderr(out);
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("trainerd:"))
-        .collect();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("trainerd:")).collect();
     assert_eq!(lines.len(), 1, "one error line expected:\n{err}");
     for bad in ["panicked", "frame #", "terminate called", "Aborted"] {
         assert!(!err.contains(bad), "{bad}:\n{err}");
@@ -159,8 +156,13 @@ fn tree_digest(dir: &Path) -> Vec<(PathBuf, String)> {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             // Liveness and logs change with every run; the saved state must not.
-            if ["heartbeat.json", "trainerd.lock", "events.jsonl", "metrics.jsonl"]
-                .contains(&name.as_str())
+            if [
+                "heartbeat.json",
+                "trainerd.lock",
+                "events.jsonl",
+                "metrics.jsonl",
+            ]
+            .contains(&name.as_str())
             {
                 continue;
             }
@@ -372,11 +374,17 @@ fn labels_must_be_the_classes() {
 
     // 6. --classes out of range is a config error.
     for k in ["1", "257"] {
-        let out = train_cmd(&data, &state, &["--classes", k]).output().unwrap();
+        let out = train_cmd(&data, &state, &["--classes", k])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
         one_error_line(&out, "classes");
     }
-    assert_eq!(tree_digest(&state), saved, "refused data changed nothing saved");
+    assert_eq!(
+        tree_digest(&state),
+        saved,
+        "refused data changed nothing saved"
+    );
 
     // 7. --classes 12 with ten present trains a 12-class model.
     let other = tmp.path().join("state12");
@@ -442,10 +450,20 @@ fn a_download_that_hangs_obeys_sigterm_and_its_timeouts() {
     let code = wait_bounded(&mut child, Duration::from_secs(60));
     let text = read_log(&log);
     assert_eq!(code, Some(143), "{text}");
-    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("trainerd:")).collect();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("trainerd:"))
+        .collect();
     assert_eq!(errors.len(), 1, "{text}");
-    assert!(errors[0].contains(s(&data)) && errors[0].contains("stopped"), "{text}");
-    assert_eq!(fs::read_dir(&data).unwrap().count(), 0, "nothing partial kept");
+    assert!(
+        errors[0].contains(s(&data)) && errors[0].contains("stopped"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing partial kept"
+    );
 
     // 2. A silent mirror is given up after the stall timeout (--watchdog
     //    lowers it): exit 65 naming the data dir and the timeout.
@@ -456,7 +474,10 @@ fn a_download_that_hangs_obeys_sigterm_and_its_timeouts() {
     let code = wait_bounded(&mut child, Duration::from_secs(120));
     let text = read_log(&log);
     assert_eq!(code, Some(65), "{text}");
-    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("trainerd:")).collect();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("trainerd:"))
+        .collect();
     assert_eq!(errors.len(), 1, "{text}");
     assert!(errors[0].contains(s(&data)), "{text}");
     assert!(errors[0].to_lowercase().contains("timeout"), "{text}");
@@ -490,7 +511,10 @@ fn a_download_that_hangs_obeys_sigterm_and_its_timeouts() {
         .unwrap();
     assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
     let line = one_error_line(&out, s(&data));
-    assert!(line.contains("wrong length") && line.contains("127.0.0.1:9"), "{line}");
+    assert!(
+        line.contains("wrong length") && line.contains("127.0.0.1:9"),
+        "{line}"
+    );
 }
 
 #[test]

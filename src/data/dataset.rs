@@ -757,7 +757,10 @@ mod tests {
         // The same content, decompressed and with the dot spelling.
         for part in Part::ALL {
             let src = a.path().join(format!("{}.gz", part.file_name()));
-            let bytes = idx::read(&src, idx::MAX_FILE_BYTES).unwrap().bytes().to_vec();
+            let bytes = idx::read(&src, idx::MAX_FILE_BYTES)
+                .unwrap()
+                .bytes()
+                .to_vec();
             let name = part.file_name().replacen("-idx", ".idx", 1);
             std::fs::write(b.path().join(name), bytes).unwrap();
         }
@@ -862,7 +865,10 @@ mod tests {
         let e = load_err(d.path(), opts(2, 0));
         assert_eq!(e.exit_code(), crate::exit::DATA);
         let msg = e.to_string();
-        assert!(msg.contains("train-labels-idx1-ubyte: label 255 at record 13"), "{msg}");
+        assert!(
+            msg.contains("train-labels-idx1-ubyte: label 255 at record 13"),
+            "{msg}"
+        );
         assert!(msg.contains("classes 10..=254 are empty"), "{msg}");
         assert!(msg.contains("--classes K"), "{msg}");
         // One missing class in the middle.
@@ -894,7 +900,10 @@ mod tests {
         );
         write_labels(d.path(), "t10k-labels-idx1-ubyte", &[0, 1, 2, 9, 0]);
         let msg = load_err(d.path(), with(5)).to_string();
-        assert!(msg.contains("t10k-labels-idx1-ubyte: label 9 at record 3"), "{msg}");
+        assert!(
+            msg.contains("t10k-labels-idx1-ubyte: label 9 at record 3"),
+            "{msg}"
+        );
         assert!(check_classes_option(1).is_err() && check_classes_option(257).is_err());
         assert_eq!(check_classes_option(256), Ok(256));
     }
@@ -952,7 +961,10 @@ mod tests {
         std::os::unix::fs::symlink("loop", &p).unwrap();
         std::os::unix::fs::symlink("train-images-idx3-ubyte", d.path().join("loop")).unwrap();
         let msg = load_err(d.path(), opts(1, 0)).to_string();
-        assert!(msg.starts_with(&format!("{}: cannot read", p.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{}: cannot read", p.display())),
+            "{msg}"
+        );
         assert_eq!(msg.matches("os error").count(), 1, "{msg}");
     }
 

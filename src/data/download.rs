@@ -131,9 +131,7 @@ impl<'a> DownloadOptions<'a> {
     /// The configured mirrors; a stall longer than the watchdog is not waited out.
     pub fn from_config(cfg: &'a crate::config::Config, stop: &'a StopFlag) -> Self {
         DownloadOptions {
-            stall: cfg
-                .watchdog
-                .clamp(Duration::from_secs(1), DEFAULT_STALL),
+            stall: cfg.watchdog.clamp(Duration::from_secs(1), DEFAULT_STALL),
             ..Self::new(&cfg.mnist_mirrors, stop)
         }
     }
@@ -320,7 +318,12 @@ fn get(agent: &ureq::Agent, url: &str, limit: u64, stop: &StopFlag) -> Result<Ve
 
 /// The body of `url`, at most `limit` bytes, read in pieces with the stop
 /// flag looked at between them; a bar on a terminal shows the progress.
-fn receive(agent: &ureq::Agent, url: &str, limit: u64, stop: &StopFlag) -> Result<Vec<u8>, Failure> {
+fn receive(
+    agent: &ureq::Agent,
+    url: &str,
+    limit: u64,
+    stop: &StopFlag,
+) -> Result<Vec<u8>, Failure> {
     let failed = |e: &dyn std::fmt::Display| Failure::Failed(e.to_string());
     let mut resp = agent.get(url).call().map_err(|e| failed(&e))?;
     let declared = resp.body().content_length();
@@ -357,7 +360,8 @@ fn progress_bar(len: Option<u64>, url: &str) -> indicatif::ProgressBar {
     if !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
     ) {
@@ -400,7 +404,8 @@ fn verify(mut content: impl BufRead, e: &Expected) -> Result<(), String> {
         let mut dec = MultiGzDecoder::new(content).take(cap);
         io::copy(&mut dec, &mut sink).map_err(|err| format!("not a valid gzip file ({err})"))?;
     } else {
-        io::copy(&mut content.take(cap), &mut sink).map_err(|err| format!("cannot read ({err})"))?;
+        io::copy(&mut content.take(cap), &mut sink)
+            .map_err(|err| format!("cannot read ({err})"))?;
     }
     if sink.len != e.len {
         let got = if sink.len > e.len {
@@ -495,7 +500,10 @@ mod tests {
         Part::ALL
             .iter()
             .map(|&part| {
-                let bytes = crate::data::idx::read(&part.find(dir).unwrap(), MAX_FILE_BYTES).unwrap().bytes().to_vec();
+                let bytes = crate::data::idx::read(&part.find(dir).unwrap(), MAX_FILE_BYTES)
+                    .unwrap()
+                    .bytes()
+                    .to_vec();
                 Expected {
                     part,
                     len: bytes.len() as u64,
@@ -521,7 +529,11 @@ mod tests {
 
     /// [`ensure_files`] with the default timeouts and a stop flag never raised.
     fn fetch_into(dir: &Path, mirrors: &[String], files: &[Expected]) -> Result<(), DataError> {
-        ensure_files(dir, &DownloadOptions::new(mirrors, &StopFlag::default()), files)
+        ensure_files(
+            dir,
+            &DownloadOptions::new(mirrors, &StopFlag::default()),
+            files,
+        )
     }
 
     /// A URL nothing listens on.
@@ -616,7 +628,10 @@ mod tests {
         write_synthetic_mnist(src.path(), 20, 10, 1).unwrap();
         let mut files = HashMap::new();
         for p in Part::ALL {
-            let raw = crate::data::idx::read(&p.find(src.path()).unwrap(), MAX_FILE_BYTES).unwrap().bytes().to_vec();
+            let raw = crate::data::idx::read(&p.find(src.path()).unwrap(), MAX_FILE_BYTES)
+                .unwrap()
+                .bytes()
+                .to_vec();
             files.insert(format!("/raw/{}.gz", p.file_name()), raw);
         }
         let server = serve(files);
@@ -687,7 +702,11 @@ mod tests {
         let dst = tempfile::tempdir().unwrap();
         ensure_files(dst.path(), &opts, &expected_for(src.path())).unwrap();
         assert_eq!(sorted_names(dst.path()).len(), 4);
-        assert_eq!(*accepted.lock().unwrap(), 4, "each file tried the silent mirror first");
+        assert_eq!(
+            *accepted.lock().unwrap(),
+            4,
+            "each file tried the silent mirror first"
+        );
 
         // Only silent mirrors: a clear error that says it timed out.
         let (silent, _) = silent_mirror();
@@ -734,7 +753,10 @@ mod tests {
         fs::create_dir(dst.path().join("train-labels-idx1-ubyte.gz")).unwrap();
         let e = fetch_into(dst.path(), &[], &mnist_files()).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("train-labels-idx1-ubyte.gz: is not a regular file"), "{msg}");
+        assert!(
+            msg.contains("train-labels-idx1-ubyte.gz: is not a regular file"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -755,7 +777,9 @@ mod tests {
             sha256: hex::encode(Sha256::digest([1u8, 2, 3])),
         };
         assert!(verify(&[1u8, 2, 3][..], &e).is_ok());
-        assert!(verify(&[1u8, 2][..], &e).unwrap_err().contains("wrong length: 2"));
+        assert!(verify(&[1u8, 2][..], &e)
+            .unwrap_err()
+            .contains("wrong length: 2"));
         assert!(verify(&[1u8, 2, 3, 4][..], &e)
             .unwrap_err()
             .contains("wrong length: more"));
@@ -775,7 +799,11 @@ mod tests {
         let server = serve(routes("/mnist", &mnist).into_iter().collect());
         let dst = tempfile::tempdir().unwrap();
         let mirrors = vec![dead_mirror(), format!("{}/mnist/", server.base)];
-        ensure_mnist(dst.path(), &DownloadOptions::new(&mirrors, &StopFlag::default())).unwrap();
+        ensure_mnist(
+            dst.path(),
+            &DownloadOptions::new(&mirrors, &StopFlag::default()),
+        )
+        .unwrap();
         for p in Part::ALL {
             let name = format!("{}.gz", p.file_name());
             let got: PathBuf = dst.path().join(&name);
@@ -783,7 +811,11 @@ mod tests {
         }
         // Present and complete: nothing is fetched again.
         let before = server.hits.lock().unwrap().len();
-        ensure_mnist(dst.path(), &DownloadOptions::new(&mirrors, &StopFlag::default())).unwrap();
+        ensure_mnist(
+            dst.path(),
+            &DownloadOptions::new(&mirrors, &StopFlag::default()),
+        )
+        .unwrap();
         assert_eq!(server.hits.lock().unwrap().len(), before);
     }
 }

@@ -230,7 +230,11 @@ pub fn open(path: &Path) -> Result<Stream<'static>, DataError> {
             format!("is {what}, not an IDX file: put the data file itself at this path"),
         ));
     }
-    Stream::new(path, BufReader::with_capacity(1 << 16, file), Some(meta.len()))
+    Stream::new(
+        path,
+        BufReader::with_capacity(1 << 16, file),
+        Some(meta.len()),
+    )
 }
 
 /// An IDX file being read: its header checked, its data next.
@@ -817,12 +821,18 @@ mod tests {
         assert!(msg.contains("has 5 byte(s) after the 8"), "{msg}");
         let body = idx_bytes(&[3, 2, 2], &[1; 8]);
         let msg = images_err(&gzip(&body));
-        assert!(msg.contains("promises 3×2×2 = 12 bytes of data, the file holds 8"), "{msg}");
+        assert!(
+            msg.contains("promises 3×2×2 = 12 bytes of data, the file holds 8"),
+            "{msg}"
+        );
         // A bomb after the data is not decompressed to its end to be counted.
         let mut body = idx_bytes(&[1, 1, 1], &[1]);
         body.extend(vec![0; (TRAILING_COUNT_CAP + 10) as usize]);
         let msg = images_err(&gzip(&body));
-        assert!(msg.contains("has more than 16.0 MiB after the 1 data bytes"), "{msg}");
+        assert!(
+            msg.contains("has more than 16.0 MiB after the 1 data bytes"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -836,7 +846,10 @@ mod tests {
         assert_eq!(got, pixels[..24]);
         s.read_data(&mut got[..12]).unwrap();
         assert_eq!(got[..12], pixels[24..36]);
-        assert!(s.read_data(&mut [0u8; 25]).is_err(), "past the declared end");
+        assert!(
+            s.read_data(&mut [0u8; 25]).is_err(),
+            "past the declared end"
+        );
         s.finish().unwrap();
         // finish() on a fresh stream skips the data and still checks the end.
         let mut short = idx_bytes(&[5, 3, 4], &pixels);

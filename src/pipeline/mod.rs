@@ -20,8 +20,8 @@ use tch::Device;
 use crate::config::{Config, DeviceChoice};
 use crate::data::download::DownloadOptions;
 use crate::data::{Dataset, LoadOptions};
-use crate::train::StopFlag;
 use crate::model::{resolve_preset, TrialSpec};
+use crate::train::StopFlag;
 
 /// How a study ended (for `trainerd train`, its exit status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
