@@ -173,10 +173,18 @@ pub struct Champion {
     net: nn::SequentialT,
 }
 
-/// Rebuilds the champion from `best/` (card + weights); weights that would
-/// take more than `memory_budget` (read, then copied into the model) are
-/// refused unread.
-pub fn load_champion(state_dir: &Path, memory_budget: u64) -> Result<Champion, PredictError> {
+/// Rebuilds the champion from `best/` (card + weights), within the default
+/// memory budget.
+pub fn load_champion(state_dir: &Path) -> Result<Champion, PredictError> {
+    load_champion_within(state_dir, budget::default_budget())
+}
+
+/// [`load_champion`]; weights that would take more than `memory_budget`
+/// (read, then copied into the model) are refused unread.
+pub fn load_champion_within(
+    state_dir: &Path,
+    memory_budget: u64,
+) -> Result<Champion, PredictError> {
     let best = state_dir.join("best");
     let card = promote::read_card(state_dir).ok_or_else(|| PredictError::NoModel(best.clone()))?;
     let weights = best.join("model.safetensors");
@@ -340,7 +348,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<u8> {
             key: "memory_budget".into(),
             what,
         })?;
-    let champion = load_champion(&args.state_dir, memory_budget)?;
+    let champion = load_champion_within(&args.state_dir, memory_budget)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for file in &args.files {
         let name = file.display().to_string();

@@ -289,22 +289,41 @@ fn check_headers(paths: &[PathBuf; 4], budget: u64) -> Result<[Header; 4], DataE
 
 /// The number of classes (see the module docs), or the first label that breaks the rule.
 fn check_labels(train: &Labels, test: &Labels, classes: Option<usize>) -> Result<usize, DataError> {
-    let bad = |labels: &Labels, what: String| Err(DataError::invalid(labels.idx.path(), what));
-    if let Some(k) = classes {
-        for l in [train, test] {
-            if let Some((i, v)) = idx::first_out_of_range(l.values(), k) {
-                return bad(
-                    l,
-                    format!(
-                        "label {v} at record {i} is outside the classes 0..={} that --classes \
-                         {k} declares; fix that label, or raise --classes",
-                        k - 1
-                    ),
-                );
+    let k = match classes {
+        Some(k) => {
+            for l in [train, test] {
+                if let Some((i, v)) = idx::first_out_of_range(l.values(), k) {
+                    return Err(DataError::invalid(
+                        l.idx.path(),
+                        format!(
+                            "label {v} at record {i} is outside the classes 0..={} that \
+                             --classes {k} declares; fix that label, or raise --classes",
+                            k - 1
+                        ),
+                    ));
+                }
             }
+            return Ok(k);
         }
-        return Ok(k);
+        None => training_classes(train)?,
+    };
+    if let Some((i, l)) = idx::first_out_of_range(test.values(), k) {
+        return Err(DataError::invalid(
+            test.idx.path(),
+            format!(
+                "label {l} at record {i} is not a training class (the training labels span \
+                 0..={}); the test set does not belong with this training set",
+                k - 1
+            ),
+        ));
     }
+    Ok(k)
+}
+
+/// K when the training labels are exactly the classes `0..K-1`, K >= 2;
+/// else an error naming the first label past a class no record has.
+fn training_classes(train: &Labels) -> Result<usize, DataError> {
+    let bad = |what: String| Err(DataError::invalid(train.idx.path(), what));
     let mut present = [false; 256];
     for &l in train.values() {
         present[usize::from(l)] = true;
@@ -323,35 +342,20 @@ fn check_labels(train: &Labels, test: &Labels, classes: Option<usize>) -> Result
         } else {
             format!("class {gap} is")
         };
-        return bad(
-            train,
-            format!(
-                "label {v} at record {i} is not a class: {empty} empty, and labels must be the \
-                 classes 0..K-1 with every class present in training; fix that label, or pass \
-                 --classes K if the data set really has K classes"
-            ),
-        );
+        return bad(format!(
+            "label {v} at record {i} is not a class: {empty} empty, and labels must be the \
+             classes 0..K-1 with every class present in training; fix that label, or pass \
+             --classes K if the data set really has K classes"
+        ));
     }
     if max == 0 {
         return bad(
-            train,
-            "holds only label 0: a classifier needs at least two classes (pass --classes K \
-             if the data set has K classes)"
+            "holds only label 0: a classifier needs at least two classes (pass \
+             --classes K if the data set has K classes)"
                 .into(),
         );
     }
-    let k = max + 1;
-    if let Some((i, l)) = idx::first_out_of_range(test.values(), k) {
-        return bad(
-            test,
-            format!(
-                "label {l} at record {i} is not a training class (the training labels span \
-                 0..={}); the test set does not belong with this training set",
-                k - 1
-            ),
-        );
-    }
-    Ok(k)
+    Ok(max + 1)
 }
 
 /// The four files' paths, or an error naming what is missing.

@@ -9,6 +9,13 @@
 //! temporary name, fsynced, renamed into place, and the directory fsynced, so
 //! a crash leaves either the whole file or none.
 //!
+//! Every wait is bounded: a mirror that does not resolve, connect, answer or
+//! send for the stall timeout (30 s, or `--watchdog` when shorter) is given
+//! up for the next. The request runs on a thread of its own while the caller
+//! watches the stop flag, so SIGTERM ends a download at once, however the
+//! network blocks ([`DataError::Stopped`], exit 143); nothing partial is
+//! kept. On a terminal a bar shows the bytes received.
+//!
 //! A directory that already holds all four files is left alone: it is the
 //! user's data set (any IDX data in the MNIST layout), and [`Dataset::load`]
 //! checks it.

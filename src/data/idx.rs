@@ -239,9 +239,13 @@ pub fn open(path: &Path) -> Result<Stream<'static>, DataError> {
 
 /// An IDX file being read: its header checked, its data next.
 pub struct Stream<'a> {
+    /// Names the file in messages.
     path: PathBuf,
+    /// What the file declares; every read is held to it.
     header: Header,
+    /// The content after the header, decompressed when it is gzip.
     reader: Box<dyn Read + 'a>,
+    /// Reader errors then mean a damaged stream, not an I/O failure.
     gzip: bool,
     /// Length of the content as stored, when known: for an uncompressed file
     /// it tells what follows the data without reading it.
