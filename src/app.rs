@@ -56,6 +56,7 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
         }
         Command::Rollback(args) => rollback(&args.state_dir, args.json),
         Command::Predict(args) => crate::predict::run(&args),
+        Command::Export(args) => crate::export::command::run(&args),
     }
 }
 

@@ -61,6 +61,26 @@ pub enum Command {
     Rollback(StatusArgs),
     /// Classify images (IDX or PNG files) with the champion model.
     Predict(PredictArgs),
+    /// Write the champion (or a trial's checkpoint) as ONNX, TorchScript or a Triton repository.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExportArgs {
+    #[arg(long, env = "TRAINERD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// What to write (`all` adds the weights).
+    #[arg(long, value_enum, default_value = "all")]
+    pub format: crate::export::Format,
+    /// Directory to write into (created if needed; not inside the state dir's best/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Export this trial's newest checkpoint (of the study in progress) instead of the champion.
+    #[arg(long)]
+    pub trial: Option<u32>,
+    /// The study of `--trial` (default: the newest that started it).
+    #[arg(long, requires = "trial")]
+    pub study: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -70,6 +90,9 @@ pub struct PredictArgs {
     /// One JSON object per image instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With `--json`: add each image's raw logits (to compare exported models with).
+    #[arg(long, requires = "json")]
+    pub logits: bool,
     /// Most memory the champion's weights may take, e.g. `4G` (default: 3/4 of the memory limit).
     #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
     pub memory_budget: Option<String>,

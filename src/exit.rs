@@ -61,6 +61,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<crate::predict::PredictError>() {
             return e.exit_code();
         }
+        if let Some(e) = cause.downcast_ref::<crate::export::ExportError>() {
+            return e.exit_code();
+        }
     }
     INTERNAL
 }

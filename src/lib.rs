@@ -13,6 +13,7 @@
 //! - [`report`]: `best/report.html` with SVG plots
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
 //! - [`predict`]: classify images with the champion
+//! - [`export`]: the champion as ONNX, TorchScript, a Triton repository, a model card; checksums
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
@@ -21,6 +22,7 @@ pub mod app;
 pub mod config;
 pub mod data;
 pub mod exit;
+pub mod export;
 pub mod katib;
 pub mod model;
 pub mod optim;

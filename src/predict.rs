@@ -1,5 +1,7 @@
 //! `trainerd predict FILE...`: classify images with the champion in `best/`.
 //!
+//! Every file `best/model.json` lists (weights and exports) is checked
+//! against its SHA-256 and size first: a damaged one is exit 65 naming it.
 //! The network is rebuilt from the card's architecture, loaded with
 //! `best/model.safetensors`, and fed images normalised exactly as in
 //! training: `(pixel/255 - mean) / std` with the card's mean and std.
@@ -56,6 +58,9 @@ pub enum PredictError {
     /// An input IDX file that is malformed (exit 65); its message names it.
     #[error(transparent)]
     Data(DataError),
+    /// A champion file that fails its checksum in `model.json` (exit 65).
+    #[error(transparent)]
+    Corrupt(crate::export::ExportError),
 }
 
 impl crate::exit::ExitStatus for PredictError {
@@ -65,6 +70,7 @@ impl crate::exit::ExitStatus for PredictError {
             PredictError::Model { .. } => crate::exit::INTERNAL,
             PredictError::Input { .. } => crate::exit::DATA,
             PredictError::Data(e) => e.exit_code(),
+            PredictError::Corrupt(e) => e.exit_code(),
         }
     }
 }
@@ -86,6 +92,9 @@ pub struct Prediction {
     pub index: usize,
     pub label: i64,
     pub probability: f64,
+    /// The raw logits (`--logits`), to compare exported models with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits: Option<Vec<f32>>,
 }
 
 fn input_err(path: &Path, what: impl Into<String>) -> PredictError {
@@ -187,6 +196,7 @@ pub fn load_champion_within(
 ) -> Result<Champion, PredictError> {
     let best = state_dir.join("best");
     let card = promote::read_card(state_dir).ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    crate::export::verify(&best, &card).map_err(PredictError::Corrupt)?;
     let weights = best.join("model.safetensors");
     let model_err = |what: String| PredictError::Model {
         path: weights.clone(),
@@ -234,8 +244,16 @@ pub fn load_champion_within(
     Ok(Champion { card, _vs: vs, net })
 }
 
-/// Where predictions go: `(index in the file, label, probability)`.
-type Emit<'a> = dyn FnMut(usize, i64, f64) -> io::Result<()> + 'a;
+/// Where predictions go: `(index in the file, label, probability, logits)`.
+type Emit<'a> = dyn FnMut(usize, i64, f64, &[f32]) -> io::Result<()> + 'a;
+
+/// What the network says about a batch of images.
+struct Output {
+    labels: Vec<i64>,
+    probs: Vec<f64>,
+    /// Row-major `[n, classes]`.
+    logits: Vec<f32>,
+}
 
 impl Champion {
     /// `(rows, cols)` of the images the model takes.
@@ -244,19 +262,32 @@ impl Champion {
         (h.max(0) as usize, w.max(0) as usize)
     }
 
-    /// Labels and probabilities of `n` images of the model's size.
-    fn forward(&self, pixels: &[u8], n: usize) -> (Vec<i64>, Vec<f64>) {
+    /// Labels, probabilities and logits of `n` images of the model's size.
+    fn forward(&self, pixels: &[u8], n: usize) -> Output {
         let [_, h, w] = self.card.input_shape;
         let [mean, std] = self.card.normalisation;
         let x = Tensor::from_slice(pixels)
             .to_kind(Kind::Float)
             .view([n as i64, 1, h, w]);
         let x = (x / 255.0 - mean) / std;
-        let probs = tch::no_grad(|| self.net.forward_t(&x, false).softmax(-1, Kind::Float));
-        let (p, label) = probs.max_dim(1, false);
-        let p: Vec<f64> = Vec::try_from(p.to_kind(Kind::Double)).unwrap_or_default();
-        let label: Vec<i64> = Vec::try_from(label).unwrap_or_default();
-        (label, p)
+        let logits = tch::no_grad(|| self.net.forward_t(&x, false));
+        let (p, label) = logits.softmax(-1, Kind::Float).max_dim(1, false);
+        Output {
+            labels: Vec::try_from(label).unwrap_or_default(),
+            probs: Vec::try_from(p.to_kind(Kind::Double)).unwrap_or_default(),
+            logits: Vec::try_from(logits.contiguous().view([-1])).unwrap_or_default(),
+        }
+    }
+
+    /// Emits each image of a forward pass; `first` is the first one's index in its file.
+    fn emit_all(&self, out: Output, first: usize, emit: &mut Emit<'_>) -> io::Result<()> {
+        let k = (self.card.classes.max(1)) as usize;
+        let rows = out.logits.chunks(k);
+        for (i, ((label, p), logits)) in out.labels.into_iter().zip(out.probs).zip(rows).enumerate()
+        {
+            emit(first + i, label, p, logits)?;
+        }
+        Ok(())
     }
 
     /// Classifies the images of one file (IDX or PNG, told by content).
@@ -272,10 +303,7 @@ impl Champion {
             .starts_with(&PNG_MAGIC);
         if is_png {
             let pixels = read_png(path, reader, self.image_size())?;
-            let (label, p) = self.forward(&pixels, 1);
-            if let (Some(&l), Some(&p)) = (label.first(), p.first()) {
-                emit(0, l, p)?;
-            }
+            self.emit_all(self.forward(&pixels, 1), 0, emit)?;
             return Ok(());
         }
         drop(reader);
@@ -301,10 +329,7 @@ impl Champion {
             let n = BATCH.min(count - done);
             let pixels = &mut buf[..n * per_image];
             stream.read_data(pixels).map_err(PredictError::from)?;
-            let (labels, probs) = self.forward(pixels, n);
-            for (i, (label, p)) in labels.into_iter().zip(probs).enumerate() {
-                emit(done + i, label, p)?;
-            }
+            self.emit_all(self.forward(pixels, n), done, emit)?;
             done += n;
         }
         stream.finish().map_err(PredictError::from)?;
@@ -352,13 +377,14 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<u8> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     for file in &args.files {
         let name = file.display().to_string();
-        let mut emit = |index: usize, label: i64, probability: f64| -> io::Result<()> {
+        let mut emit = |index: usize, label: i64, probability: f64, logits: &[f32]| {
             if args.json {
                 let p = Prediction {
                     file: name.clone(),
                     index,
                     label,
                     probability,
+                    logits: args.logits.then(|| logits.to_vec()),
                 };
                 writeln!(out, "{}", serde_json::to_string(&p)?)
             } else {

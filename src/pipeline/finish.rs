@@ -74,6 +74,7 @@ pub(super) fn finish_trial(
         study: chain.study.clone(),
         val_size: cfg.val_size,
         commit: crate::watch::git::commit_of(&cfg.data_dir),
+        files: Vec::new(),
     };
     let champion = promote::read_card(&cfg.state_dir);
     let promoted = match promote::verdict(champion.as_ref(), &card, cfg.promote_margin) {

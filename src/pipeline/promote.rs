@@ -56,6 +56,11 @@ pub struct ModelCard {
     /// cards' validation accuracies comparable.
     #[serde(default)]
     pub val_size: usize,
+    /// Every file of the champion besides this card (weights, ONNX,
+    /// TorchScript, model repository, README) with its SHA-256 and size:
+    /// verified before use (`export::verify`). Empty in older cards.
+    #[serde(default)]
+    pub files: Vec<crate::export::FileEntry>,
 }
 
 pub const MODEL_CARD_FORMAT: u32 = 1;
@@ -250,6 +255,7 @@ mod tests {
             study: "s".into(),
             commit: None,
             val_size: 10,
+            files: Vec::new(),
         }
     }
 

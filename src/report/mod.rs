@@ -258,6 +258,7 @@ mod tests {
             study: "s".into(),
             commit: Some("abc123".into()),
             val_size: 10,
+            files: Vec::new(),
         }
     }
 

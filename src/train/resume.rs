@@ -34,11 +34,15 @@ impl TrialIdentity<'_> {
         history: &[EpochRecord],
         train_seconds: f64,
     ) -> serde_json::Value {
+        let shape = super::trial::input_shape(self.data);
         json!({
             "format": CHECKPOINT_FORMAT, "trial": self.trial, "seed": self.seed, "step": step,
             "epoch": step / per_epoch, "position_in_epoch": step % per_epoch,
             "spec": self.spec, "fingerprint": self.data.fingerprint, "history": history,
             "train_seconds": train_seconds,
+            // What `trainerd export --trial` needs to rebuild the input contract.
+            "input_shape": [shape.channels, shape.height, shape.width],
+            "classes": shape.classes, "normalisation": self.data.normalisation,
         })
     }
 }

@@ -1,0 +1,530 @@
+//! `model.onnx`: an ONNX graph (IR 8, opset 17) generated from the card's
+//! `ArchSpec` and the trained weights, layer for layer as `model::build`
+//! builds the tch module: Flatten, Gemm (linear), Conv, BatchNormalization
+//! (running statistics), Relu, MaxPool 2x2; dropout is the identity and has no
+//! node. The input normalisation `(pixels - mean) / std` is the graph's first
+//! two nodes, so the model takes pixels in [0, 1].
+
+use std::collections::HashMap;
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
+use onnx_protobuf::{
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use protobuf::{EnumOrUnknown, MessageField};
+use tch::{Device, Kind, Tensor};
+
+use super::{ExportError, INPUT_NAME, OUTPUT_NAME};
+use crate::model::ArchSpec;
+use crate::pipeline::promote::ModelCard;
+
+/// The ONNX IR version and default-domain opset written.
+pub const IR_VERSION: i64 = 8;
+pub const OPSET: i64 = 17;
+/// tch's batch-norm epsilon (`BatchNormConfig::default()`).
+const BN_EPS: f32 = 1e-5;
+
+/// One layer of the network, in the order `model::build` adds them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layer {
+    Flatten,
+    /// `name.weight` `[out, in]`, `name.bias` `[out]`.
+    Linear {
+        name: String,
+    },
+    /// `name.weight` `[out, in, k, k]`, `name.bias` when there is no batch norm.
+    Conv {
+        name: String,
+        kernel: i64,
+        pad: i64,
+        bias: bool,
+    },
+    /// `name.{weight,bias,running_mean,running_var}`, eval mode.
+    BatchNorm {
+        name: String,
+    },
+    Relu,
+    /// 2x2, stride 2, floor.
+    MaxPool,
+}
+
+/// The layers of `arch`, mirroring `model::build` (dropout omitted).
+pub fn layers(arch: &ArchSpec) -> Vec<Layer> {
+    let linear = |name: String| Layer::Linear { name };
+    match arch {
+        ArchSpec::Mlp { hidden, .. } => {
+            let mut out = vec![Layer::Flatten];
+            for i in 0..hidden.len() {
+                out.extend([linear(format!("fc{i}")), Layer::Relu]);
+            }
+            out.push(linear("out".into()));
+            out
+        }
+        ArchSpec::Cnn { blocks, head, .. } => {
+            let mut out = Vec::new();
+            for (b, block) in blocks.iter().enumerate() {
+                for k in 0..block.convs {
+                    let name = format!("b{b}c{k}");
+                    out.push(Layer::Conv {
+                        name: name.clone(),
+                        kernel: block.kernel,
+                        pad: block.padding.unwrap_or(block.kernel / 2),
+                        bias: !block.batch_norm,
+                    });
+                    let pool_here = block.pool && k + 1 == block.convs;
+                    if pool_here && block.pool_first {
+                        out.push(Layer::MaxPool);
+                    }
+                    if block.batch_norm {
+                        out.push(Layer::BatchNorm {
+                            name: format!("{name}bn"),
+                        });
+                    }
+                    out.push(Layer::Relu);
+                    if pool_here && !block.pool_first {
+                        out.push(Layer::MaxPool);
+                    }
+                }
+            }
+            out.push(Layer::Flatten);
+            for i in 0..head.len() {
+                out.extend([linear(format!("fc{i}")), Layer::Relu]);
+            }
+            out.push(linear("out".into()));
+            out
+        }
+    }
+}
+
+/// Accumulates nodes and initializers, naming the values between them.
+struct Graph<'w> {
+    weights: &'w HashMap<&'w str, &'w Tensor>,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    current: String,
+}
+
+impl Graph<'_> {
+    /// Adds `op` on the current value plus `extra` inputs; its output becomes current.
+    fn node(&mut self, op: &str, name: &str, extra: &[String], attrs: Vec<AttributeProto>) {
+        let index = self.nodes.len();
+        let output = format!("t{index}");
+        let mut input = vec![std::mem::take(&mut self.current)];
+        input.extend(extra.iter().cloned());
+        self.nodes.push(NodeProto {
+            op_type: op.into(),
+            // Unique, as onnxruntime requires.
+            name: format!("{name}/{op}_{index}"),
+            input,
+            output: vec![output.clone()],
+            attribute: attrs,
+            ..Default::default()
+        });
+        self.current = output;
+    }
+
+    /// Adds the weight `name` as an initializer; returns its value name.
+    fn weight(&mut self, name: &str) -> Result<String, ExportError> {
+        let t = self.weights.get(name).ok_or_else(|| ExportError::Weights {
+            what: format!("weight {name} missing"),
+        })?;
+        self.initializers.push(tensor_proto(name, t)?);
+        Ok(name.to_string())
+    }
+
+    fn layer(&mut self, layer: &Layer) -> Result<(), ExportError> {
+        match layer {
+            Layer::Flatten => self.node("Flatten", "flatten", &[], vec![int("axis", 1)]),
+            Layer::Relu => self.node("Relu", "relu", &[], vec![]),
+            Layer::MaxPool => self.node(
+                "MaxPool",
+                "pool",
+                &[],
+                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+            ),
+            Layer::Linear { name } => {
+                let inputs = [
+                    self.weight(&format!("{name}.weight"))?,
+                    self.weight(&format!("{name}.bias"))?,
+                ];
+                self.node("Gemm", name, &inputs, vec![int("transB", 1)]);
+            }
+            Layer::Conv {
+                name,
+                kernel,
+                pad,
+                bias,
+            } => {
+                if *pad < 0 {
+                    return Err(ExportError::Weights {
+                        what: format!("{name}: negative padding {pad}"),
+                    });
+                }
+                let mut inputs = vec![self.weight(&format!("{name}.weight"))?];
+                if *bias {
+                    inputs.push(self.weight(&format!("{name}.bias"))?);
+                }
+                let attrs = vec![
+                    ints("kernel_shape", &[*kernel, *kernel]),
+                    ints("pads", &[*pad; 4]),
+                    ints("strides", &[1, 1]),
+                ];
+                self.node("Conv", name, &inputs, attrs);
+            }
+            Layer::BatchNorm { name } => {
+                let inputs = ["weight", "bias", "running_mean", "running_var"]
+                    .iter()
+                    .map(|p| self.weight(&format!("{name}.{p}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.node(
+                    "BatchNormalization",
+                    name,
+                    &inputs,
+                    vec![float("epsilon", BN_EPS)],
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The serialised `ModelProto` of the card's model with `weights`.
+pub fn model_bytes(
+    card: &ModelCard,
+    weights: &HashMap<&str, &Tensor>,
+) -> Result<Vec<u8>, ExportError> {
+    let model = model_proto(card, weights)?;
+    model.write_to_bytes().map_err(|e| ExportError::Weights {
+        what: format!("cannot encode the ONNX model: {e}"),
+    })
+}
+
+/// The `ModelProto` of the card's model with `weights`.
+pub fn model_proto(
+    card: &ModelCard,
+    weights: &HashMap<&str, &Tensor>,
+) -> Result<ModelProto, ExportError> {
+    let [c, h, w] = card.input_shape;
+    let [mean, std] = card.normalisation;
+    let mut g = Graph {
+        weights,
+        nodes: Vec::new(),
+        initializers: vec![
+            scalar("norm_mean", mean as f32),
+            scalar("norm_std", std as f32),
+        ],
+        current: INPUT_NAME.into(),
+    };
+    g.node("Sub", "normalise", &["norm_mean".into()], vec![]);
+    g.node("Div", "normalise", &["norm_std".into()], vec![]);
+    for layer in layers(&card.arch) {
+        g.layer(&layer)?;
+    }
+    if let Some(last) = g.nodes.last_mut() {
+        last.output = vec![OUTPUT_NAME.into()];
+    }
+    let graph = GraphProto {
+        name: "trainerd".into(),
+        node: g.nodes,
+        initializer: g.initializers,
+        input: vec![value_info(INPUT_NAME, &[None, Some(c), Some(h), Some(w)])],
+        output: vec![value_info(OUTPUT_NAME, &[None, Some(card.classes)])],
+        doc_string: format!(
+            "{INPUT_NAME}: float32 [N, {c}, {h}, {w}] in [0, 1] (byte / 255); normalised inside \
+             as (x - {mean}) / {std}. {OUTPUT_NAME}: float32 [N, {}].",
+            card.classes
+        ),
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+            ..Default::default()
+        }],
+        producer_name: "trainerd".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        model_version: i64::from(card.trial),
+        doc_string: format!("trainerd {} trial {}", card.preset, card.trial),
+        graph: MessageField::some(graph),
+        metadata_props: metadata(card),
+        ..Default::default()
+    })
+}
+
+fn metadata(card: &ModelCard) -> Vec<StringStringEntryProto> {
+    let mut props = vec![
+        ("preset", card.preset.clone()),
+        ("study", card.study.clone()),
+        ("trial", card.trial.to_string()),
+        ("data_fingerprint", card.data_fingerprint.clone()),
+        ("test_accuracy", card.test_accuracy.to_string()),
+        ("normalisation_mean", card.normalisation[0].to_string()),
+        ("normalisation_std", card.normalisation[1].to_string()),
+    ];
+    if let Some(commit) = &card.commit {
+        props.push(("commit", commit.clone()));
+    }
+    props
+        .into_iter()
+        .map(|(k, v)| StringStringEntryProto {
+            key: k.into(),
+            value: v,
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A float32 tensor value: `None` dims are the dynamic batch `N`.
+fn value_info(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Some(v) => dimension::Value::DimValue(*v),
+                None => dimension::Value::DimParam("N".into()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let tensor = type_proto::Tensor {
+        elem_type: DataType::FLOAT as i32,
+        shape: MessageField::some(TensorShapeProto {
+            dim,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: name.into(),
+        type_: MessageField::some(TypeProto {
+            value: Some(type_proto::Value::TensorType(tensor)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// An initializer holding `t` as float32 (contiguous, little-endian raw data).
+fn tensor_proto(name: &str, t: &Tensor) -> Result<TensorProto, ExportError> {
+    let flat = t
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view([-1]);
+    let values = Vec::<f32>::try_from(&flat).map_err(|e| ExportError::Weights {
+        what: format!("weight {name}: {e}"),
+    })?;
+    Ok(TensorProto {
+        name: name.into(),
+        dims: t.size(),
+        data_type: DataType::FLOAT as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    })
+}
+
+fn scalar(name: &str, v: f32) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        data_type: DataType::FLOAT as i32,
+        raw_data: v.to_le_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+fn attr(name: &str, kind: AttributeType) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        type_: EnumOrUnknown::new(kind),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        i: v,
+        ..attr(name, AttributeType::INT)
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        ints: v.to_vec(),
+        ..attr(name, AttributeType::INTS)
+    }
+}
+
+fn float(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        f: v,
+        ..attr(name, AttributeType::FLOAT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{card::tests::sample_card, weight_map};
+    use crate::model::{ConvBlock, InputShape};
+    use onnx_protobuf::attribute_proto::AttributeType;
+    use tch::nn::ModuleT;
+
+    /// Every architecture kind: the presets, plus pooling after the ReLU
+    /// with batch norm, unpadded kernels and a head with dropout.
+    fn archs() -> Vec<ArchSpec> {
+        let mut out: Vec<ArchSpec> = crate::model::PRESET_NAMES
+            .iter()
+            .map(|(n, _)| crate::model::preset(n).unwrap().arch)
+            .collect();
+        out.push(ArchSpec::Cnn {
+            blocks: vec![
+                ConvBlock {
+                    channels: 4,
+                    kernel: 5,
+                    padding: Some(1),
+                    convs: 2,
+                    batch_norm: true,
+                    pool: true,
+                    pool_first: false,
+                    dropout: 0.2,
+                },
+                ConvBlock {
+                    channels: 6,
+                    kernel: 3,
+                    padding: None,
+                    convs: 1,
+                    batch_norm: false,
+                    pool: false,
+                    pool_first: true,
+                    dropout: 0.0,
+                },
+            ],
+            head: vec![12, 8],
+            head_dropout: 0.3,
+        });
+        out
+    }
+
+    fn attr_ints(node: &NodeProto, name: &str) -> Vec<i64> {
+        let a = node.attribute.iter().find(|a| a.name == name).unwrap();
+        match a.type_.enum_value().unwrap() {
+            AttributeType::INT => vec![a.i],
+            AttributeType::INTS => a.ints.clone(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// Runs the parsed ONNX graph with tch ops, as the ONNX spec defines them.
+    fn evaluate(model: &ModelProto, pixels: &Tensor) -> Tensor {
+        let graph = model.graph.as_ref().unwrap();
+        let mut values: HashMap<String, Tensor> = HashMap::new();
+        for init in &graph.initializer {
+            let data: Vec<f32> = init
+                .raw_data
+                .chunks(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            values.insert(
+                init.name.clone(),
+                Tensor::from_slice(&data).view(&init.dims[..]),
+            );
+        }
+        values.insert(INPUT_NAME.into(), pixels.shallow_clone());
+        for node in &graph.node {
+            let i: Vec<&Tensor> = node.input.iter().map(|n| &values[n]).collect();
+            let out = match node.op_type.as_str() {
+                "Sub" => i[0] - i[1],
+                "Div" => i[0] / i[1],
+                "Relu" => i[0].relu(),
+                "Flatten" => i[0].flatten(attr_ints(node, "axis")[0], -1),
+                "Gemm" => i[0].matmul(&i[1].tr()) + i[2],
+                "MaxPool" => i[0].max_pool2d(
+                    attr_ints(node, "kernel_shape"),
+                    attr_ints(node, "strides"),
+                    [0, 0],
+                    [1, 1],
+                    false,
+                ),
+                "Conv" => {
+                    let pads = attr_ints(node, "pads");
+                    i[0].conv2d(i[1], i.get(2).copied(), [1, 1], &pads[..2], [1, 1], 1)
+                }
+                "BatchNormalization" => i[0].batch_norm(
+                    Some(i[1]),
+                    Some(i[2]),
+                    Some(i[3]),
+                    Some(i[4]),
+                    false,
+                    0.1,
+                    1e-5,
+                    false,
+                ),
+                op => panic!("unexpected op {op}"),
+            };
+            values.insert(node.output[0].clone(), out);
+        }
+        values.remove(OUTPUT_NAME).unwrap()
+    }
+
+    /// Random weights (running statistics too) in the names `model::build` uses.
+    fn random_weights(arch: &ArchSpec, shape: InputShape) -> Vec<(String, Tensor)> {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let _net = crate::model::build(&vs.root(), arch, shape);
+        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in &mut named {
+            let fresh = if name.ends_with("running_var") {
+                Tensor::rand(t.size(), (Kind::Float, Device::Cpu)) + 0.5
+            } else {
+                Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.3
+            };
+            *t = fresh;
+        }
+        named
+    }
+
+    #[test]
+    fn the_graph_computes_what_the_tch_module_computes_for_every_layer_kind() {
+        tch::manual_seed(7);
+        for arch in archs() {
+            let mut card = sample_card();
+            card.arch = arch.clone();
+            card.classes = 5;
+            let weights = random_weights(&arch, crate::export::input_shape(&card));
+            let (_vs, net, by_name) = weight_map(&card, &weights).unwrap();
+            let bytes = model_bytes(&card, &by_name).unwrap();
+            let parsed = ModelProto::parse_from_bytes(&bytes).unwrap();
+            assert_eq!(parsed.opset_import[0].version, OPSET);
+            let used: usize = parsed.graph.initializer.len() - 2;
+            assert_eq!(
+                used,
+                weights.len(),
+                "{arch:?}: every weight is in the graph"
+            );
+            let pixels = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+            let [mean, std] = card.normalisation;
+            let want = tch::no_grad(|| net.forward_t(&((&pixels - mean) / std), false));
+            let got = tch::no_grad(|| evaluate(&parsed, &pixels));
+            assert_eq!(got.size(), [3, 5]);
+            let diff = (got - &want).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{arch:?}: max difference {diff}");
+        }
+    }
+
+    #[test]
+    fn missing_or_misshapen_weights_are_named() {
+        let card = sample_card();
+        let mut weights = random_weights(&card.arch, crate::export::input_shape(&card));
+        let (name, _) = weights.pop().unwrap();
+        let err = weight_map(&card, &weights).err().unwrap().to_string();
+        assert!(err.contains(&name) && err.contains("missing"), "{err}");
+        weights.push((name.clone(), Tensor::zeros([3], (Kind::Float, Device::Cpu))));
+        let err = weight_map(&card, &weights).err().unwrap().to_string();
+        assert!(err.contains(&name) && err.contains("shape"), "{err}");
+    }
+}

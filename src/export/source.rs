@@ -1,0 +1,211 @@
+//! What `trainerd export` exports: the champion in `best/` (verified against
+//! its manifest first), or the newest checkpoint of a trial of the study in
+//! progress (a finished study's checkpoints are swept; its winner is `best/`).
+
+use std::path::{Path, PathBuf};
+
+use tch::Tensor;
+
+use super::{verify, ExportError, WEIGHTS_FILE};
+use crate::data::budget;
+use crate::pipeline::promote::{self, ModelCard, MODEL_CARD_FORMAT};
+use crate::search::journal::{Journal, Record};
+use crate::train::EpochRecord;
+
+/// A model ready to export.
+pub struct Source {
+    pub card: ModelCard,
+    pub weights: Vec<(String, Tensor)>,
+    /// The file the weights came from, for messages.
+    pub from: PathBuf,
+}
+
+fn not_found(what: String) -> ExportError {
+    ExportError::NotFound { what }
+}
+
+/// Reads a weights file after checking it fits the memory budget.
+fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>, ExportError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| super::io_err(path, e))?
+        .len();
+    let limit = budget::default_budget();
+    if len.saturating_mul(2) > limit {
+        return Err(ExportError::Weights {
+            what: format!(
+                "{}: {} of weights need about twice that to export, more than {}",
+                path.display(),
+                budget::human(len),
+                budget::describe(limit)
+            ),
+        });
+    }
+    Tensor::read_safetensors(path).map_err(|e| ExportError::Corrupt {
+        path: path.to_path_buf(),
+        what: format!("not readable weights: {e}"),
+    })
+}
+
+/// The champion: `best/model.json` and its weights, checksums verified.
+pub fn champion(state_dir: &Path) -> Result<Source, ExportError> {
+    let best = state_dir.join("best");
+    let card = promote::read_card(state_dir).ok_or_else(|| {
+        not_found(format!(
+            "no champion model in {} (train one first: trainerd train)",
+            best.display()
+        ))
+    })?;
+    verify(&best, &card)?;
+    let from = best.join(WEIGHTS_FILE);
+    let weights = read_weights(&from)?;
+    Ok(Source {
+        card,
+        weights,
+        from,
+    })
+}
+
+/// The newest study that started `trial` (or `study`, when given), with the
+/// trial's spec and, when it finished, its test accuracy.
+fn find_trial(
+    state_dir: &Path,
+    trial: u32,
+    study: Option<&str>,
+) -> Result<(String, crate::model::TrialSpec, Option<f64>), ExportError> {
+    let entries = Journal::open_read_only(state_dir)
+        .map_err(|e| not_found(format!("no study journal to find trial {trial} in: {e}")))?;
+    let started = entries.iter().rev().find_map(|e| match &e.record {
+        Record::TrialStarted { trial: t, spec, .. }
+            if *t == trial && study.is_none_or(|s| s == e.study) =>
+        {
+            Some((e.study.clone(), spec.clone()))
+        }
+        _ => None,
+    });
+    let (id, spec) = started.ok_or_else(|| {
+        not_found(format!(
+            "trial {trial} was never started{} (see trainerd status)",
+            study.map_or(String::new(), |s| format!(" in study {s}"))
+        ))
+    })?;
+    let test = entries.iter().find_map(|e| match &e.record {
+        Record::TrialFinished {
+            trial: t,
+            test_accuracy,
+            ..
+        } if *t == trial && e.study == id => *test_accuracy,
+        _ => None,
+    });
+    Ok((id, spec, test))
+}
+
+/// The trial's checkpoints, newest step first.
+fn checkpoints_newest_first(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let step = name
+                .to_str()?
+                .strip_prefix("ckpt-")?
+                .strip_suffix(".tch")?
+                .parse()
+                .ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|b| std::cmp::Reverse(b.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Trial `trial`'s newest checkpoint that verifies, as an exportable model.
+pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source, ExportError> {
+    let (id, spec, test_accuracy) = find_trial(state_dir, trial, study)?;
+    let dir = crate::pipeline::study::trial_dir(state_dir, &id, trial).join("checkpoints");
+    let ckpt = checkpoints_newest_first(&dir)
+        .into_iter()
+        .find_map(|p| crate::store::checkpoint::read_file(&p).ok())
+        .ok_or_else(|| {
+            not_found(format!(
+                "trial {trial} of study {id} has no readable checkpoint in {} (a finished \
+                 study's checkpoints are removed: export the champion instead)",
+                dir.display()
+            ))
+        })?;
+    let meta = &ckpt.meta;
+    let data = data_fields(state_dir, meta).ok_or_else(|| {
+        not_found(format!(
+            "{}: the checkpoint does not record its input shape and normalisation, and the \
+             champion was trained on other data; export the champion instead",
+            ckpt.path.display()
+        ))
+    })?;
+    let history: Vec<EpochRecord> =
+        serde_json::from_value(meta["history"].clone()).unwrap_or_default();
+    let last = history.last();
+    let weights: Vec<(String, Tensor)> = ckpt
+        .tensors
+        .into_iter()
+        .filter_map(|(n, t)| Some((n.strip_prefix("model/")?.to_string(), t)))
+        .collect();
+    let card = ModelCard {
+        format: MODEL_CARD_FORMAT,
+        trial,
+        preset: spec.preset.clone(),
+        arch: spec.arch.clone(),
+        recipe: spec.recipe.clone(),
+        val_accuracy: last.map_or(0.0, |h| h.val_accuracy),
+        test_accuracy: test_accuracy.unwrap_or(0.0),
+        val_loss: last.map_or(0.0, |h| h.val_loss),
+        test_loss: 0.0,
+        per_class_test_accuracy: Vec::new(),
+        test_confusion: Vec::new(),
+        parameters: parameters(&weights),
+        epochs_trained: history.len() as u32,
+        train_seconds: meta["train_seconds"].as_f64().unwrap_or(0.0),
+        seed: meta["seed"].as_u64().unwrap_or(0),
+        data_fingerprint: meta["fingerprint"].as_str().unwrap_or("").to_string(),
+        input_shape: data.0,
+        classes: data.1,
+        normalisation: data.2,
+        created_at: ModelCard::now(),
+        study: id,
+        commit: None,
+        val_size: data.3,
+        files: Vec::new(),
+    };
+    Ok(Source {
+        card,
+        weights,
+        from: ckpt.path,
+    })
+}
+
+/// Trainable parameters: every weight but batch norm's running statistics.
+fn parameters(weights: &[(String, Tensor)]) -> i64 {
+    weights
+        .iter()
+        .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
+        .map(|(_, t)| t.numel() as i64)
+        .sum()
+}
+
+/// Input shape, classes, normalisation and validation size: from the
+/// checkpoint's meta, else from a champion trained on the same data.
+fn data_fields(
+    state_dir: &Path,
+    meta: &serde_json::Value,
+) -> Option<([i64; 3], i64, [f64; 2], usize)> {
+    let champion = promote::read_card(state_dir)
+        .filter(|c| meta["fingerprint"].as_str() == Some(c.data_fingerprint.as_str()));
+    let val_size = champion.as_ref().map_or(0, |c| c.val_size);
+    let recorded = (|| {
+        let shape: [i64; 3] = serde_json::from_value(meta["input_shape"].clone()).ok()?;
+        let norm: [f64; 2] = serde_json::from_value(meta["normalisation"].clone()).ok()?;
+        Some((shape, meta["classes"].as_i64()?, norm, val_size))
+    })();
+    recorded.or_else(|| champion.map(|c| (c.input_shape, c.classes, c.normalisation, c.val_size)))
+}

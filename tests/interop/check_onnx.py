@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Checks a trainerd export with the ecosystem's own software (run by tests/export.rs).
+
+    check_onnx.py EXPORT_DIR IMAGES_IDX LABELS_IDX PREDICTIONS_JSONL
+
+EXPORT_DIR holds model.json, model.onnx, model.pt and repository/ as
+`trainerd export --format all` writes them; IMAGES_IDX / LABELS_IDX are the
+test set (optionally gzipped); PREDICTIONS_JSONL is `trainerd predict --json
+--logits IMAGES_IDX` on the same images. Checks, failing with one line each:
+
+- every file in model.json's `files` has the listed SHA-256 and size;
+- onnx.checker.check_model(full_check=True), opset >= 17, input `pixels`
+  [N, C, H, W] with a symbolic N, output `logits` [N, classes];
+- onnxruntime's logits equal trainerd's within 1e-4, at batch 1, 64 and all;
+- onnxruntime's test accuracy equals model.json's test_accuracy exactly;
+- torch.jit.load("model.pt") gives trainerd's labels (and logits within 1e-4);
+- repository/<name>/1/model.onnx is model.onnx, and config.pbtxt's dims
+  match the ONNX input and output.
+
+Prints one JSON line of what it measured.
+"""
+import gzip
+import hashlib
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+TOLERANCE = 1e-4
+
+
+def fail(msg):
+    print(f"check_onnx: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        fail(f"{path}: not an unsigned-byte IDX file")
+    rank = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data[4 + 4 * rank :], dtype=np.uint8).reshape(dims)
+
+
+def check_manifest(export_dir, card):
+    if not card.get("files"):
+        fail("model.json lists no files")
+    for entry in card["files"]:
+        path = os.path.join(export_dir, entry["path"])
+        with open(path, "rb") as f:
+            content = f.read()
+        if len(content) != entry["bytes"]:
+            fail(f"{path}: {len(content)} bytes, model.json says {entry['bytes']}")
+        if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+            fail(f"{path}: SHA-256 differs from model.json")
+
+
+def dims_of(value_info):
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_model_proto(path, card):
+    onnx.checker.check_model(path, full_check=True)
+    model = onnx.load(path)
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 17:
+        fail(f"{path}: opset {opset} < 17")
+    c, h, w = card["input_shape"]
+    (inp,), (out,) = model.graph.input, model.graph.output
+    if inp.name != "pixels" or dims_of(inp) != ["N", c, h, w]:
+        fail(f"{path}: input {inp.name} {dims_of(inp)}, want pixels [N, {c}, {h}, {w}]")
+    if out.name != "logits" or dims_of(out) != ["N", card["classes"]]:
+        fail(f"{path}: output {out.name} {dims_of(out)}, want logits [N, {card['classes']}]")
+    return opset
+
+
+def check_repository(export_dir, card):
+    repo = os.path.join(export_dir, "repository")
+    (name,) = os.listdir(repo)
+    with open(os.path.join(repo, name, "1", "model.onnx"), "rb") as f:
+        served = f.read()
+    with open(os.path.join(export_dir, "model.onnx"), "rb") as f:
+        if f.read() != served:
+            fail("repository model.onnx differs from model.onnx")
+    with open(os.path.join(repo, name, "config.pbtxt")) as f:
+        config = f.read()
+    found = [list(map(int, d.split(","))) for d in re.findall(r"dims: \[([\d, ]+)\]", config)]
+    if found != [list(card["input_shape"]), [card["classes"]]]:
+        fail(f"config.pbtxt dims {found} do not match the model")
+    if f'name: "{name}"' not in config or 'platform: "onnxruntime_onnx"' not in config:
+        fail("config.pbtxt lacks the model name or the onnxruntime platform")
+
+
+def main():
+    if len(sys.argv) != 5:
+        fail(__doc__.strip().splitlines()[2].strip())
+    export_dir, images_path, labels_path, preds_path = sys.argv[1:]
+    with open(os.path.join(export_dir, "model.json")) as f:
+        card = json.load(f)
+    check_manifest(export_dir, card)
+    onnx_path = os.path.join(export_dir, "model.onnx")
+    opset = check_model_proto(onnx_path, card)
+    check_repository(export_dir, card)
+
+    images = read_idx(images_path)
+    labels = read_idx(labels_path).astype(np.int64)
+    x = (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]
+    with open(preds_path) as f:
+        preds = [json.loads(line) for line in f if line.strip()]
+    if len(preds) != len(x):
+        fail(f"{len(preds)} predictions for {len(x)} images")
+    ref = np.array([p["logits"] for p in preds], dtype=np.float32)
+    ref_labels = np.array([p["label"] for p in preds])
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+    ort_logits = session.run(["logits"], {"pixels": x})[0]
+    worst = float(np.abs(ort_logits - ref).max())
+    if worst > TOLERANCE:
+        fail(f"onnxruntime logits differ from trainerd's by up to {worst}")
+    for batch in (1, 64):
+        part = session.run(["logits"], {"pixels": x[:batch]})[0]
+        if part.shape != (min(batch, len(x)), card["classes"]):
+            fail(f"batch {batch}: onnxruntime output shape {part.shape}")
+        if float(np.abs(part - ref[:batch]).max()) > TOLERANCE:
+            fail(f"batch {batch}: onnxruntime logits differ from trainerd's")
+    correct = int((ort_logits.argmax(1) == labels).sum())
+    if correct / len(labels) != card["test_accuracy"]:
+        fail(f"onnxruntime test accuracy {correct}/{len(labels)} != model.json {card['test_accuracy']}")
+
+    torch.set_num_threads(1)
+    module = torch.jit.load(os.path.join(export_dir, "model.pt")).eval()
+    with torch.no_grad():
+        pt_logits = module(torch.from_numpy(x)).numpy()
+    pt_worst = float(np.abs(pt_logits - ref).max())
+    if pt_worst > TOLERANCE or not (pt_logits.argmax(1) == ref_labels).all():
+        fail(f"TorchScript labels or logits differ from trainerd's (logits by up to {pt_worst})")
+
+    print(json.dumps({
+        "images": len(x), "opset": opset, "max_abs_diff_onnxruntime": worst,
+        "max_abs_diff_torchscript": pt_worst, "onnxruntime_correct": correct,
+        "test_accuracy": card["test_accuracy"],
+    }))
+
+
+if __name__ == "__main__":
+    main()
