@@ -10,6 +10,9 @@ step() { printf '\n==== %s ====\n' "$*"; }
 step "setup (libtorch venv, cargo config)"
 scripts/setup.sh
 
+step "setup-interop (onnx, onnxruntime for tests/export.rs)"
+scripts/setup-interop.sh
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
