@@ -28,7 +28,8 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
         Command::Run(args) => chain(&args, stop, Mode::Daemon),
         Command::Trial(args) => {
             let cfg = Config::resolve(&args.common)?;
-            let (_lock, progress, live) = prepare(&cfg)?;
+            let rt = runtime()?;
+            let (_lock, progress, live, _http) = prepare(&cfg, &rt)?;
             live.training
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             crate::katib::run(&args, &cfg, &stop, &progress)
@@ -67,8 +68,28 @@ enum Mode {
     Daemon,
 }
 
-/// Prepares the process for training: logging, threads, state dir, lock, heartbeat.
-fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>, heartbeat::Liveness)> {
+/// The process's tokio runtime: HTTP endpoints and the control plane's
+/// tasks (training keeps its own thread).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trainerd-rt")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// What [`prepare`] sets up, held for the process's lifetime.
+type Prepared = (
+    store::StateLock,
+    Arc<Progress>,
+    heartbeat::Liveness,
+    Option<telemetry::http::HttpServer>,
+);
+
+/// Prepares the process for training: logging, threads, state dir, lock,
+/// heartbeat, the HTTP endpoint.
+fn prepare(cfg: &Config, rt: &tokio::runtime::Runtime) -> anyhow::Result<Prepared> {
     telemetry::logging::init(cfg.log_format);
     tch::set_num_threads(cfg.threads as i32);
     tracing::debug!(malloc = ?crate::train::malloc::tune(), "allocator thresholds");
@@ -88,16 +109,17 @@ fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>, hea
         every,
         cfg.watchdog,
     );
-    telemetry::http::start(cfg, &progress)?;
+    let http = rt.block_on(telemetry::http::start(cfg, &progress))?;
     telemetry::bar::spawn_if_terminal(progress.clone(), cfg.log_format != LogFormat::Json);
-    Ok((lock, progress, live))
+    Ok((lock, progress, live, http))
 }
 
 /// `train` and `run`: prepare, start the webhook sink, then the study (or
 /// the daemon loop); the heartbeat judges progress only while a trial trains.
 fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
     let cfg = Config::resolve(args)?;
-    let (_lock, progress, live) = prepare(&cfg)?;
+    let rt = runtime()?;
+    let (_lock, progress, live, _http) = prepare(&cfg, &rt)?;
     let notifier = webhook::spawn(
         &cfg.state_dir,
         WebhookConfig {
