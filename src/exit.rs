@@ -26,6 +26,35 @@ pub const CONFIG: u8 = 78;
 /// Stopped by SIGTERM/SIGINT after writing a final checkpoint.
 pub const STOPPED: u8 = 143;
 
+/// How a command ended, before it becomes an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: target reached, trial finished, command succeeded.
+    Done,
+    /// A study spent its budget below target.
+    BelowTarget,
+    /// A negative answer: `health` found the daemon unhealthy, `rollback`
+    /// found nothing to roll back to.
+    Declined,
+    /// Stopped on request (SIGTERM/SIGINT) after a final checkpoint.
+    Stopped,
+    /// The watchdog saw no training progress for its timeout.
+    Stalled,
+}
+
+impl Outcome {
+    /// The exit status for this outcome.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Done => OK,
+            Outcome::BelowTarget => BELOW_TARGET,
+            Outcome::Declined => INTERNAL,
+            Outcome::Stopped => STOPPED,
+            Outcome::Stalled => STALLED,
+        }
+    }
+}
+
 /// Errors that know their exit status.
 pub trait ExitStatus {
     fn exit_code(&self) -> u8;

@@ -1,13 +1,15 @@
-//! The `trainerd` binary: parse flags, install signal handlers, run the
-//! library, and map errors to exit codes (see `exit`).
+//! The `trainerd` binary: parse flags, run the library with the OS's stop
+//! signals, and map its outcome or error to an exit status (see `exit`).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
 use trainerd::config::Cli;
+use trainerd::control::stops::StopSource;
+use trainerd::control::Ending;
 use trainerd::exit;
-use trainerd::train::StopFlag;
 
 fn main() -> ExitCode {
     // Before libtorch allocates anything (see train/malloc.rs).
@@ -26,13 +28,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let stop = StopFlag::default();
-    if let Err(e) = install_signals(&stop) {
-        eprintln!("trainerd: cannot install signal handlers: {e}");
-        return ExitCode::from(exit::INTERNAL);
-    }
-    match trainerd::app::run(cli.command, stop) {
-        Ok(code) => ExitCode::from(code),
+    match trainerd::app::run(cli.command, StopSource::Signals) {
+        Ok(ending) => end(ending),
         Err(err) => {
             let code = exit::code_for(&err);
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
@@ -82,17 +79,18 @@ fn install_panic_hook() {
     }));
 }
 
-/// First SIGTERM/SIGINT raises the stop flag (finish the step, checkpoint,
-/// exit 143); a second one exits at once.
-fn install_signals(stop: &StopFlag) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for sig in [SIGTERM, SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(
-            sig,
-            i32::from(exit::STOPPED),
-            stop.0.clone(),
-        )?;
-        signal_hook::flag::register(sig, stop.0.clone())?;
+/// The exit status of `ending`. When the trainer was abandoned (a second
+/// SIGTERM, or a stall it did not come back from) it may be inside a
+/// libtorch call, and running destructors under it (what returning from
+/// `main` or `process::exit` do) crashes: the logs are flushed and the
+/// process ends with `_exit`.
+fn end(ending: Ending) -> ExitCode {
+    let code = ending.outcome.code();
+    if ending.abandon {
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: `_exit` ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(i32::from(code)) }
     }
-    Ok(())
+    ExitCode::from(code)
 }

@@ -157,6 +157,10 @@ pub enum WatchError {
     Thread(String),
 }
 
+/// Where the watcher thread delivers events; `false` means nobody listens
+/// any more (the thread ends).
+pub type EventSink = Box<dyn Fn(WatchEvent) -> bool + Send>;
+
 /// A running watcher; dropping it stops the thread.
 pub struct Watcher {
     events: Receiver<WatchEvent>,
@@ -172,8 +176,28 @@ impl Watcher {
     /// baseline ([`Watcher::current`]): later events say what differs from it.
     pub fn spawn(paths: WatchPaths, opts: WatchOptions) -> Result<Watcher, WatchError> {
         let (tx, events) = mpsc::channel();
+        Self::start(paths, opts, Box::new(move |ev| tx.send(ev).is_ok()), events)
+    }
+
+    /// Like [`Watcher::spawn`], delivering events to `sink` (e.g. a channel
+    /// of the async runtime) instead of [`Watcher::events`], which stays empty.
+    pub fn spawn_into(
+        paths: WatchPaths,
+        opts: WatchOptions,
+        sink: EventSink,
+    ) -> Result<Watcher, WatchError> {
+        let (_, events) = mpsc::channel();
+        Self::start(paths, opts, sink, events)
+    }
+
+    fn start(
+        paths: WatchPaths,
+        opts: WatchOptions,
+        sink: EventSink,
+        events: Receiver<WatchEvent>,
+    ) -> Result<Watcher, WatchError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (runner, backend) = runner::Runner::new(paths, &opts, tx, stop.clone())?;
+        let (runner, backend) = runner::Runner::new(paths, &opts, sink, stop.clone())?;
         let accepted = runner.accepted();
         let repo = runner.repo();
         let mut threads = Vec::new();
@@ -222,6 +246,15 @@ impl Watcher {
     /// The git checkout the workspace lives in, if any.
     pub fn repo(&self) -> Option<&git::Repo> {
         self.repo.as_ref()
+    }
+}
+
+impl Watcher {
+    /// Stops the threads without waiting for them (a process on its way
+    /// out: a `git fetch` in flight must not hold the exit up).
+    pub fn close(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.threads.clear();
     }
 }
 

@@ -77,7 +77,7 @@ pub(super) struct Runner {
     last_change: Instant,
     /// When the inputs became dirty: caps the debounce under constant churn.
     first_dirty: Option<Instant>,
-    tx: Sender<WatchEvent>,
+    tx: super::EventSink,
     stop: Arc<AtomicBool>,
 }
 
@@ -86,7 +86,7 @@ impl Runner {
     pub(super) fn new(
         paths: WatchPaths,
         opts: &WatchOptions,
-        tx: Sender<WatchEvent>,
+        tx: super::EventSink,
         stop: Arc<AtomicBool>,
     ) -> Result<(Runner, Backend), WatchError> {
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -357,13 +357,11 @@ impl Runner {
     }
 
     fn send(&self, reasons: Vec<WatchReason>, snap: &Snapshot) -> bool {
-        self.tx
-            .send(WatchEvent {
-                reasons,
-                fingerprint: snap.fingerprint.clone(),
-                commit: snap.commit.clone(),
-            })
-            .is_ok()
+        (self.tx)(WatchEvent {
+            reasons,
+            fingerprint: snap.fingerprint.clone(),
+            commit: snap.commit.clone(),
+        })
     }
 
     fn report(&mut self, problems: Vec<WatchReason>) -> bool {
