@@ -192,6 +192,11 @@ fn a_trainer_that_never_comes_back_is_left_behind_with_exit_75() {
     let text = read_log(&log);
     assert_eq!(status.code(), Some(75), "{status}\n{text}");
     assert!(text.contains("did not come back"), "{text}");
+    // Its heartbeat is fresh, but its process is gone: unhealthy at once.
+    let health = run(&["health", "--state-dir", state.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&health.stdout).into_owned();
+    assert_eq!(health.status.code(), Some(1), "{said}");
+    assert!(said.contains("not running"), "{said}");
     // Saved before the hang (every 3 steps): the restart resumes from step 9.
     let log = tmp.path().join("after.log");
     let mut child = spawn_logged(&mut train_cmd(&data, &state, &[]), &log);
