@@ -221,9 +221,6 @@ async fn supervised(
     } else {
         ending.context("training")?
     };
-    if ending.outcome == Outcome::Stopped && !ending.abandon {
-        tracing::info!("stopped; exiting {}", ending.outcome.code());
-    }
     Ok(ending)
 }
 

@@ -1,4 +1,7 @@
-//! Exit codes: the one place an error becomes a process exit status.
+//! Exit codes by name, the [`ExitStatus`] every error type implements, and
+//! the [`Outcome`] a command ends with. Turning an error or an outcome into
+//! the process's exit status happens in one place, the binary
+//! (`src/main.rs`); nothing in the library ends the process.
 //!
 //! The numbers are a stable interface (README, Kubernetes podFailurePolicy,
 //! Docker restart policies rely on them).
@@ -42,51 +45,7 @@ pub enum Outcome {
     Stalled,
 }
 
-impl Outcome {
-    /// The exit status for this outcome.
-    pub fn code(self) -> u8 {
-        match self {
-            Outcome::Done => OK,
-            Outcome::BelowTarget => BELOW_TARGET,
-            Outcome::Declined => INTERNAL,
-            Outcome::Stopped => STOPPED,
-            Outcome::Stalled => STALLED,
-        }
-    }
-}
-
 /// Errors that know their exit status.
 pub trait ExitStatus {
     fn exit_code(&self) -> u8;
-}
-
-/// Walks an error chain and returns the first known exit status (else [`INTERNAL`]).
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::data::DataError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::train::TrainError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::telemetry::http::HttpError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::search::journal::JournalError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::pipeline::events::EventError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::predict::PredictError>() {
-            return e.exit_code();
-        }
-    }
-    INTERNAL
 }

@@ -9,7 +9,7 @@ use clap::Parser;
 use trainerd::config::Cli;
 use trainerd::control::stops::StopSource;
 use trainerd::control::Ending;
-use trainerd::exit;
+use trainerd::exit::{self, Outcome};
 
 fn main() -> ExitCode {
     // Before libtorch allocates anything (see train/malloc.rs).
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match trainerd::app::run(cli.command, StopSource::Signals) {
         Ok(ending) => end(ending),
         Err(err) => {
-            let code = exit::code_for(&err);
+            let code = code_for(&err);
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
             tracing::error!(exit_code = code, "{}", chain.join(": "));
             eprintln!("trainerd: error: {}", chain.join(": "));
@@ -79,13 +79,57 @@ fn install_panic_hook() {
     }));
 }
 
+/// The exit status of an outcome.
+fn outcome_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Done => exit::OK,
+        Outcome::BelowTarget => exit::BELOW_TARGET,
+        // `health` unhealthy, nothing to roll back: a plain "no".
+        Outcome::Declined => exit::INTERNAL,
+        Outcome::Stopped => exit::STOPPED,
+        Outcome::Stalled => exit::STALLED,
+    }
+}
+
+/// Walks an error chain and returns the first known exit status (else
+/// [`exit::INTERNAL`]): the one place an error becomes an exit status.
+fn code_for(err: &anyhow::Error) -> u8 {
+    use trainerd::{config, data, pipeline, predict, search, store, telemetry, train};
+    err.chain()
+        .find_map(|cause| {
+            let known: [Option<&dyn trainerd::exit::ExitStatus>; 8] = [
+                cause.downcast_ref::<config::ConfigError>().map(|e| e as _),
+                cause.downcast_ref::<data::DataError>().map(|e| e as _),
+                cause.downcast_ref::<store::StoreError>().map(|e| e as _),
+                cause.downcast_ref::<train::TrainError>().map(|e| e as _),
+                cause
+                    .downcast_ref::<telemetry::http::HttpError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<search::journal::JournalError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<pipeline::events::EventError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<predict::PredictError>()
+                    .map(|e| e as _),
+            ];
+            known.into_iter().flatten().next().map(|e| e.exit_code())
+        })
+        .unwrap_or(exit::INTERNAL)
+}
+
 /// The exit status of `ending`. When the trainer was abandoned (a second
 /// SIGTERM, or a stall it did not come back from) it may be inside a
 /// libtorch call, and running destructors under it (what returning from
 /// `main` or `process::exit` do) crashes: the logs are flushed and the
 /// process ends with `_exit`.
 fn end(ending: Ending) -> ExitCode {
-    let code = ending.outcome.code();
+    let code = outcome_code(ending.outcome);
+    if ending.outcome == Outcome::Stopped && !ending.abandon {
+        tracing::info!("stopped; exiting {code}");
+    }
     if ending.abandon {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
