@@ -75,3 +75,24 @@ fn forward(count: &mut u32, flag: &StopFlag, tx: &UnboundedSender<StopRequest>) 
     };
     tx.send(request).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_request_raises_the_flag_at_once_later_ones_ask_for_now() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let flag = StopFlag::default();
+        let mut requests = listen(StopSource::Channel(rx), flag.clone()).unwrap();
+        tx.send(()).unwrap();
+        assert_eq!(requests.recv().await, Some(StopRequest::Graceful));
+        assert!(flag.is_raised());
+        tx.send(()).unwrap();
+        tx.send(()).unwrap();
+        assert_eq!(requests.recv().await, Some(StopRequest::Now));
+        assert_eq!(requests.recv().await, Some(StopRequest::Now));
+        drop(tx);
+        assert_eq!(requests.recv().await, None, "the source closed");
+    }
+}
