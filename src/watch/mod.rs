@@ -17,7 +17,6 @@ pub mod inputs;
 mod runner;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -167,7 +166,10 @@ pub struct Watcher {
     accepted: Arc<Mutex<Snapshot>>,
     backend: Backend,
     repo: Option<git::Repo>,
-    stop: Arc<AtomicBool>,
+    /// Wakes the watcher thread (`Stop` when dropped).
+    nudge: mpsc::Sender<runner::Msg>,
+    /// Dropped to wake and end the fetch thread.
+    fetch_stop: Option<mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -196,19 +198,22 @@ impl Watcher {
         sink: EventSink,
         events: Receiver<WatchEvent>,
     ) -> Result<Watcher, WatchError> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (runner, backend) = runner::Runner::new(paths, &opts, sink, stop.clone())?;
+        let (runner, backend) = runner::Runner::new(paths, &opts, sink)?;
         let accepted = runner.accepted();
         let repo = runner.repo();
+        let nudge = runner.nudger();
         let mut threads = Vec::new();
+        let mut fetch_stop = None;
         if let (Some(remote), Some(repo)) = (opts.git_remote.clone(), repo.clone()) {
-            let nudge = runner.nudger();
+            let fetched = runner.nudger();
+            let (tx, stop) = mpsc::channel();
+            fetch_stop = Some(tx);
             threads.push(git::spawn_fetcher(
                 repo,
                 remote,
                 opts.git_fetch_every,
-                stop.clone(),
-                move || nudge.send(runner::Msg::Nudge).is_ok(),
+                stop,
+                move || fetched.send(runner::Msg::Nudge).is_ok(),
             )?);
         }
         threads.push(
@@ -223,12 +228,13 @@ impl Watcher {
             accepted,
             backend,
             repo,
-            stop,
+            nudge,
+            fetch_stop,
             threads,
         })
     }
 
-    /// The event stream. `recv_timeout` lets a loop also poll its stop flag.
+    /// The event stream (empty when spawned with [`Watcher::spawn_into`]).
     pub fn events(&self) -> &Receiver<WatchEvent> {
         &self.events
     }
@@ -253,14 +259,19 @@ impl Watcher {
     /// Stops the threads without waiting for them (a process on its way
     /// out: a `git fetch` in flight must not hold the exit up).
     pub fn close(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop_threads();
         self.threads.clear();
+    }
+
+    fn stop_threads(&mut self) {
+        let _ = self.nudge.send(runner::Msg::Stop);
+        self.fetch_stop = None;
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop_threads();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
