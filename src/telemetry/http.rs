@@ -31,11 +31,11 @@ use tower_http::timeout::TimeoutLayer;
 use super::metrics::{health, Metrics};
 
 /// Open connections at most.
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 256;
 /// Requests being handled at once at most.
 pub const MAX_IN_FLIGHT: usize = 16;
 /// Time for a client to send its request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to answer one request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
