@@ -1,18 +1,21 @@
-//! Command dispatch: each subcommand as a function of parsed flags and the
-//! stop flag (injected, so tests and embedders can drive shutdown).
+//! Command dispatch: each subcommand as a function of parsed flags and its
+//! stop source (injected, so tests and embedders can drive shutdown).
+//! `train`, `run` and `trial` start one tokio runtime and hand the process
+//! to the control plane (`control`).
 
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::config::{parse_duration, Command, CommonArgs, Config, ConfigError, LogFormat};
-use crate::exit;
-use crate::pipeline::daemon::{self, StudyRequest};
-use crate::pipeline::study::{self, Context};
+use crate::control::stops::{self, StopRequest, StopSource};
+use crate::control::trainer::Shared;
+use crate::control::{self, Ending, Inputs, Mode};
+use crate::exit::Outcome;
+use crate::katib::TrialArgs;
+use crate::pipeline::promote;
 use crate::pipeline::webhook::{self, WebhookConfig};
-use crate::pipeline::{promote, StudyEnd};
 use crate::store;
 use crate::telemetry::{self, heartbeat};
 use crate::train::{Progress, StopFlag};
@@ -21,23 +24,21 @@ use crate::train::{Progress, StopFlag};
 /// (what is left is retried at the next start).
 const WEBHOOK_GRACE: Duration = Duration::from_secs(15);
 
-/// Runs a parsed command; returns the process exit status.
-pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
+/// Runs a parsed command; returns how it ended.
+pub fn run(command: Command, stops: StopSource) -> anyhow::Result<Ending> {
+    let done = |outcome| Ok(Ending::clean(outcome));
     match command {
-        Command::Train(args) => chain(&args, stop, Mode::Train),
-        Command::Run(args) => chain(&args, stop, Mode::Daemon),
-        Command::Trial(args) => {
-            let cfg = Config::resolve(&args.common)?;
-            let (_lock, progress, live) = prepare(&cfg)?;
-            live.training
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            crate::katib::run(&args, &cfg, &stop, &progress)
-        }
+        Command::Train(args) => supervise(&args, stops, Kind::Train),
+        Command::Run(args) => supervise(&args, stops, Kind::Daemon),
+        Command::Trial(args) => supervise(&args.common.clone(), stops, Kind::Trial(Box::new(args))),
         Command::Presets { json } => {
             print_presets(json)?;
-            Ok(exit::OK)
+            done(Outcome::Done)
         }
-        Command::Status(args) => crate::status::print(&args.state_dir, args.json).map(|_| exit::OK),
+        Command::Status(args) => {
+            crate::status::print(&args.state_dir, args.json)?;
+            done(Outcome::Done)
+        }
         Command::Health(args) => {
             let max_age = parse_duration(&args.max_age).map_err(|what| ConfigError::Invalid {
                 key: "max_age".into(),
@@ -46,32 +47,82 @@ pub fn run(command: Command, stop: StopFlag) -> anyhow::Result<u8> {
             match heartbeat::check(&args.state_dir, max_age) {
                 Ok(msg) => {
                     println!("{msg}");
-                    Ok(exit::OK)
+                    done(Outcome::Done)
                 }
                 Err(msg) => {
                     println!("unhealthy: {msg}");
-                    Ok(1)
+                    done(Outcome::Declined)
                 }
             }
         }
-        Command::Rollback(args) => rollback(&args.state_dir, args.json),
-        Command::Predict(args) => crate::predict::run(&args),
-        Command::Export(args) => crate::export::command::run(&args),
+        Command::Rollback(args) => done(rollback(&args.state_dir, args.json)?),
+        Command::Predict(args) => {
+            crate::predict::run(&args)?;
+            done(Outcome::Done)
+        }
+        Command::Export(args) => {
+            crate::export::command::run(&args)?;
+            done(Outcome::Done)
+        }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+/// Which training command.
+enum Kind {
     /// One study, then exit with its outcome.
     Train,
     /// Study, then idle until a new study is requested or a stop.
     Daemon,
+    /// One trial from flags (Katib).
+    Trial(Box<TrialArgs>),
 }
 
-/// Prepares the process for training: logging, threads, state dir, lock, heartbeat.
-fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>, heartbeat::Liveness)> {
+/// The process's tokio runtime: the control task, HTTP, heartbeat and
+/// webhook tasks (training keeps its own thread).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trainerd-rt")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// `train`, `run`, `trial`: the runtime, the stop listener (before anything
+/// else, so an early SIGTERM is not lost), then the supervised command. An
+/// abandoned trainer is not waited for (nor are its blocking tasks).
+fn supervise(args: &CommonArgs, source: StopSource, kind: Kind) -> anyhow::Result<Ending> {
+    let rt = runtime()?;
+    let stop = StopFlag::default();
+    let requests = {
+        let _in_runtime = rt.enter();
+        stops::listen(source, stop.clone()).context("installing signal handlers")?
+    };
+    let result = rt.block_on(supervised(args, stop, requests, kind));
+    if result.as_ref().is_ok_and(|e| e.abandon) {
+        rt.shutdown_background();
+    } else {
+        // Blocking tasks still running (a webhook request) are not waited for long.
+        rt.shutdown_timeout(Duration::from_millis(500));
+    }
+    result
+}
+
+/// What [`prepare`] sets up, held for the process's lifetime.
+struct Prepared {
+    _lock: store::StateLock,
+    progress: Arc<Progress>,
+    live: heartbeat::Liveness,
+    _http: Option<telemetry::http::HttpServer>,
+}
+
+/// Prepares the process for training: logging, state dir, lock, heartbeat
+/// (its stall reports go to `stalls`), the HTTP endpoint.
+async fn prepare(
+    cfg: &Config,
+    stalls: tokio::sync::mpsc::UnboundedSender<heartbeat::Stall>,
+) -> anyhow::Result<Prepared> {
     telemetry::logging::init(cfg.log_format);
-    tch::set_num_threads(cfg.threads as i32);
     tracing::debug!(malloc = ?crate::train::malloc::tune(), "allocator thresholds");
     store::check_writable(&cfg.state_dir)?;
     let lock = store::StateLock::acquire(&cfg.state_dir)?;
@@ -88,79 +139,97 @@ fn prepare(cfg: &Config) -> anyhow::Result<(store::StateLock, Arc<Progress>, hea
         live.clone(),
         every,
         cfg.watchdog,
+        stalls,
     );
-    telemetry::http::start(cfg, &progress)?;
+    let http = telemetry::http::start(cfg, &progress).await?;
     telemetry::bar::spawn_if_terminal(progress.clone(), cfg.log_format != LogFormat::Json);
-    Ok((lock, progress, live))
+    Ok(Prepared {
+        _lock: lock,
+        progress,
+        live,
+        _http: http,
+    })
 }
 
-/// `train` and `run`: prepare, start the webhook sink, then the study (or
-/// the daemon loop); the heartbeat judges progress only while a trial trains.
-fn chain(args: &CommonArgs, stop: StopFlag, mode: Mode) -> anyhow::Result<u8> {
+/// The webhook sink's settings from the config.
+fn webhook_config(cfg: &Config) -> WebhookConfig {
+    WebhookConfig {
+        urls: cfg.webhooks.clone(),
+        events: cfg.webhook_events.iter().cloned().collect(),
+        secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
+        attempts: 5,
+        // Tests shorten the retry backoff with TRAINERD_WEBHOOK_BACKOFF_MS.
+        backoff: std::env::var("TRAINERD_WEBHOOK_BACKOFF_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_millis(500), Duration::from_millis),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// Prepares, starts the webhook sink (`train`, `run`), hands over to the
+/// control plane, then lets the sink finish; the heartbeat judges progress
+/// only while a trial trains.
+async fn supervised(
+    args: &CommonArgs,
+    stop: StopFlag,
+    stops: tokio::sync::mpsc::UnboundedReceiver<StopRequest>,
+    kind: Kind,
+) -> anyhow::Result<Ending> {
     let cfg = Config::resolve(args)?;
-    let (_lock, progress, live) = prepare(&cfg)?;
-    let notifier = webhook::spawn(
-        &cfg.state_dir,
-        WebhookConfig {
-            urls: cfg.webhooks.clone(),
-            events: cfg.webhook_events.iter().cloned().collect(),
-            secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
-            attempts: 5,
-            // Tests shorten the retry backoff with TRAINERD_WEBHOOK_BACKOFF_MS.
-            backoff: std::env::var("TRAINERD_WEBHOOK_BACKOFF_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map_or(Duration::from_millis(500), Duration::from_millis),
-            timeout: Duration::from_secs(10),
-        },
-    )
-    .with_context(|| format!("starting the webhook sink in {}", cfg.state_dir.display()))?;
-    let ctx = Context {
-        cfg: &cfg,
-        stop: &stop,
-        progress: &progress,
-        live: &live,
-        notify: notifier.as_ref().map(|n| n.sender()),
-        force_new: false,
+    let (stall_tx, stalls) = tokio::sync::mpsc::unbounded_channel();
+    let p = prepare(&cfg, stall_tx).await?;
+    let notifier = match kind {
+        Kind::Trial(_) => None,
+        Kind::Train | Kind::Daemon => webhook::spawn(&cfg.state_dir, webhook_config(&cfg))
+            .with_context(|| format!("starting the webhook sink in {}", cfg.state_dir.display()))?,
     };
-    let end = match mode {
-        Mode::Train => study::run_study(&ctx),
-        Mode::Daemon => {
-            let (tx, requests) = mpsc::channel::<StudyRequest>();
-            // The watcher starts once the data set is there (downloads included),
-            // so its first look is the data the first study trains on.
-            let fetch = crate::data::download::DownloadOptions::from_config(&cfg, &stop);
-            crate::data::ensure_mnist(&cfg.data_dir, &fetch)?;
-            let watcher = crate::watch::Watcher::spawn(
-                crate::watch::WatchPaths::from_config(&cfg, args.config.as_deref()),
-                crate::watch::WatchOptions::from_config(&cfg),
-            );
-            match watcher {
-                Ok(w) => bridge_watcher(w, tx, args.clone(), stop.clone()),
-                Err(e) => {
-                    tracing::warn!("workspace watcher not started, no automatic retraining: {e}")
-                }
-            }
-            daemon::run(cfg.clone(), ctx, &requests)
+    let shared = Shared {
+        stop: stop.clone(),
+        progress: p.progress.clone(),
+        live: p.live.clone(),
+        notify: notifier.as_ref().map(|n| n.sender()),
+    };
+    let trial = matches!(kind, Kind::Trial(_));
+    let mode = match kind {
+        Kind::Train => Mode::Train,
+        Kind::Daemon => Mode::Daemon(Box::new(args.clone())),
+        Kind::Trial(targs) => {
+            let tcfg = cfg.clone();
+            Mode::Single(Box::new(move |s: &Shared| {
+                s.live.begin(&s.progress);
+                crate::katib::run(&targs, &tcfg, &s.stop, &s.progress)
+            }))
         }
     };
-    if let Some(n) = notifier {
+    let mut inputs = Inputs { stops, stalls };
+    let ending = control::run(mode, cfg, shared, &mut inputs).await;
+    let abandon = ending.as_ref().is_ok_and(|e| e.abandon);
+    if let Some(n) = notifier.filter(|_| !abandon) {
         let grace = if stop.is_raised() {
             Duration::from_secs(3)
         } else {
             WEBHOOK_GRACE
         };
-        n.finish(grace);
+        // A stop request now cuts the wait short (nothing is lost: the
+        // undelivered are re-sent at the next start).
+        tokio::select! {
+            () = n.finish(grace) => {}
+            Some(_) = inputs.stops.recv() => {
+                tracing::info!("stop requested; not waiting for webhook deliveries");
+            }
+        }
     }
-    let end = end.context("training")?;
-    if end == StudyEnd::Stopped {
-        tracing::info!("stopped; exiting {}", exit::STOPPED);
-    }
-    Ok(end.exit_code())
+    let ending = if trial {
+        ending?
+    } else {
+        ending.context("training")?
+    };
+    Ok(ending)
 }
 
 /// `trainerd rollback`: swap `best/` and `best.previous/`.
-fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> {
     match promote::rollback(state_dir)? {
         Some(card) => {
             if json {
@@ -171,7 +240,7 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
                     card.trial, card.preset, card.study, card.val_accuracy
                 );
             }
-            Ok(exit::OK)
+            Ok(Outcome::Done)
         }
         None => {
             if json {
@@ -182,7 +251,7 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
                     state_dir.join("best.previous").display()
                 );
             }
-            Ok(1)
+            Ok(Outcome::Declined)
         }
     }
 }
@@ -198,58 +267,4 @@ fn print_presets(json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Turns the watcher's events into study requests for the daemon loop. A
-/// changed config is validated first: a bad one is logged and the running
-/// configuration kept.
-fn bridge_watcher(
-    w: crate::watch::Watcher,
-    tx: mpsc::Sender<StudyRequest>,
-    args: CommonArgs,
-    stop: StopFlag,
-) {
-    use crate::watch::WatchReason;
-    use std::sync::mpsc::RecvTimeoutError;
-    let spawned = std::thread::Builder::new()
-        .name("watch-bridge".into())
-        .spawn(move || loop {
-            match w.events().recv_timeout(Duration::from_millis(500)) {
-                Ok(ev) if ev.retrain() => {
-                    let config_changed = ev
-                        .reasons
-                        .iter()
-                        .any(|r| matches!(r, WatchReason::ConfigChanged { .. }));
-                    let config = if config_changed {
-                        match Config::resolve(&args) {
-                            Ok(c) => Some(Box::new(c)),
-                            Err(e) => {
-                                tracing::warn!("new config rejected, keeping the running one: {e}");
-                                continue;
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                    tracing::info!(reasons = ?ev.reasons, commit = ?ev.commit, "workspace changed");
-                    let request = StudyRequest {
-                        reason: format!("{:?}", ev.reasons),
-                        config,
-                        force: true,
-                    };
-                    if tx.send(request).is_err() {
-                        break;
-                    }
-                }
-                Ok(ev) => {
-                    tracing::warn!(reasons = ?ev.reasons, "workspace input ignored until fixed")
-                }
-                Err(RecvTimeoutError::Timeout) if stop.is_raised() => break,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("watch bridge not started: {e}");
-    }
 }

@@ -578,7 +578,10 @@ fn chain_settings(
         if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
             return Err(invalid(
                 "webhook",
-                format!("{url:?} is not an http(s) URL with a host"),
+                format!(
+                    "{:?} is not an http(s) URL with a host",
+                    crate::pipeline::webhook::redact(url)
+                ),
             ));
         }
     }

@@ -1,4 +1,7 @@
-//! Exit codes: the one place an error becomes a process exit status.
+//! Exit codes by name, the [`ExitStatus`] every error type implements, and
+//! the [`Outcome`] a command ends with. Turning an error or an outcome into
+//! the process's exit status happens in one place, the binary
+//! (`src/main.rs`); nothing in the library ends the process.
 //!
 //! The numbers are a stable interface (README, Kubernetes podFailurePolicy,
 //! Docker restart policies rely on them).
@@ -13,7 +16,7 @@ pub const INTERNAL: u8 = 1;
 pub const BELOW_TARGET: u8 = 2;
 /// Command-line usage error.
 pub const USAGE: u8 = 64;
-/// Bad input data (malformed IDX, inconsistent files, over the memory budget).
+/// Bad input data (malformed IDX, inconsistent files).
 pub const DATA: u8 = 65;
 /// Nothing to work on: `predict` finds no champion, or an input file cannot
 /// be opened (sysexits' `EX_NOINPUT`).
@@ -29,41 +32,23 @@ pub const CONFIG: u8 = 78;
 /// Stopped by SIGTERM/SIGINT after writing a final checkpoint.
 pub const STOPPED: u8 = 143;
 
+/// How a command ended, before it becomes an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: target reached, trial finished, command succeeded.
+    Done,
+    /// A study spent its budget below target.
+    BelowTarget,
+    /// A negative answer: `health` found the daemon unhealthy, `rollback`
+    /// found nothing to roll back to.
+    Declined,
+    /// Stopped on request (SIGTERM/SIGINT) after a final checkpoint.
+    Stopped,
+    /// The watchdog saw no training progress for its timeout.
+    Stalled,
+}
+
 /// Errors that know their exit status.
 pub trait ExitStatus {
     fn exit_code(&self) -> u8;
-}
-
-/// Walks an error chain and returns the first known exit status (else [`INTERNAL`]).
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::data::DataError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::train::TrainError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::telemetry::http::HttpError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::search::journal::JournalError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::pipeline::events::EventError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::predict::PredictError>() {
-            return e.exit_code();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::export::ExportError>() {
-            return e.exit_code();
-        }
-    }
-    INTERNAL
 }

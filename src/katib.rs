@@ -11,6 +11,7 @@ use chrono::{SecondsFormat, Utc};
 use clap::Args;
 
 use crate::config::{CommonArgs, Config, ConfigError};
+use crate::exit::Outcome;
 use crate::model::OptimSpec;
 use crate::pipeline;
 use crate::store::CheckpointDir;
@@ -85,13 +86,13 @@ pub fn json_line(rec: &EpochRecord) -> String {
     .to_string()
 }
 
-/// Runs the trial; returns the exit status (0 finished, 143 stopped).
+/// Runs the trial; returns how it ended (done, or stopped).
 pub fn run(
     args: &TrialArgs,
     cfg: &Config,
     stop: &StopFlag,
     progress: &Progress,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Outcome> {
     let mut spec = pipeline::initial_spec(cfg)?;
     if let Some(name) = &args.optimizer {
         spec.recipe.optimizer =
@@ -131,7 +132,7 @@ pub fn run(
         on_epoch: Some(&on_epoch),
     })?;
     match outcome {
-        TrialOutcome::Stopped { .. } => Ok(crate::exit::STOPPED),
+        TrialOutcome::Stopped { .. } => Ok(Outcome::Stopped),
         TrialOutcome::Finished(report) => {
             println!(
                 "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",
@@ -140,7 +141,7 @@ pub fn run(
                 report.val.loss,
                 report.test.accuracy
             );
-            Ok(crate::exit::OK)
+            Ok(Outcome::Done)
         }
     }
 }

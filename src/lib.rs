@@ -15,11 +15,13 @@
 //! - [`predict`]: classify images with the champion
 //! - [`export`]: the champion as ONNX, TorchScript, a Triton repository, a model card; checksums
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
+//! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod exit;
 pub mod export;

@@ -1,13 +1,15 @@
-//! The `trainerd` binary: parse flags, install signal handlers, run the
-//! library, and map errors to exit codes (see `exit`).
+//! The `trainerd` binary: parse flags, run the library with the OS's stop
+//! signals, and map its outcome or error to an exit status (see `exit`).
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
 use trainerd::config::Cli;
-use trainerd::exit;
-use trainerd::train::StopFlag;
+use trainerd::control::stops::StopSource;
+use trainerd::control::Ending;
+use trainerd::exit::{self, Outcome};
 
 fn main() -> ExitCode {
     // Before libtorch allocates anything (see train/malloc.rs).
@@ -26,15 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let stop = StopFlag::default();
-    if let Err(e) = install_signals(&stop) {
-        eprintln!("trainerd: cannot install signal handlers: {e}");
-        return ExitCode::from(exit::INTERNAL);
-    }
-    match trainerd::app::run(cli.command, stop) {
-        Ok(code) => ExitCode::from(code),
+    match trainerd::app::run(cli.command, StopSource::Signals) {
+        Ok(ending) => end(ending),
         Err(err) => {
-            let code = exit::code_for(&err);
+            let code = code_for(&err);
             let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
             tracing::error!(exit_code = code, "{}", chain.join(": "));
             eprintln!("trainerd: error: {}", chain.join(": "));
@@ -82,17 +79,63 @@ fn install_panic_hook() {
     }));
 }
 
-/// First SIGTERM/SIGINT raises the stop flag (finish the step, checkpoint,
-/// exit 143); a second one exits at once.
-fn install_signals(stop: &StopFlag) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for sig in [SIGTERM, SIGINT] {
-        signal_hook::flag::register_conditional_shutdown(
-            sig,
-            i32::from(exit::STOPPED),
-            stop.0.clone(),
-        )?;
-        signal_hook::flag::register(sig, stop.0.clone())?;
+/// The exit status of an outcome.
+fn outcome_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Done => exit::OK,
+        Outcome::BelowTarget => exit::BELOW_TARGET,
+        // `health` unhealthy, nothing to roll back: a plain "no".
+        Outcome::Declined => exit::INTERNAL,
+        Outcome::Stopped => exit::STOPPED,
+        Outcome::Stalled => exit::STALLED,
     }
-    Ok(())
+}
+
+/// Walks an error chain and returns the first known exit status (else
+/// [`exit::INTERNAL`]): the one place an error becomes an exit status.
+fn code_for(err: &anyhow::Error) -> u8 {
+    use trainerd::{config, data, export, pipeline, predict, search, store, telemetry, train};
+    err.chain()
+        .find_map(|cause| {
+            let known: [Option<&dyn trainerd::exit::ExitStatus>; 9] = [
+                cause.downcast_ref::<config::ConfigError>().map(|e| e as _),
+                cause.downcast_ref::<data::DataError>().map(|e| e as _),
+                cause.downcast_ref::<store::StoreError>().map(|e| e as _),
+                cause.downcast_ref::<train::TrainError>().map(|e| e as _),
+                cause
+                    .downcast_ref::<telemetry::http::HttpError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<search::journal::JournalError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<pipeline::events::EventError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<predict::PredictError>()
+                    .map(|e| e as _),
+                cause.downcast_ref::<export::ExportError>().map(|e| e as _),
+            ];
+            known.into_iter().flatten().next().map(|e| e.exit_code())
+        })
+        .unwrap_or(exit::INTERNAL)
+}
+
+/// The exit status of `ending`. When the trainer was abandoned (a second
+/// SIGTERM, or a stall it did not come back from) it may be inside a
+/// libtorch call, and running destructors under it (what returning from
+/// `main` or `process::exit` do) crashes: the logs are flushed and the
+/// process ends with `_exit`.
+fn end(ending: Ending) -> ExitCode {
+    let code = outcome_code(ending.outcome);
+    if ending.outcome == Outcome::Stopped && !ending.abandon {
+        tracing::info!("stopped; exiting {code}");
+    }
+    if ending.abandon {
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: `_exit` ends the process at once; nothing runs after it.
+        unsafe { libc::_exit(i32::from(code)) }
+    }
+    ExitCode::from(code)
 }

@@ -401,6 +401,36 @@ fn webhooks_are_signed_retried_and_never_resent() {
 }
 
 #[test]
+fn a_redirect_is_retried_not_final_and_credentials_are_never_written() {
+    let s = setup();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://bot:pw-s3cret@{addr}/hook?token=t0ken");
+    // A redirect first (never followed), then 200.
+    let seen = hook_server(listener, vec![301]);
+    let args = ["--webhook", &url, "--webhook-events", "target_reached"];
+    let out = quick(&s, "train", &args).output().unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "the 301, then its retry: {got:?}");
+    assert_eq!(got[1].answered, 200);
+    let d = deliveries(&s.state);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["status"], "delivered", "{d:?}");
+    assert_eq!(d[0]["attempts"], 2);
+    let written = std::fs::read_to_string(s.state.join("deliveries.jsonl")).unwrap();
+    for secret in ["pw-s3cret", "t0ken"] {
+        assert!(!written.contains(secret), "{written}");
+        assert!(!log.contains(secret), "{log}");
+    }
+    assert!(
+        written.contains(&format!("http://***@{addr}/hook?token=***")),
+        "{written}"
+    );
+}
+
+#[test]
 fn an_unreachable_webhook_warns_and_is_retried_after_a_restart() {
     let s = setup();
     let port = free_port();

@@ -32,7 +32,7 @@ fn check_out(state_dir: &Path, out: &Path) -> Result<(), ExportError> {
 }
 
 /// Runs `trainerd export`.
-pub fn run(args: &ExportArgs) -> anyhow::Result<u8> {
+pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     check_out(&args.state_dir, &args.out)?;
     let src = match args.trial {
         Some(n) => source::trial(&args.state_dir, n, args.study.as_deref())?,
@@ -61,5 +61,5 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<u8> {
         src.from.display(),
         args.out.display()
     );
-    Ok(crate::exit::OK)
+    Ok(())
 }

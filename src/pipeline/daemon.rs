@@ -1,13 +1,8 @@
-//! `trainerd run`: the daemon loop. Run (or resume) the configured study,
-//! promote and notify as it goes, then stay up idle until a new study is
-//! requested through the hook channel (the workspace watcher sends on it) or
-//! a stop is requested (exit 143).
+//! `trainerd run`: what wakes an idle daemon. The daemon itself (run or
+//! resume the configured study, promote and notify as it goes, then idle
+//! until a new study is requested or a stop) is the control plane's loop
+//! (`control`); this is the request it acts on.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
-
-use super::study::{run_study, Context};
-use super::StudyEnd;
 use crate::config::Config;
 
 /// A request to start a new study: what wakes an idle daemon.
@@ -22,45 +17,49 @@ pub struct StudyRequest {
     pub force: bool,
 }
 
-/// How often the idle loop looks at the stop flag.
-const IDLE_POLL: Duration = Duration::from_millis(200);
+impl StudyRequest {
+    /// Folds a request that arrived while `self` waited (a study was
+    /// running) into one: the study starts once, on the newest inputs, with
+    /// the newest configuration either of them brought.
+    pub fn merge(self, later: StudyRequest) -> StudyRequest {
+        StudyRequest {
+            reason: format!("{}; {}", self.reason, later.reason),
+            config: later.config.or(self.config),
+            force: self.force || later.force,
+        }
+    }
+}
 
-/// Runs studies until stopped; returns how the last one ended (always
-/// `Stopped` unless an error ends the daemon first).
-pub fn run(
-    mut cfg: Config,
-    ctx: Context<'_>,
-    requests: &Receiver<StudyRequest>,
-) -> anyhow::Result<StudyEnd> {
-    let mut force = ctx.force_new;
-    loop {
-        let study_ctx = Context {
-            cfg: &cfg,
-            force_new: force,
-            notify: ctx.notify.clone(),
-            ..ctx
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn merged_requests_keep_the_newest_config_and_any_force() {
+        let req = |reason: &str, config: Option<u64>, force| StudyRequest {
+            reason: reason.into(),
+            config: config.map(|seed| {
+                let seed = seed.to_string();
+                let cli =
+                    crate::config::Cli::try_parse_from(["trainerd", "train", "--seed", &seed]);
+                let Ok(crate::config::Cli {
+                    command: crate::config::Command::Train(args),
+                    ..
+                }) = cli
+                else {
+                    panic!("train flags parse")
+                };
+                Box::new(Config::resolve(&args).unwrap())
+            }),
+            force,
         };
-        let end = run_study(&study_ctx)?;
-        if end == StudyEnd::Stopped {
-            return Ok(end);
-        }
-        tracing::info!(outcome = ?end, "study over; idle until a new study is requested");
-        let request = loop {
-            if ctx.stop.is_raised() {
-                tracing::info!("stopped while idle");
-                return Ok(StudyEnd::Stopped);
-            }
-            match requests.recv_timeout(IDLE_POLL) {
-                Ok(req) => break req,
-                Err(RecvTimeoutError::Timeout) => {}
-                // No watcher: nothing can wake us but a stop.
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(IDLE_POLL),
-            }
-        };
-        tracing::info!(reason = %request.reason, force = request.force, "new study requested");
-        if let Some(new) = request.config {
-            cfg = *new;
-        }
-        force = request.force;
+        let m = req("config", Some(7), true).merge(req("data", None, false));
+        assert_eq!(m.reason, "config; data");
+        assert_eq!(m.config.map(|c| c.seed), Some(7), "kept the earlier config");
+        assert!(m.force);
+        let m = req("a", Some(1), false).merge(req("b", Some(2), false));
+        assert_eq!(m.config.map(|c| c.seed), Some(2), "the newer config wins");
+        assert!(!m.force);
     }
 }

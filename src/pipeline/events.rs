@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
+use tokio::sync::mpsc::UnboundedSender;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -206,7 +206,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
 pub struct EventLog {
     log: JsonlLog,
     seen: HashSet<String>,
-    notify: Option<Sender<Event>>,
+    notify: Option<UnboundedSender<Event>>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> EventError {
@@ -223,7 +223,10 @@ impl EventLog {
 
     /// Opens the log; a torn last line (crash mid-append) is cut off.
     /// `notify` receives every newly emitted event (the webhook sink).
-    pub fn open(state_dir: &Path, notify: Option<Sender<Event>>) -> Result<EventLog, EventError> {
+    pub fn open(
+        state_dir: &Path,
+        notify: Option<UnboundedSender<Event>>,
+    ) -> Result<EventLog, EventError> {
         let path = Self::path(state_dir);
         let (log, events) = JsonlLog::open::<Event>(&path).map_err(|e| io_err(&path, e))?;
         Ok(EventLog {
@@ -345,7 +348,7 @@ mod tests {
     #[test]
     fn the_log_emits_each_id_once_across_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut log = EventLog::open(dir.path(), Some(tx)).unwrap();
         let evs = events_for(&finished(1, true, 0.5), 0.9);
         for ev in &evs {
@@ -353,7 +356,7 @@ mod tests {
         }
         assert!(!log.emit(evs[0].clone()).unwrap());
         drop(log);
-        assert_eq!(rx.try_iter().count(), evs.len());
+        assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), evs.len());
         let mut log = EventLog::open(dir.path(), None).unwrap();
         for ev in &evs {
             assert!(

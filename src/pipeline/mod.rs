@@ -4,8 +4,8 @@
 //! - [`study`]: one study, resumable from its journal
 //! - [`promote`]: the champion in `best/`, rollback, crash recovery
 //! - [`events`]: `events.jsonl`, derived from journal records, once per id
-//! - [`webhook`]: signed, retried, recorded notifications on their own thread
-//! - [`daemon`]: `trainerd run`: study, then idle until asked for a new one
+//! - [`webhook`]: signed, retried, recorded notifications on their own task
+//! - [`daemon`]: what wakes an idle `trainerd run`: study requests
 
 pub mod daemon;
 pub mod events;
@@ -31,13 +31,15 @@ pub enum StudyEnd {
     Stopped,
 }
 
-impl StudyEnd {
-    /// `train`'s exit status: 0 target reached, 2 budget spent below target, 143 stopped.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            StudyEnd::TargetReached => crate::exit::OK,
-            StudyEnd::BudgetExhausted => crate::exit::BELOW_TARGET,
-            StudyEnd::Stopped => crate::exit::STOPPED,
+impl From<StudyEnd> for crate::exit::Outcome {
+    /// `train`'s outcome: done when the target is reached, below target when
+    /// the budget is spent, stopped.
+    fn from(end: StudyEnd) -> Self {
+        use crate::exit::Outcome;
+        match end {
+            StudyEnd::TargetReached => Outcome::Done,
+            StudyEnd::BudgetExhausted => Outcome::BelowTarget,
+            StudyEnd::Stopped => Outcome::Stopped,
         }
     }
 }

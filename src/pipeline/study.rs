@@ -10,8 +10,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::Sender;
+use tokio::sync::mpsc::UnboundedSender;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -36,7 +35,7 @@ pub struct Context<'a> {
     pub progress: &'a Progress,
     pub live: &'a Liveness,
     /// Where new events go besides the log (the webhook sink).
-    pub notify: Option<Sender<Event>>,
+    pub notify: Option<UnboundedSender<Event>>,
     /// Start a new study even when the journal's latest one has the same settings.
     pub force_new: bool,
 }
@@ -322,7 +321,7 @@ fn drive(
             }
         };
         let mut ckpts = CheckpointDir::open(&dir.join("checkpoints"), cfg.keep_checkpoints)?;
-        ctx.live.training.store(true, Ordering::Relaxed);
+        ctx.live.begin(ctx.progress);
         let outcome = train::run_trial(train::TrialSetup {
             trial: current.trial,
             spec: &current.spec,
@@ -336,7 +335,7 @@ fn drive(
             prune: Some(&prune),
             on_epoch: None,
         });
-        ctx.live.training.store(false, Ordering::Relaxed);
+        ctx.live.end();
         let report = match outcome? {
             TrialOutcome::Stopped { step } => {
                 return stopped(&mut chain.borrow_mut(), Some(current.trial), step)

@@ -1,6 +1,6 @@
-//! The webhook sink: POSTs chosen events as JSON to configured URLs from its
-//! own thread (fed by a channel, so a slow or dead endpoint never blocks
-//! training).
+//! The webhook sink: POSTs chosen events as JSON to configured URLs from a
+//! task of the runtime (fed by a channel, so a slow or dead endpoint never
+//! blocks training; each blocking `ureq` request runs on the blocking pool).
 //!
 //! Each request carries `Idempotency-Key: <event id>` and, when a secret is
 //! configured, `X-Trainerd-Signature: sha256=<hex HMAC-SHA256 of the body>`.
@@ -9,13 +9,24 @@
 //! start the sink re-sends the latest study's events that no line marks
 //! delivered (at least once: a crash between the server's 2xx and the record
 //! resends, and the idempotency key lets the receiver drop the duplicate).
+//!
+//! Redirects are never followed: re-sending a signed body to wherever a
+//! `Location` points would hand the event and its signature to another host,
+//! and 301/302 turn a POST into a GET. A 3xx is a failed attempt like a 5xx
+//! (retried, and re-sent after a restart, so nothing is lost once the URL is
+//! fixed); the redirect target is in the log and in `deliveries.jsonl` so the
+//! operator can point `--webhook` at the final URL.
+//!
+//! URLs may carry credentials (`user:pass@`, `?token=`): they are written
+//! only through [`redact`], in the log and in `deliveries.jsonl` alike.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -56,6 +67,7 @@ pub struct WebhookConfig {
 pub struct Delivery {
     pub v: u32,
     pub event: String,
+    /// The URL with its credentials redacted ([`redact`]).
     pub url: String,
     /// `delivered`, `rejected` (4xx: final) or `failed` (retried after a restart).
     pub status: String,
@@ -77,25 +89,87 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Handle on the sink thread.
+/// The URL as it may be written down: a password in `user:pass@` and every
+/// query value replaced by `***` (tokens travel in both). Idempotent, so
+/// redacted and raw URLs compare equal after redacting both.
+pub fn redact(url: &str) -> String {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, f)) => (h, Some(f)),
+        None => (url, None),
+    };
+    let (base, query) = match head.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (head, None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("", base));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut out = String::with_capacity(url.len());
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    match authority.rsplit_once('@') {
+        Some((_, host)) => {
+            out.push_str("***@");
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(path);
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) => format!("{k}=***"),
+                None => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// `text` with every URL in it (a word holding `://`) redacted: for error
+/// messages that may quote the URL.
+pub fn redact_in(text: &str) -> String {
+    text.split(' ')
+        .map(|w| {
+            if w.contains("://") {
+                redact(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Handle on the sink task.
 pub struct Notifier {
-    tx: Sender<Event>,
-    closing: Arc<AtomicBool>,
-    done: Receiver<()>,
+    tx: UnboundedSender<Event>,
+    close: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl Notifier {
     /// Where the event log sends new events.
-    pub fn sender(&self) -> Sender<Event> {
+    pub fn sender(&self) -> UnboundedSender<Event> {
         self.tx.clone()
     }
 
-    /// Lets the sink finish its queue for up to `grace`, then returns; what is
-    /// left undelivered is retried at the next start.
-    pub fn finish(self, grace: Duration) {
-        self.closing.store(true, Ordering::SeqCst);
+    /// Lets the sink deliver what is queued for up to `grace`, then returns;
+    /// what is left undelivered is retried at the next start.
+    pub async fn finish(self, grace: Duration) {
+        let _ = self.close.send(());
         drop(self.tx);
-        if self.done.recv_timeout(grace).is_err() {
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
             tracing::warn!(
                 "webhook deliveries still pending after {grace:?}; they are retried at the next start"
             );
@@ -103,7 +177,7 @@ impl Notifier {
     }
 }
 
-/// Starts the sink thread; `None` when no URL is configured.
+/// Starts the sink task on the current runtime; `None` when no URL is configured.
 pub fn spawn(state_dir: &Path, cfg: WebhookConfig) -> std::io::Result<Option<Notifier>> {
     if cfg.urls.is_empty() {
         return Ok(None);
@@ -114,33 +188,10 @@ pub fn spawn(state_dir: &Path, cfg: WebhookConfig) -> std::io::Result<Option<Not
     let path = state_dir.join("deliveries.jsonl");
     let (log, past) = JsonlLog::open::<Delivery>(&path)?;
     let pending = pending(&EventLog::path(state_dir), &past, &cfg);
-    let (tx, rx) = mpsc::channel::<Event>();
-    let (done_tx, done) = mpsc::channel();
-    let closing = Arc::new(AtomicBool::new(false));
-    let flag = closing.clone();
-    std::thread::Builder::new()
-        .name("webhook".into())
-        .spawn(move || {
-            let mut sink = Sink::new(cfg, log);
-            for (ev, url) in pending {
-                sink.deliver(&ev, &url);
-            }
-            loop {
-                match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(ev) => {
-                        for url in sink.cfg.urls.clone() {
-                            if sink.cfg.events.contains(&ev.kind) {
-                                sink.deliver(&ev, &url);
-                            }
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) if !flag.load(Ordering::Relaxed) => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = done_tx.send(());
-        })?;
-    Ok(Some(Notifier { tx, closing, done }))
+    let (tx, rx) = mpsc::unbounded_channel::<Event>();
+    let (close, closed) = oneshot::channel();
+    let task = tokio::spawn(Sink::new(cfg, log).run(pending, rx, closed));
+    Ok(Some(Notifier { tx, close, task }))
 }
 
 /// (event, url) pairs of the latest study not yet delivered or rejected.
@@ -152,10 +203,11 @@ fn pending(events: &Path, past: &[Delivery], cfg: &WebhookConfig) -> Vec<(Event,
     let Some(latest) = events.last().map(|e| e.study.clone()) else {
         return vec![];
     };
-    let settled: HashSet<(&str, &str)> = past
+    // Lines hold redacted URLs (older ones raw ones): compare redacted.
+    let settled: HashSet<(&str, String)> = past
         .iter()
         .filter(|d| d.status != "failed")
-        .map(|d| (d.event.as_str(), d.url.as_str()))
+        .map(|d| (d.event.as_str(), redact(&d.url)))
         .collect();
     let mut out = Vec::new();
     for ev in events
@@ -163,7 +215,7 @@ fn pending(events: &Path, past: &[Delivery], cfg: &WebhookConfig) -> Vec<(Event,
         .filter(|e| e.study == latest && cfg.events.contains(&e.kind))
     {
         for url in &cfg.urls {
-            if !settled.contains(&(ev.id.as_str(), url.as_str())) {
+            if !settled.contains(&(ev.id.as_str(), redact(url))) {
                 out.push((ev.clone(), url.clone()));
             }
         }
@@ -207,7 +259,44 @@ impl Sink {
         }
     }
 
-    fn attempt(&self, url: &str, ev: &Event, body: &[u8]) -> Attempt {
+    /// The task body: what a restart left pending, then each new event,
+    /// until `closed` (then what is queued) or every sender is gone.
+    async fn run(
+        mut self,
+        pending: Vec<(Event, String)>,
+        mut rx: UnboundedReceiver<Event>,
+        mut closed: oneshot::Receiver<()>,
+    ) {
+        for (ev, url) in pending {
+            self.deliver(&ev, &url).await;
+        }
+        loop {
+            tokio::select! {
+                // Queued events first: closing delivers what is already queued.
+                biased;
+                ev = rx.recv() => match ev {
+                    Some(ev) => self.deliver_all(&ev).await,
+                    None => return,
+                },
+                _ = &mut closed => break,
+            }
+        }
+        while let Ok(ev) = rx.try_recv() {
+            self.deliver_all(&ev).await;
+        }
+    }
+
+    async fn deliver_all(&mut self, ev: &Event) {
+        if !self.cfg.events.contains(&ev.kind) {
+            return;
+        }
+        for url in self.cfg.urls.clone() {
+            self.deliver(ev, &url).await;
+        }
+    }
+
+    /// One POST, on the blocking pool (ureq blocks).
+    async fn attempt(&self, url: &str, ev: &Event, body: &[u8]) -> Attempt {
         let mut req = self
             .agent
             .post(url)
@@ -221,44 +310,45 @@ impl Sink {
         if let Some(secret) = &self.cfg.secret {
             req = req.header("X-Trainerd-Signature", signature(secret, body));
         }
-        match req.send(body) {
-            Ok(resp) => {
-                let code = resp.status().as_u16();
-                match code {
-                    200..=299 => Attempt::Ok(code),
-                    429 | 500..=599 => Attempt::Retry(Some(code), format!("HTTP {code}")),
-                    _ => Attempt::Final(code),
-                }
-            }
-            Err(e) => Attempt::Retry(None, e.to_string()),
+        let body = body.to_vec();
+        match tokio::task::spawn_blocking(move || req.send(&body[..])).await {
+            Ok(Ok(resp)) => judge(resp.status().as_u16(), || {
+                resp.headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map(redact)
+            }),
+            Ok(Err(e)) => Attempt::Retry(None, redact_in(&e.to_string())),
+            Err(e) => Attempt::Retry(None, format!("request task failed: {e}")),
         }
     }
 
     /// Sends `ev` to `url` with retries and records the outcome.
-    fn deliver(&mut self, ev: &Event, url: &str) {
+    async fn deliver(&mut self, ev: &Event, url: &str) {
         let body = match serde_json::to_vec(ev) {
             Ok(b) => b,
             Err(e) => return tracing::warn!("cannot encode event {}: {e}", ev.id),
         };
+        let shown = redact(url);
         let mut delay = self.cfg.backoff;
         let mut tries = 0;
         let (status, http, error) = loop {
             tries += 1;
-            match self.attempt(url, ev, &body) {
+            match self.attempt(url, ev, &body).await {
                 Attempt::Ok(code) => break ("delivered", Some(code), None),
                 Attempt::Final(code) => {
-                    tracing::warn!(url, event = %ev.id, code, "webhook rejected the event; not retrying");
+                    tracing::warn!(url = %shown, event = %ev.id, code, "webhook rejected the event; not retrying");
                     break ("rejected", Some(code), Some(format!("HTTP {code}")));
                 }
                 Attempt::Retry(code, why) if tries >= self.cfg.attempts => {
                     if self.warned.insert(url.to_string()) {
-                        tracing::warn!(url, event = %ev.id, tries, "webhook unreachable ({why}); will retry after a restart");
+                        tracing::warn!(url = %shown, event = %ev.id, tries, "webhook unreachable ({why}); will retry after a restart");
                     }
                     break ("failed", code, Some(why));
                 }
                 Attempt::Retry(_, why) => {
-                    tracing::debug!(url, event = %ev.id, tries, "webhook attempt failed ({why}); retrying in {delay:?}");
-                    std::thread::sleep(delay);
+                    tracing::debug!(url = %shown, event = %ev.id, tries, "webhook attempt failed ({why}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
             }
@@ -266,7 +356,7 @@ impl Sink {
         let record = Delivery {
             v: DELIVERY_FORMAT,
             event: ev.id.clone(),
-            url: url.to_string(),
+            url: shown,
             status: status.into(),
             attempts: tries,
             http_status: http,
@@ -276,6 +366,24 @@ impl Sink {
         if let Err(e) = self.log.append(&record) {
             tracing::warn!(path = %self.log.path().display(), "cannot record a webhook delivery: {e}");
         }
+    }
+}
+
+/// What an HTTP status means for a delivery: 2xx delivered; 3xx, 429 and
+/// 5xx retried (a redirect is not followed: see the module doc; `location`
+/// gives its redacted target); other codes final.
+fn judge(code: u16, location: impl FnOnce() -> Option<String>) -> Attempt {
+    match code {
+        200..=299 => Attempt::Ok(code),
+        300..=399 => {
+            let to = location().unwrap_or_else(|| "no Location".into());
+            Attempt::Retry(
+                Some(code),
+                format!("HTTP {code} redirect to {to}, not followed: set the webhook URL to the final address"),
+            )
+        }
+        429 | 500..=599 => Attempt::Retry(Some(code), format!("HTTP {code}")),
+        _ => Attempt::Final(code),
     }
 }
 
@@ -316,6 +424,45 @@ mod tests {
             message: String::new(),
             data: serde_json::json!({}),
         }
+    }
+
+    #[test]
+    fn redact_hides_passwords_and_query_values_and_is_idempotent() {
+        let cases = [
+            ("https://hooks.example/x", "https://hooks.example/x"),
+            (
+                "https://bot:s3cret@hooks.example:8443/p?token=abc&room=ml#frag",
+                "https://***@hooks.example:8443/p?token=***&room=***#frag",
+            ),
+            ("http://user@h/?flag", "http://***@h/?flag"),
+            ("http://h/a@b", "http://h/a@b"),
+        ];
+        for (raw, want) in cases {
+            let got = redact(raw);
+            assert_eq!(got, want, "{raw}");
+            assert_eq!(redact(&got), got, "idempotent: {raw}");
+            assert!(!got.contains("s3cret") && !got.contains("abc"), "{got}");
+        }
+        assert_eq!(
+            redact_in("cannot connect to http://a:b@h/x?t=1: refused"),
+            "cannot connect to http://***@h/x?t=*** refused"
+        );
+    }
+
+    #[test]
+    fn a_redirect_is_a_retried_failure_naming_its_target_never_final() {
+        let at = || Some(redact("https://u:pw@elsewhere/hook?key=k"));
+        match judge(301, at) {
+            Attempt::Retry(Some(301), why) => {
+                assert!(why.contains("https://***@elsewhere/hook?key=***"), "{why}");
+                assert!(!why.contains("pw"), "{why}");
+            }
+            _ => panic!("301 must be retried, not final"),
+        }
+        assert!(matches!(judge(308, || None), Attempt::Retry(Some(308), _)));
+        assert!(matches!(judge(204, || None), Attempt::Ok(204)));
+        assert!(matches!(judge(404, || None), Attempt::Final(404)));
+        assert!(matches!(judge(503, || None), Attempt::Retry(Some(503), _)));
     }
 
     #[test]

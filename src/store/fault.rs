@@ -11,6 +11,8 @@
 //!   core dump is written and no handler runs.
 //! - `TRAINERD_FAULT_PANIC=<point>[:<nth>]`: panic there instead, as a bug or
 //!   an error raised inside libtorch would (tch panics on those).
+//! - `TRAINERD_FAULT_HANG=<point>[:<nth>]`: never return from there, as a
+//!   libtorch call stuck for good would (the watchdog's last resort).
 //!
 //! With none set, a point costs one atomic load.
 //!
@@ -49,8 +51,12 @@ struct Armed {
 
 static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
 
+/// `TRAINERD_FAULT_HANG`'s point and hit, with the hits so far.
+static HANG: OnceLock<Option<(String, u64, AtomicU64)>> = OnceLock::new();
+
 /// Marks a place where a crash test may pause or kill the process.
 pub fn point(name: &str) {
+    hang_if_armed(name);
     let Some(armed) = ARMED.get_or_init(from_env) else {
         return;
     };
@@ -70,6 +76,31 @@ pub fn point(name: &str) {
     if let Some((target, nth)) = &armed.faults.panic {
         if target == name && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
             panic!("fault injection: panic at {name} (hit {nth})");
+        }
+    }
+}
+
+fn hang_if_armed(name: &str) {
+    let hang = HANG.get_or_init(|| {
+        let spec = std::env::var("TRAINERD_FAULT_HANG").ok();
+        match parse_point("TRAINERD_FAULT_HANG", spec.as_deref()) {
+            Ok(p) => p.map(|(point, nth)| (point, nth, AtomicU64::new(0))),
+            Err(why) => {
+                eprintln!("trainerd: ignoring fault injection settings: {why}");
+                None
+            }
+        }
+    });
+    if let Some((target, nth, hits)) = hang {
+        if target == name && hits.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            tracing::warn!(
+                point = name,
+                hit = nth,
+                "fault injection: hanging here for good"
+            );
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
         }
     }
 }

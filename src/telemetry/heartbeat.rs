@@ -1,5 +1,6 @@
-//! Heartbeat and watchdog: a thread that records liveness in the state dir
-//! (read by `trainerd health`) and ends a process whose training stalled.
+//! Heartbeat and watchdog: a task that records liveness in the state dir
+//! (read by `trainerd health`) and reports a stalled training to the
+//! control plane, which ends the process (exit 75).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,44 +70,102 @@ pub fn read(state_dir: &Path) -> Option<Heartbeat> {
     serde_json::from_slice(&std::fs::read(path(state_dir)).ok()?).ok()
 }
 
-/// Shared switches for the heartbeat thread.
+/// Shared switches for the heartbeat task.
 #[derive(Clone, Default)]
 pub struct Liveness {
     /// Set while a trial is training; the watchdog ignores idle periods.
     pub training: Arc<AtomicBool>,
 }
 
-/// Starts the heartbeat thread: every `every`, writes `heartbeat.json`; when
-/// `training` and no step for `watchdog`, logs why and exits 75.
+impl Liveness {
+    /// Training (re)starts: the watchdog judges from now on, and the idle
+    /// time before counts as no stall.
+    pub fn begin(&self, progress: &Progress) {
+        progress.mark_progress();
+        self.training.store(true, Ordering::Relaxed);
+    }
+    /// Training paused or over: the watchdog stops judging.
+    pub fn end(&self) {
+        self.training.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What the watchdog saw: no training step for `idle` (at least the
+/// watchdog's timeout) while a trial trained.
+#[derive(Debug, Clone, Copy)]
+pub struct Stall {
+    pub step: u64,
+    pub idle: Duration,
+}
+
+/// Starts the heartbeat task on the current runtime: every `every`, writes
+/// `heartbeat.json`; the first time a trial trains without a step for
+/// `watchdog`, reports a [`Stall`] on `stalls` (the control plane decides
+/// how the process ends).
 pub fn spawn(
     state_dir: PathBuf,
     progress: Arc<Progress>,
     live: Liveness,
     every: Duration,
     watchdog: Duration,
+    stalls: tokio::sync::mpsc::UnboundedSender<Stall>,
 ) {
-    let spawned = std::thread::Builder::new().name("heartbeat".into()).spawn(move || loop {
-        let training = live.training.load(Ordering::Relaxed);
-        let beat = Heartbeat::from_progress(&progress, training);
-        let tmp = path(&state_dir).with_extension("tmp");
-        if let Ok(bytes) = serde_json::to_vec(&beat) {
-            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path(&state_dir))).is_err() {
-                tracing::warn!(dir = %state_dir.display(), "cannot write the heartbeat");
+    let period = every.min(watchdog / 4).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reported = false;
+        loop {
+            tick.tick().await;
+            let training = live.training.load(Ordering::Relaxed);
+            // Idle now, or a longer gap the trainer already came back from
+            // (read after the idle time: a step in between shows in one of them).
+            let idle = Duration::from_millis(progress.idle_ms().max(progress.take_gap_ms()));
+            if training && idle >= watchdog && !reported {
+                reported = true;
+                let step = progress.step.load(Ordering::Relaxed);
+                let _ = stalls.send(Stall { step, idle });
             }
+            let beat = Heartbeat::from_progress(&progress, training);
+            let dir = state_dir.clone();
+            // A write is small but may block on a slow disk: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || write(&dir, &beat)).await;
         }
-        let idle = Duration::from_millis(progress.idle_ms());
-        if training && idle >= watchdog {
-            tracing::error!(
-                step = beat.step, idle_secs = idle.as_secs(),
-                "watchdog: no training progress for {:?}; exiting 75 so the restart policy restarts trainerd",
-                watchdog
-            );
-            std::process::exit(i32::from(crate::exit::STALLED));
-        }
-        std::thread::sleep(every.min(watchdog / 4).max(Duration::from_millis(100)));
     });
-    if let Err(e) = spawned {
-        tracing::warn!("heartbeat thread not started: {e}");
+}
+
+/// Writes `heartbeat.json` atomically (temp file, rename).
+fn write(state_dir: &Path, beat: &Heartbeat) {
+    let tmp = path(state_dir).with_extension("tmp");
+    if let Ok(bytes) = serde_json::to_vec(beat) {
+        if std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, path(state_dir)))
+            .is_err()
+        {
+            tracing::warn!(dir = %state_dir.display(), "cannot write the heartbeat");
+        }
+    }
+}
+
+/// Whether process `pid` is alive (not gone, not a zombie). A heartbeat
+/// written by a dead process is no sign of life, however fresh.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let exists = unsafe { libc::kill(raw, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    // A zombie (dead, not yet reaped) still answers kill(0): ask /proc.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z" && state != "X"),
+        Err(_) => true,
     }
 }
 
@@ -116,6 +175,13 @@ pub fn check(state_dir: &Path, max_age: Duration) -> Result<String, String> {
     let beat = read(state_dir).ok_or_else(|| format!("no heartbeat in {}", state_dir.display()))?;
     let now = now_ms();
     let age = Duration::from_millis(now.saturating_sub(beat.updated_ms));
+    if !pid_alive(beat.pid) {
+        return Err(format!(
+            "trainerd (pid {}) is not running; its last heartbeat is {}s old",
+            beat.pid,
+            age.as_secs()
+        ));
+    }
     if age > max_age {
         return Err(format!(
             "heartbeat is {}s old (pid {})",
@@ -135,4 +201,49 @@ pub fn check(state_dir: &Path, max_age: Duration) -> Result<String, String> {
         "ok: pid {} step {} training {}",
         beat.pid, beat.step, beat.training
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat_of(pid: u32) -> Heartbeat {
+        Heartbeat {
+            pid,
+            ..Heartbeat::from_progress(&Progress::default(), false)
+        }
+    }
+
+    #[test]
+    fn a_fresh_heartbeat_of_a_dead_process_is_unhealthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let write_beat = |b: &Heartbeat| {
+            std::fs::write(path(dir.path()), serde_json::to_vec(b).unwrap()).unwrap()
+        };
+        write_beat(&beat_of(std::process::id()));
+        let ok = check(dir.path(), Duration::from_secs(120));
+        assert!(ok.is_ok(), "{ok:?}");
+
+        // A child that has exited and been reaped: its pid is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        write_beat(&beat_of(pid));
+        let err = check(dir.path(), Duration::from_secs(120)).unwrap_err();
+        assert!(err.contains("not running"), "{err}");
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not reaped: kill(pid, 0) still succeeds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pid_alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!pid_alive(pid));
+        child.wait().unwrap();
+        assert!(pid_alive(std::process::id()));
+    }
 }

@@ -1,17 +1,43 @@
-//! The metrics endpoint: a small HTTP/1.1 server on a std thread serving
-//! `GET /metrics` (Prometheus text format) and `GET /healthz`.
+//! The HTTP endpoints: one axum [`Router`] (`GET /metrics` in the Prometheus
+//! text format, `GET /healthz`, an index at `/`) served by hyper on the
+//! process's tokio runtime.
 //!
-//! A thread per connection, each closed after one response: scrapers connect
-//! every few seconds at most, and no request can hold the accept loop.
+//! Bounded, so no client can pile up work: at most [`MAX_CONNECTIONS`] open
+//! connections (more wait in the kernel's backlog until one closes), each
+//! closed after one response, its request head read within
+//! [`HEAD_TIMEOUT`]; at most [`MAX_IN_FLIGHT`] requests handled at once, each
+//! answered within [`REQUEST_TIMEOUT`] (else 408). Scrapers connect every
+//! few seconds at most.
+//!
+//! Other endpoints (model serving, push hooks) join the same router:
+//! [`router`] builds it from the shared [`HttpState`].
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
 use super::metrics::{health, Metrics};
+
+/// Open connections at most.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Requests being handled at once at most.
+pub const MAX_IN_FLIGHT: usize = 16;
+/// Time for a client to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time to answer one request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors starting the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -26,150 +52,154 @@ impl crate::exit::ExitStatus for HttpError {
     }
 }
 
-/// A running endpoint; dropping it stops the accept loop.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// `/metrics` and `/healthz` read through it.
+    pub metrics: Arc<Metrics>,
 }
 
-impl MetricsServer {
+/// The router of every endpoint, with the request limits applied.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/", get(index))
+        .fallback(not_found)
+        .with_state(state)
+        // Outermost last: the timeout also covers waiting for a slot.
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    // Reads files (the champion's card, the event log): off the async workers.
+    let m = state.metrics.clone();
+    match tokio::task::spawn_blocking(move || m.render()).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    let m = state.metrics.clone();
+    match tokio::task::spawn_blocking(move || health(&m)).await {
+        Ok(Ok(msg)) => (StatusCode::OK, msg + "\n").into_response(),
+        Ok(Err(msg)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {msg}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html("<html><body><a href=\"/metrics\">/metrics</a> <a href=\"/healthz\">/healthz</a></body></html>\n")
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// A running endpoint; dropping it stops accepting (open connections finish).
+pub struct HttpServer {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl HttpServer {
     /// The address actually bound (port 0 picks a free one).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-    /// Leaves the endpoint serving until the process exits.
-    pub fn detach(mut self) -> SocketAddr {
-        self.thread = None;
-        self.addr
-    }
 }
 
-/// Starts the endpoint `--metrics-addr` names (if any) for the process's
-/// lifetime; returns the address bound.
-pub fn start(
+/// Starts the endpoint `--metrics-addr` names (if any) on the current
+/// runtime; it serves while the returned handle lives.
+pub async fn start(
     cfg: &crate::config::Config,
     progress: &Arc<crate::train::Progress>,
-) -> Result<Option<SocketAddr>, HttpError> {
+) -> Result<Option<HttpServer>, HttpError> {
     let Some(addr) = cfg.metrics_addr else {
         return Ok(None);
     };
-    let metrics = Metrics::new(progress.clone(), cfg.state_dir.clone());
-    Ok(Some(serve(addr, Arc::new(metrics))?.detach()))
+    let metrics = Arc::new(Metrics::new(progress.clone(), cfg.state_dir.clone()));
+    serve(addr, router(HttpState { metrics })).await.map(Some)
 }
 
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        if self.thread.is_none() {
-            return;
-        }
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Binds `addr` now (so a taken port is an error at start) and serves in
-/// the background.
-pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer, HttpError> {
+/// Binds `addr` now (so a taken port is an error at start) and serves `app`
+/// on the current runtime.
+pub async fn serve(addr: SocketAddr, app: Router) -> Result<HttpServer, HttpError> {
     let bind_err = |e: std::io::Error| HttpError::Bind {
         addr,
         what: e.to_string(),
     };
-    let listener = TcpListener::bind(addr).map_err(bind_err)?;
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let bound = listener.local_addr().map_err(bind_err)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = conn else { continue };
-                let m = metrics.clone();
-                let _ = std::thread::Builder::new()
-                    .name("metrics-conn".into())
-                    .spawn(move || {
-                        if let Err(e) = handle(stream, &m) {
-                            tracing::debug!("metrics request failed: {e}");
-                        }
-                    });
-            }
-        })
-        .map_err(bind_err)?;
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(accept_loop(listener, app, stopped));
     tracing::info!(addr = %bound, "metrics endpoint listening (/metrics, /healthz)");
-    Ok(MetricsServer {
+    Ok(HttpServer {
         addr: bound,
-        stop,
-        thread: Some(thread),
+        _stop: stop,
     })
 }
 
-/// Reads the request head (up to 8 KiB) and returns method and path.
-fn read_request(stream: &mut TcpStream) -> std::io::Result<(String, String)> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+/// Accepts while a connection slot is free, each connection on its own task.
+async fn accept_loop(listener: TcpListener, app: Router, mut stopped: oneshot::Receiver<()>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            _ = &mut stopped => return,
+        };
+        let Ok(slot) = slot else { return };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::debug!("metrics endpoint: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("metrics request failed: {e}");
+            }
+        });
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default();
-    let path = target.split('?').next().unwrap_or_default().to_string();
-    Ok((method, path))
-}
-
-fn handle(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let (method, path) = read_request(&mut stream)?;
-    let (status, ctype, body) = match (method.as_str(), path.as_str()) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        ("GET" | "HEAD", "/healthz") => match health(metrics) {
-            Ok(msg) => ("200 OK", "text/plain; charset=utf-8", msg + "\n"),
-            Err(msg) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                format!("unhealthy: {msg}\n"),
-            ),
-        },
-        ("GET" | "HEAD", "/") => (
-            "200 OK",
-            "text/html; charset=utf-8",
-            "<html><body><a href=\"/metrics\">/metrics</a> <a href=\"/healthz\">/healthz</a></body></html>\n".into(),
-        ),
-        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "not found\n".into()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method != "HEAD" {
-        out.extend_from_slice(body.as_bytes());
-    }
-    stream.write_all(&out)?;
-    stream.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::train::Progress;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     fn get(addr: SocketAddr, path: &str) -> (String, String) {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -187,12 +217,19 @@ mod tests {
             .and_then(|v| v.parse().ok())
     }
 
+    fn serve_metrics(rt: &tokio::runtime::Runtime, m: Arc<Metrics>) -> HttpServer {
+        let app = router(HttpState { metrics: m });
+        rt.block_on(serve("127.0.0.1:0".parse().unwrap(), app))
+            .unwrap()
+    }
+
     #[test]
     fn serves_metrics_that_follow_progress_and_healthz() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let progress = Arc::new(Progress::default());
         let m = Arc::new(Metrics::new(progress.clone(), dir.path().to_path_buf()));
-        let server = serve("127.0.0.1:0".parse().unwrap(), m).unwrap();
+        let server = serve_metrics(&rt, m);
         let addr = server.addr();
 
         let (status, body) = get(addr, "/metrics");
@@ -233,10 +270,30 @@ mod tests {
 
     #[test]
     fn taken_port_is_an_error() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let m = Arc::new(Metrics::new(Arc::default(), dir.path().to_path_buf()));
-        let first = serve("127.0.0.1:0".parse().unwrap(), m.clone()).unwrap();
-        let err = serve(first.addr(), m).err().expect("second bind fails");
+        let first = serve_metrics(&rt, m.clone());
+        let app = router(HttpState { metrics: m });
+        let err = rt
+            .block_on(serve(first.addr(), app))
+            .err()
+            .expect("second bind fails");
         assert!(err.to_string().contains(&first.addr().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_client_that_sends_nothing_holds_no_slot_for_others() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let m = Arc::new(Metrics::new(Arc::default(), dir.path().to_path_buf()));
+        let server = serve_metrics(&rt, m);
+        // More silent connections than requests may be in flight: each has
+        // its own connection task, so a scrape still answers.
+        let idle: Vec<TcpStream> = (0..MAX_IN_FLIGHT + 2)
+            .map(|_| TcpStream::connect(server.addr()).unwrap())
+            .collect();
+        assert_eq!(get(server.addr(), "/metrics").0, "HTTP/1.1 200 OK");
+        drop(idle);
     }
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics: what the trainer is doing, in the text exposition
-//! format, served over HTTP (`/metrics`) with `/healthz` beside it.
+//! format (encoded by `prometheus-client`), served over HTTP (`/metrics`) with `/healthz` beside it.
 //!
 //! Values come from three places, so nothing has to be wired twice: the
 //! shared [`Progress`] (step, epoch, loss, accuracy, samples/s, checkpoint
@@ -7,21 +7,26 @@
 //! accuracies) and `events.jsonl` (trials by state in the current study,
 //! restarts), both read when scraped.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
 use crate::train::{now_ms, Progress};
 
-/// What one scrape reports.
+/// What one scrape reports: a `prometheus-client` registry whose collector
+/// samples the sources above.
 pub struct Metrics {
-    progress: Arc<Progress>,
-    state_dir: PathBuf,
-    started_ms: u64,
-    tally: Mutex<(u64, Tally)>,
+    sampler: Arc<Sampler>,
+    registry: Registry,
     /// `/healthz` fails when the heartbeat (or, training, the last step) is older.
     pub health_max_age: Duration,
 }
@@ -102,19 +107,54 @@ pub fn tally_events(path: &Path) -> Tally {
 
 impl Metrics {
     pub fn new(progress: Arc<Progress>, state_dir: PathBuf) -> Metrics {
-        Metrics {
+        let sampler = Arc::new(Sampler {
             progress,
             state_dir,
             started_ms: now_ms(),
             tally: Mutex::new((u64::MAX, Tally::default())),
+        });
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(sampler.clone()));
+        Metrics {
+            sampler,
+            registry,
             health_max_age: Duration::from_secs(120),
         }
     }
 
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        &self.sampler.state_dir
     }
 
+    /// The exposition text (Prometheus text format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode the metrics: {e}");
+        }
+        out
+    }
+}
+
+/// Reads the values at scrape time (a `Collector`), so nothing is copied
+/// into the registry between scrapes.
+struct Sampler {
+    progress: Arc<Progress>,
+    state_dir: PathBuf,
+    started_ms: u64,
+    /// The event counts with the log size they were counted at.
+    tally: Mutex<(u64, Tally)>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sampler {
     /// The event counts, re-read only when the log's size changed.
     fn tally(&self) -> Tally {
         let path = self.state_dir.join("events.jsonl");
@@ -128,66 +168,72 @@ impl Metrics {
         cache.1.clone()
     }
 
-    /// The exposition text.
-    pub fn render(&self) -> String {
+    /// The trainer's own gauges, from the shared [`Progress`].
+    fn encode_progress(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         let p = &self.progress;
         let now = now_ms();
         let secs = |ms: u64| ms as f64 / 1000.0;
-        let mut out = Exposition::default();
-        out.one(
-            "trainerd_build_info",
-            "gauge",
-            "Build of the running trainerd.",
-            &[(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1.0)],
-        );
-        out.gauge(
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            enc,
             "trainerd_start_time_seconds",
             "When this process started (Unix seconds).",
             secs(self.started_ms),
-        );
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-        out.gauge(
-            "trainerd_trial",
-            "The trial training now (or last).",
-            load(&p.trial),
-        );
-        out.gauge(
-            "trainerd_step",
-            "Optimizer steps the current trial has taken.",
-            load(&p.step),
-        );
-        out.gauge(
-            "trainerd_trial_steps",
-            "Steps the current trial takes in all.",
-            load(&p.total_steps),
-        );
-        out.gauge(
-            "trainerd_epoch",
-            "Epochs the current trial has completed.",
-            load(&p.epoch),
-        );
-        out.gauge(
+        )?;
+        let counts = [
+            (
+                "trainerd_trial",
+                "The trial training now (or last).",
+                &p.trial,
+            ),
+            (
+                "trainerd_step",
+                "Optimizer steps the current trial has taken.",
+                &p.step,
+            ),
+            (
+                "trainerd_trial_steps",
+                "Steps the current trial takes in all.",
+                &p.total_steps,
+            ),
+            (
+                "trainerd_epoch",
+                "Epochs the current trial has completed.",
+                &p.epoch,
+            ),
+        ];
+        for (name, help, value) in counts {
+            enc.encode_descriptor(name, help, None, MetricType::Gauge)
+                .and_then(|m| ConstGauge::new(load(value)).encode(m))?;
+        }
+        gauge(
+            enc,
             "trainerd_train_loss",
             "Mean training loss of the last epoch.",
             p.train_loss(),
-        );
-        out.gauge(
+        )?;
+        gauge(
+            enc,
             "trainerd_val_accuracy",
             "Validation accuracy after the last epoch.",
             p.val_accuracy(),
-        );
-        out.gauge(
+        )?;
+        enc.encode_descriptor(
             "trainerd_samples_per_second",
             "Training throughput over the last few seconds.",
-            load(&p.samples_per_sec),
-        );
-        out.gauge(
+            None,
+            MetricType::Gauge,
+        )
+        .and_then(|m| ConstGauge::new(load(&p.samples_per_sec)).encode(m))?;
+        gauge(
+            enc,
             "trainerd_last_step_age_seconds",
             "Seconds since the last training step.",
-            secs(now.saturating_sub(p.last_step_ms.load(Ordering::Relaxed))),
-        );
-        let ckpt = p.last_checkpoint_ms.load(Ordering::Relaxed);
-        out.gauge(
+            secs(now.saturating_sub(load(&p.last_step_ms))),
+        )?;
+        let ckpt = load(&p.last_checkpoint_ms);
+        gauge(
+            enc,
             "trainerd_checkpoint_age_seconds",
             "Seconds since this process last wrote a checkpoint.",
             if ckpt == 0 {
@@ -195,63 +241,78 @@ impl Metrics {
             } else {
                 secs(now.saturating_sub(ckpt))
             },
-        );
+        )
+    }
+
+    /// What the state dir says: the champion's accuracies, the event counts.
+    fn encode_state(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         let card = crate::pipeline::promote::read_card(&self.state_dir);
-        out.gauge(
+        gauge(
+            enc,
             "trainerd_best_val_accuracy",
             "Validation accuracy of the promoted model.",
             card.as_ref().map_or(f64::NAN, |c| c.val_accuracy),
-        );
-        out.gauge(
+        )?;
+        gauge(
+            enc,
             "trainerd_best_test_accuracy",
             "Test accuracy of the promoted model.",
             card.as_ref().map_or(f64::NAN, |c| c.test_accuracy),
-        );
+        )?;
         let t = self.tally();
-        out.one(
+        let mut trials = enc.encode_descriptor(
             "trainerd_trials",
-            "gauge",
             "Trials of the current study by state.",
-            &[
-                ("state=\"running\"".into(), t.running as f64),
-                ("state=\"finished\"".into(), t.finished as f64),
-                ("state=\"pruned\"".into(), t.pruned as f64),
-            ],
-        );
-        out.one(
-            "trainerd_restarts_total",
-            "counter",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, n) in [
+            ("running", t.running),
+            ("finished", t.finished),
+            ("pruned", t.pruned),
+        ] {
+            let labels = [("state", state)];
+            ConstGauge::new(n).encode(trials.encode_family(&labels)?)?;
+        }
+        // The text encoder appends `_total` to a counter's name.
+        enc.encode_descriptor(
+            "trainerd_restarts",
             "Times a study resumed after the process restarted.",
-            &[(String::new(), t.restarts as f64)],
-        );
-        out.0
+            None,
+            MetricType::Counter,
+        )
+        .and_then(|m| ConstCounter::new(t.restarts).encode(m))
     }
 }
 
-/// Text exposition, family by family. NaN means "not known yet": the sample
-/// is left out rather than exported as NaN.
-#[derive(Default)]
-struct Exposition(String);
+impl Collector for Sampler {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let labels = [("version", env!("CARGO_PKG_VERSION"))];
+        let mut info = enc.encode_descriptor(
+            "trainerd_build_info",
+            "Build of the running trainerd.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1u64).encode(info.encode_family(&labels)?)?;
+        self.encode_progress(&mut enc)?;
+        self.encode_state(&mut enc)
+    }
+}
 
-impl Exposition {
-    fn one(&mut self, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples.iter().filter(|(_, v)| !v.is_nan()) {
-            let _ = if labels.is_empty() {
-                writeln!(self.0, "{name} {v}")
-            } else {
-                writeln!(self.0, "{name}{{{labels}}} {v}")
-            };
-        }
+/// One unlabelled gauge. NaN means "not known yet": the family is described
+/// but its sample left out rather than exported as NaN.
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> std::fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    if v.is_nan() {
+        return Ok(());
     }
-    fn gauge(&mut self, name: &str, help: &str, v: f64) {
-        self.one(name, "gauge", help, &[(String::new(), v)]);
-    }
+    ConstGauge::new(v).encode(m)
 }
 
 /// `/healthz`: the same judgement as `trainerd health`.
 pub fn health(metrics: &Metrics) -> Result<String, String> {
-    super::heartbeat::check(&metrics.state_dir, metrics.health_max_age)
+    super::heartbeat::check(metrics.state_dir(), metrics.health_max_age)
 }
 
 #[cfg(test)]

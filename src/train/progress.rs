@@ -24,6 +24,10 @@ pub struct Progress {
     pub step: AtomicU64,
     /// Unix milliseconds of the last step.
     pub last_step_ms: AtomicU64,
+    /// The longest time between two steps since the watchdog last looked
+    /// ([`Progress::take_gap_ms`]): a stall the trainer has already come
+    /// back from (the whole process stopped, then continued) still counts.
+    pub gap_ms: AtomicU64,
     pub samples_per_sec: AtomicU64,
     /// The trial training now (or last).
     pub trial: AtomicU64,
@@ -45,6 +49,7 @@ impl Default for Progress {
         Progress {
             step: AtomicU64::new(0),
             last_step_ms: AtomicU64::new(now_ms()),
+            gap_ms: AtomicU64::new(0),
             samples_per_sec: AtomicU64::new(0),
             trial: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
@@ -59,10 +64,23 @@ impl Default for Progress {
 impl Progress {
     pub fn set_step(&self, step: u64) {
         self.step.store(step, Ordering::Relaxed);
+        let now = now_ms();
+        let before = self.last_step_ms.swap(now, Ordering::Relaxed);
+        self.gap_ms
+            .fetch_max(now.saturating_sub(before), Ordering::Relaxed);
+    }
+    /// Counts as progress now, without a gap since the last step: training
+    /// (re)starts after an idle time, which is no stall.
+    pub fn mark_progress(&self) {
         self.last_step_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    /// The longest time between two steps since the last call, in ms (0 once taken).
+    pub fn take_gap_ms(&self) -> u64 {
+        self.gap_ms.swap(0, Ordering::Relaxed)
     }
     /// A trial starts (or resumes at `epoch`): resets the per-epoch values.
     pub fn start_trial(&self, trial: u32, total_steps: u64, epoch: u64) {
+        self.mark_progress();
         self.trial.store(u64::from(trial), Ordering::Relaxed);
         self.total_steps.store(total_steps, Ordering::Relaxed);
         self.epoch.store(epoch, Ordering::Relaxed);

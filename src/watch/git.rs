@@ -5,10 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::WatchError;
 
@@ -209,23 +208,20 @@ pub fn commit_of(path: &Path) -> Option<String> {
 }
 
 /// The `--git-remote` thread: every `every`, fetch and fast-forward, then
-/// call `fetched` (the watcher then looks at HEAD and the files; false ends the thread).
+/// call `fetched` (the watcher then looks at HEAD and the files; false ends
+/// the thread). It sleeps on `stop`: a message or a dropped sender ends it.
 pub(super) fn spawn_fetcher(
     repo: Repo,
     remote: String,
     every: Duration,
-    stop: Arc<AtomicBool>,
+    stop: Receiver<()>,
     mut fetched: impl FnMut() -> bool + Send + 'static,
 ) -> Result<JoinHandle<()>, WatchError> {
     std::thread::Builder::new()
         .name("git-fetch".into())
         .spawn(move || loop {
-            let due = Instant::now() + every;
-            while Instant::now() < due {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            if !matches!(stop.recv_timeout(every), Err(RecvTimeoutError::Timeout)) {
+                return;
             }
             match fetch_fast_forward(&repo, &remote) {
                 Ok(Fetched::Advanced { from, to }) => {

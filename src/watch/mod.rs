@@ -17,7 +17,6 @@ pub mod inputs;
 mod runner;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -157,13 +156,20 @@ pub enum WatchError {
     Thread(String),
 }
 
+/// Where the watcher thread delivers events; `false` means nobody listens
+/// any more (the thread ends).
+pub type EventSink = Box<dyn Fn(WatchEvent) -> bool + Send>;
+
 /// A running watcher; dropping it stops the thread.
 pub struct Watcher {
     events: Receiver<WatchEvent>,
     accepted: Arc<Mutex<Snapshot>>,
     backend: Backend,
     repo: Option<git::Repo>,
-    stop: Arc<AtomicBool>,
+    /// Wakes the watcher thread (`Stop` when dropped).
+    nudge: mpsc::Sender<runner::Msg>,
+    /// Dropped to wake and end the fetch thread.
+    fetch_stop: Option<mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -172,19 +178,42 @@ impl Watcher {
     /// baseline ([`Watcher::current`]): later events say what differs from it.
     pub fn spawn(paths: WatchPaths, opts: WatchOptions) -> Result<Watcher, WatchError> {
         let (tx, events) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (runner, backend) = runner::Runner::new(paths, &opts, tx, stop.clone())?;
+        Self::start(paths, opts, Box::new(move |ev| tx.send(ev).is_ok()), events)
+    }
+
+    /// Like [`Watcher::spawn`], delivering events to `sink` (e.g. a channel
+    /// of the async runtime) instead of [`Watcher::events`], which stays empty.
+    pub fn spawn_into(
+        paths: WatchPaths,
+        opts: WatchOptions,
+        sink: EventSink,
+    ) -> Result<Watcher, WatchError> {
+        let (_, events) = mpsc::channel();
+        Self::start(paths, opts, sink, events)
+    }
+
+    fn start(
+        paths: WatchPaths,
+        opts: WatchOptions,
+        sink: EventSink,
+        events: Receiver<WatchEvent>,
+    ) -> Result<Watcher, WatchError> {
+        let (runner, backend) = runner::Runner::new(paths, &opts, sink)?;
         let accepted = runner.accepted();
         let repo = runner.repo();
+        let nudge = runner.nudger();
         let mut threads = Vec::new();
+        let mut fetch_stop = None;
         if let (Some(remote), Some(repo)) = (opts.git_remote.clone(), repo.clone()) {
-            let nudge = runner.nudger();
+            let fetched = runner.nudger();
+            let (tx, stop) = mpsc::channel();
+            fetch_stop = Some(tx);
             threads.push(git::spawn_fetcher(
                 repo,
                 remote,
                 opts.git_fetch_every,
-                stop.clone(),
-                move || nudge.send(runner::Msg::Nudge).is_ok(),
+                stop,
+                move || fetched.send(runner::Msg::Nudge).is_ok(),
             )?);
         }
         threads.push(
@@ -199,12 +228,13 @@ impl Watcher {
             accepted,
             backend,
             repo,
-            stop,
+            nudge,
+            fetch_stop,
             threads,
         })
     }
 
-    /// The event stream. `recv_timeout` lets a loop also poll its stop flag.
+    /// The event stream (empty when spawned with [`Watcher::spawn_into`]).
     pub fn events(&self) -> &Receiver<WatchEvent> {
         &self.events
     }
@@ -225,9 +255,23 @@ impl Watcher {
     }
 }
 
+impl Watcher {
+    /// Stops the threads without waiting for them (a process on its way
+    /// out: a `git fetch` in flight must not hold the exit up).
+    pub fn close(mut self) {
+        self.stop_threads();
+        self.threads.clear();
+    }
+
+    fn stop_threads(&mut self) {
+        let _ = self.nudge.send(runner::Msg::Stop);
+        self.fetch_stop = None;
+    }
+}
+
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop_threads();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +24,8 @@ pub(super) enum Msg {
     Fs(notify::Result<notify::Event>),
     /// Look at everything again (after a fetch).
     Nudge,
+    /// The watcher is dropped: end the thread.
+    Stop,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -77,8 +78,7 @@ pub(super) struct Runner {
     last_change: Instant,
     /// When the inputs became dirty: caps the debounce under constant churn.
     first_dirty: Option<Instant>,
-    tx: Sender<WatchEvent>,
-    stop: Arc<AtomicBool>,
+    tx: super::EventSink,
 }
 
 impl Runner {
@@ -86,8 +86,7 @@ impl Runner {
     pub(super) fn new(
         paths: WatchPaths,
         opts: &WatchOptions,
-        tx: Sender<WatchEvent>,
-        stop: Arc<AtomicBool>,
+        tx: super::EventSink,
     ) -> Result<(Runner, Backend), WatchError> {
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let data_dir = abs(&paths.data_dir);
@@ -114,7 +113,6 @@ impl Runner {
             last_change: Instant::now(),
             first_dirty: None,
             tx,
-            stop,
         };
         runner.refresh_repo();
         runner.resync_watches();
@@ -147,8 +145,10 @@ impl Runner {
             Backend::Native => self.opts.rescan_every,
         };
         let mut next_rescan = Instant::now() + rescan_every;
-        while !self.stop.load(Ordering::Relaxed) {
-            let mut wait = Duration::from_millis(200);
+        loop {
+            // Sleeps until a message, the next rescan or the debounce's end:
+            // nothing to poll (a dropped watcher sends `Stop`).
+            let mut wait = next_rescan.saturating_duration_since(Instant::now());
             if self.dirty.any() {
                 wait = wait.min(
                     self.opts
@@ -166,6 +166,7 @@ impl Runner {
                     self.mark(Dirty::ALL);
                 }
                 Ok(Msg::Nudge) => self.mark(Dirty::ALL),
+                Ok(Msg::Stop) => break,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -357,13 +358,11 @@ impl Runner {
     }
 
     fn send(&self, reasons: Vec<WatchReason>, snap: &Snapshot) -> bool {
-        self.tx
-            .send(WatchEvent {
-                reasons,
-                fingerprint: snap.fingerprint.clone(),
-                commit: snap.commit.clone(),
-            })
-            .is_ok()
+        (self.tx)(WatchEvent {
+            reasons,
+            fingerprint: snap.fingerprint.clone(),
+            commit: snap.commit.clone(),
+        })
     }
 
     fn report(&mut self, problems: Vec<WatchReason>) -> bool {

@@ -1,0 +1,529 @@
+//! The control plane: one tokio task owns the daemon's state and waits,
+//! with `tokio::select!`, on everything that can change it: stop requests
+//! (signals), the watchdog's stall reports, study requests (the workspace
+//! watcher's), and the training thread's results. Training runs on its own
+//! OS thread ([`trainer`]), since libtorch blocks.
+//!
+//! Ends: a study's outcome (`train`, `trial`), or a stop (`run`). A stall
+//! raises the stop flag so the trainer finishes its step, checkpoints and
+//! returns (exit 75); a trainer that does not come back within
+//! [`STALL_GRACE`], or a second stop request, ends the process without
+//! waiting for it ([`Ending::abandon`]).
+
+pub mod stops;
+pub mod trainer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
+
+use crate::config::{CommonArgs, Config};
+use crate::data::download::DownloadOptions;
+use crate::exit::Outcome;
+use crate::pipeline::daemon::StudyRequest;
+use crate::pipeline::study::{self, Context};
+use crate::telemetry::heartbeat::Stall;
+use crate::train::StopFlag;
+use crate::watch::{WatchEvent, WatchOptions, WatchPaths, WatchReason, Watcher};
+use stops::StopRequest;
+use trainer::{Job, Pending, Shared, Trainer};
+
+/// How long a stalled trainer gets to come back (finish its step,
+/// checkpoint) before the process ends without it.
+pub const STALL_GRACE: Duration = Duration::from_secs(10);
+
+/// What the control plane runs.
+pub enum Mode {
+    /// One study, then end with its outcome (`train`).
+    Train,
+    /// Studies until stopped; workspace changes request new ones (`run`).
+    /// The flags are kept to re-read a changed config file.
+    Daemon(Box<CommonArgs>),
+    /// One job, then end with its outcome (`trial`).
+    Single(Job),
+}
+
+/// How the control plane ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    pub outcome: Outcome,
+    /// The training thread may still be inside libtorch: the process must
+    /// end without running destructors (flush the logs, then `_exit`).
+    pub abandon: bool,
+}
+
+impl Ending {
+    /// An ending with every thread back (destructors may run).
+    pub fn clean(outcome: Outcome) -> Ending {
+        Ending {
+            outcome,
+            abandon: false,
+        }
+    }
+}
+
+/// What the control task listens to besides its own channels.
+pub struct Inputs {
+    pub stops: UnboundedReceiver<StopRequest>,
+    pub stalls: UnboundedReceiver<Stall>,
+}
+
+/// Why the process is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Requested,
+    Stalled,
+}
+
+/// What the control task waits on while the trainer (or setup) works.
+enum Report {
+    /// The daemon's setup: data downloaded, the watcher started (if it could be).
+    Prepared(anyhow::Result<Option<Watcher>>),
+    /// A training job ended.
+    Ended(anyhow::Result<Outcome>),
+}
+
+type Busy = Pin<Box<dyn Future<Output = Report> + Send>>;
+
+enum Flow {
+    Go,
+    End(Ending),
+}
+
+/// The daemon's state, owned by the control task alone.
+struct Control {
+    cfg: Config,
+    daemon: bool,
+    shared: Shared,
+    trainer: Trainer,
+    /// Setup or a training job in progress.
+    busy: Option<Busy>,
+    /// Whether `busy` is a training job (the watchdog judges only those).
+    training: bool,
+    /// A study request that came while busy.
+    pending: Option<StudyRequest>,
+    why: Option<Why>,
+    /// When a stalled trainer is given up on.
+    deadline: Option<Instant>,
+    watcher: Option<Watcher>,
+}
+
+/// Runs the control task until the process should end.
+pub async fn run(
+    mode: Mode,
+    cfg: Config,
+    shared: Shared,
+    inputs: &mut Inputs,
+) -> anyhow::Result<Ending> {
+    let trainer = Trainer::spawn(shared.clone(), cfg.threads as i32)?;
+    let (request_tx, mut requests) = mpsc::unbounded_channel::<StudyRequest>();
+    let mut c = Control {
+        daemon: matches!(mode, Mode::Daemon(_)),
+        cfg,
+        shared,
+        trainer,
+        busy: None,
+        training: false,
+        pending: None,
+        why: None,
+        deadline: None,
+        watcher: None,
+    };
+    match mode {
+        Mode::Train => c.start_study(false),
+        Mode::Daemon(args) => {
+            let stop = c.shared.stop.clone();
+            c.busy = Some(prepare_daemon(&c.cfg, stop, *args, request_tx))
+        }
+        Mode::Single(job) => c.start(job),
+    }
+    let ending = loop {
+        let flow = tokio::select! {
+            Some(req) = inputs.stops.recv() => c.on_stop(req),
+            Some(stall) = inputs.stalls.recv() => c.on_stall(stall),
+            Some(req) = requests.recv() => c.on_request(req),
+            report = wait(&mut c.busy) => c.on_report(report),
+            () = until(c.deadline) => c.give_up(),
+        };
+        match flow {
+            Ok(Flow::Go) => {}
+            Ok(Flow::End(e)) => break Ok(e),
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(w) = c.watcher.take() {
+        w.close();
+    }
+    ending
+}
+
+/// The busy future's result; pending forever when idle.
+async fn wait(busy: &mut Option<Busy>) -> Report {
+    match busy {
+        Some(f) => {
+            let report = f.await;
+            *busy = None;
+            report
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Fires at `deadline`; never without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Control {
+    fn start(&mut self, job: Job) {
+        let pending: Pending = self.trainer.submit(job);
+        self.busy = Some(Box::pin(async move { Report::Ended(pending.await) }));
+        self.training = true;
+    }
+
+    fn start_study(&mut self, force_new: bool) {
+        let cfg = self.cfg.clone();
+        self.start(Box::new(move |s: &Shared| {
+            let ctx = Context {
+                cfg: &cfg,
+                stop: &s.stop,
+                progress: &s.progress,
+                live: &s.live,
+                notify: s.notify.clone(),
+                force_new,
+            };
+            study::run_study(&ctx).map(Outcome::from)
+        }));
+    }
+
+    fn start_request(&mut self, req: StudyRequest) {
+        tracing::info!(reason = %req.reason, force = req.force, "new study requested");
+        if let Some(new) = req.config {
+            self.cfg = *new;
+        }
+        self.start_study(req.force);
+    }
+
+    fn on_stop(&mut self, req: StopRequest) -> anyhow::Result<Flow> {
+        if req == StopRequest::Now {
+            tracing::warn!("second stop request: exiting now, without waiting for the trainer");
+            return Ok(Flow::End(Ending {
+                outcome: Outcome::Stopped,
+                abandon: true,
+            }));
+        }
+        self.shared.stop.raise();
+        self.why.get_or_insert(Why::Requested);
+        if self.busy.is_some() {
+            return Ok(Flow::Go);
+        }
+        tracing::info!("stopped while idle");
+        Ok(Flow::End(Ending::clean(Outcome::Stopped)))
+    }
+
+    fn on_stall(&mut self, stall: Stall) -> anyhow::Result<Flow> {
+        if !self.training || self.why == Some(Why::Stalled) {
+            tracing::debug!(?stall, "stall report with no trial training: ignored");
+            return Ok(Flow::Go);
+        }
+        tracing::error!(
+            step = stall.step,
+            idle_secs = stall.idle.as_secs(),
+            "watchdog: no training progress for {:?}; exiting 75 so the restart policy restarts trainerd",
+            self.cfg.watchdog
+        );
+        self.why = Some(Why::Stalled);
+        self.shared.stop.raise();
+        self.deadline = Some(Instant::now() + STALL_GRACE);
+        Ok(Flow::Go)
+    }
+
+    /// The stalled trainer did not come back in time.
+    fn give_up(&mut self) -> anyhow::Result<Flow> {
+        tracing::error!(
+            "the trainer did not come back within {STALL_GRACE:?} of the stop; exiting 75 without it"
+        );
+        Ok(Flow::End(Ending {
+            outcome: Outcome::Stalled,
+            abandon: true,
+        }))
+    }
+
+    fn on_request(&mut self, req: StudyRequest) -> anyhow::Result<Flow> {
+        if !self.daemon || self.why.is_some() {
+            tracing::debug!(reason = %req.reason, "study request while stopping: ignored");
+            return Ok(Flow::Go);
+        }
+        let req = match self.pending.take() {
+            Some(earlier) => earlier.merge(req),
+            None => req,
+        };
+        if self.busy.is_some() {
+            self.pending = Some(req);
+        } else {
+            self.start_request(req);
+        }
+        Ok(Flow::Go)
+    }
+
+    fn on_report(&mut self, report: Report) -> anyhow::Result<Flow> {
+        self.training = false;
+        let outcome = match report {
+            Report::Prepared(watcher) => {
+                self.watcher = watcher?;
+                self.start_study(false);
+                return Ok(Flow::Go);
+            }
+            Report::Ended(outcome) => outcome?,
+        };
+        if self.why == Some(Why::Stalled) {
+            return Ok(Flow::End(Ending::clean(Outcome::Stalled)));
+        }
+        if !self.daemon || outcome == Outcome::Stopped {
+            return Ok(Flow::End(Ending::clean(outcome)));
+        }
+        if self.why.is_some() {
+            tracing::info!("stopped while idle");
+            return Ok(Flow::End(Ending::clean(Outcome::Stopped)));
+        }
+        tracing::info!(?outcome, "study over; idle until a new study is requested");
+        if let Some(req) = self.pending.take() {
+            self.start_request(req);
+        }
+        Ok(Flow::Go)
+    }
+}
+
+/// The daemon's setup, off the async workers: the data set first
+/// (downloads included), then the watcher, so its first look is the data
+/// the first study trains on. Its events become study requests.
+fn prepare_daemon(
+    cfg: &Config,
+    stop: StopFlag,
+    args: CommonArgs,
+    requests: UnboundedSender<StudyRequest>,
+) -> Busy {
+    let fetch_cfg = cfg.clone();
+    let paths = WatchPaths::from_config(cfg, args.config.as_deref());
+    let opts = WatchOptions::from_config(cfg);
+    let (events_tx, events) = mpsc::unbounded_channel::<WatchEvent>();
+    tokio::spawn(bridge_watcher(events, args, requests));
+    let setup = tokio::task::spawn_blocking(move || {
+        let fetch = DownloadOptions::from_config(&fetch_cfg, &stop);
+        crate::data::ensure_mnist(&fetch_cfg.data_dir, &fetch)?;
+        let sink = Box::new(move |ev| events_tx.send(ev).is_ok());
+        Ok(match Watcher::spawn_into(paths, opts, sink) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("workspace watcher not started, no automatic retraining: {e}");
+                None
+            }
+        })
+    });
+    Box::pin(async move {
+        Report::Prepared(match setup.await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("daemon setup failed: {e}")),
+        })
+    })
+}
+
+/// Turns the watcher's events into study requests. A changed config is
+/// validated first: a bad one is logged and the running configuration kept.
+async fn bridge_watcher(
+    mut events: UnboundedReceiver<WatchEvent>,
+    args: CommonArgs,
+    requests: UnboundedSender<StudyRequest>,
+) {
+    while let Some(ev) = events.recv().await {
+        if !ev.retrain() {
+            tracing::warn!(reasons = ?ev.reasons, "workspace input ignored until fixed");
+            continue;
+        }
+        let config_changed = ev
+            .reasons
+            .iter()
+            .any(|r| matches!(r, WatchReason::ConfigChanged { .. }));
+        let config = if config_changed {
+            let a = args.clone();
+            match tokio::task::spawn_blocking(move || Config::resolve(&a)).await {
+                Ok(Ok(c)) => Some(Box::new(c)),
+                Ok(Err(e)) => {
+                    tracing::warn!("new config rejected, keeping the running one: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("new config not read, keeping the running one: {e}");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        tracing::info!(reasons = ?ev.reasons, commit = ?ev.commit, "workspace changed");
+        let request = StudyRequest {
+            reason: format!("{:?}", ev.reasons),
+            config,
+            force: true,
+        };
+        if requests.send(request).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::heartbeat::Liveness;
+    use crate::train::StopFlag;
+    use clap::Parser;
+    use std::sync::Arc;
+
+    fn cfg() -> Config {
+        let cli = crate::config::Cli::try_parse_from(["trainerd", "train", "--threads", "1"]);
+        let Ok(crate::config::Cli {
+            command: crate::config::Command::Train(args),
+        }) = cli
+        else {
+            panic!("train flags parse")
+        };
+        Config::resolve(&args).unwrap()
+    }
+
+    fn shared() -> Shared {
+        Shared {
+            stop: StopFlag::default(),
+            progress: Arc::default(),
+            live: Liveness::default(),
+            notify: None,
+        }
+    }
+
+    struct Wired {
+        stops: UnboundedSender<StopRequest>,
+        stalls: UnboundedSender<Stall>,
+        inputs: Inputs,
+    }
+
+    fn wired() -> Wired {
+        let (stops, stop_rx) = mpsc::unbounded_channel();
+        let (stalls, stall_rx) = mpsc::unbounded_channel();
+        Wired {
+            stops,
+            stalls,
+            inputs: Inputs {
+                stops: stop_rx,
+                stalls: stall_rx,
+            },
+        }
+    }
+
+    /// A trainer that finishes its "step" once the stop flag is up.
+    fn until_stopped() -> Job {
+        Box::new(|s: &Shared| {
+            while !s.stop.is_raised() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(Outcome::Stopped)
+        })
+    }
+
+    /// A trainer stuck until `release` is dropped (the end of the test).
+    fn stuck(release: std::sync::mpsc::Receiver<()>) -> Job {
+        Box::new(move |_: &Shared| {
+            let _ = release.recv();
+            Ok(Outcome::Done)
+        })
+    }
+
+    fn stall() -> Stall {
+        Stall {
+            step: 7,
+            idle: Duration::from_secs(3),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_ends_the_control_plane_with_its_outcome_or_error() {
+        let mut w = wired();
+        let job: Job = Box::new(|_: &Shared| Ok(Outcome::BelowTarget));
+        let e = run(Mode::Single(job), cfg(), shared(), &mut w.inputs).await;
+        assert_eq!(e.unwrap(), Ending::clean(Outcome::BelowTarget));
+        let job: Job = Box::new(|_: &Shared| anyhow::bail!("bad data"));
+        let e = run(Mode::Single(job), cfg(), shared(), &mut w.inputs).await;
+        assert!(e.unwrap_err().to_string().contains("bad data"));
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_waits_for_the_trainer_then_ends_stopped() {
+        let mut w = wired();
+        let s = shared();
+        w.stops.send(StopRequest::Graceful).unwrap();
+        let e = run(
+            Mode::Single(until_stopped()),
+            cfg(),
+            s.clone(),
+            &mut w.inputs,
+        )
+        .await;
+        assert_eq!(e.unwrap(), Ending::clean(Outcome::Stopped));
+        assert!(s.stop.is_raised());
+    }
+
+    #[tokio::test]
+    async fn a_second_stop_request_leaves_the_trainer_behind() {
+        let mut w = wired();
+        let (_release, held) = std::sync::mpsc::channel();
+        w.stops.send(StopRequest::Graceful).unwrap();
+        w.stops.send(StopRequest::Now).unwrap();
+        let e = run(Mode::Single(stuck(held)), cfg(), shared(), &mut w.inputs).await;
+        let want = Ending {
+            outcome: Outcome::Stopped,
+            abandon: true,
+        };
+        assert_eq!(e.unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn a_stall_stops_the_trainer_and_ends_stalled_once_it_is_back() {
+        let mut w = wired();
+        w.stalls.send(stall()).unwrap();
+        let e = run(
+            Mode::Single(until_stopped()),
+            cfg(),
+            shared(),
+            &mut w.inputs,
+        )
+        .await;
+        assert_eq!(
+            e.unwrap(),
+            Ending::clean(Outcome::Stalled),
+            "stopped by the watchdog: 75, not 143"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_trainer_that_never_comes_back_is_left_behind_after_the_grace() {
+        let mut w = wired();
+        let (_release, held) = std::sync::mpsc::channel();
+        w.stalls.send(stall()).unwrap();
+        let started = Instant::now();
+        let e = run(Mode::Single(stuck(held)), cfg(), shared(), &mut w.inputs).await;
+        let want = Ending {
+            outcome: Outcome::Stalled,
+            abandon: true,
+        };
+        assert_eq!(e.unwrap(), want);
+        assert!(
+            started.elapsed() >= STALL_GRACE,
+            "waited out the grace first"
+        );
+    }
+}
