@@ -13,7 +13,6 @@ use clap::Args;
 use crate::config::{CommonArgs, Config, ConfigError};
 use crate::model::OptimSpec;
 use crate::pipeline;
-use crate::store::CheckpointDir;
 use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
 #[derive(Debug, Args, Clone)]
@@ -99,8 +98,10 @@ pub fn run(
     }
     let device = pipeline::select_device(cfg.device)?;
     let data = pipeline::load_data(cfg, device)?;
-    let mut ckpts = CheckpointDir::open(
-        &pipeline::trial_dir(cfg, args.trial).join("checkpoints"),
+    pipeline::check_specs(&spec, &[], train::input_shape(&data))?;
+    let mut ckpts = pipeline::open_checkpoints(
+        &cfg.state_dir,
+        &pipeline::trial_dir(cfg, args.trial),
         cfg.keep_checkpoints,
     )?;
     let metrics_file = args.metrics_file.clone();
@@ -132,6 +133,20 @@ pub fn run(
     })?;
     match outcome {
         TrialOutcome::Stopped { .. } => Ok(crate::exit::STOPPED),
+        TrialOutcome::Diverged(d) => {
+            // Katib reads a failed trial from the exit status; the line says why.
+            println!(
+                "{} diverged=1 epoch={} step={} accuracy=0",
+                Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                d.epoch,
+                d.step
+            );
+            eprintln!(
+                "trainerd: trial {} diverged in epoch {}: {}; lower the learning rate",
+                args.trial, d.epoch, d.reason
+            );
+            Ok(crate::exit::BELOW_TARGET)
+        }
         TrialOutcome::Finished(report) => {
             println!(
                 "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",

@@ -16,11 +16,13 @@
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
+//! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
 
 pub mod app;
 pub mod config;
 pub mod data;
 pub mod exit;
+pub mod finite;
 pub mod katib;
 pub mod model;
 pub mod optim;

@@ -26,13 +26,16 @@ pub enum PredictError {
     Model { path: PathBuf, what: String },
     #[error("{path}: {what}")]
     Input { path: PathBuf, what: String },
+    /// `best/` holds a champion whose card cannot be used (exit 65).
+    #[error(transparent)]
+    Card(#[from] promote::CardError),
 }
 
 impl crate::exit::ExitStatus for PredictError {
     fn exit_code(&self) -> u8 {
         match self {
             PredictError::NoModel(_) | PredictError::Model { .. } => 1,
-            PredictError::Input { .. } => crate::exit::DATA,
+            PredictError::Input { .. } | PredictError::Card(_) => crate::exit::DATA,
         }
     }
 }
@@ -129,7 +132,13 @@ pub struct Champion {
 /// Rebuilds the champion from `best/` (card + weights).
 pub fn load_champion(state_dir: &Path) -> Result<Champion, PredictError> {
     let best = state_dir.join("best");
-    let card = promote::read_card(state_dir).ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    let card = promote::load_card(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    if card.diverged() {
+        return Err(promote::CardError::Diverged {
+            path: best.join(promote::CARD),
+        }
+        .into());
+    }
     let model_err = |what: String| PredictError::Model {
         path: best.join("model.safetensors"),
         what,

@@ -38,6 +38,9 @@ pub struct Plan {
     pub seed: u64,
     /// `None` disables pruning.
     pub prune: Option<PrunePolicy>,
+    /// The data's input geometry, once known: a perturbation that would make
+    /// the model too large for it keeps the best trial's widths instead.
+    pub input: Option<crate::model::InputShape>,
 }
 
 /// ASHA-style early stopping parameters.
@@ -70,6 +73,8 @@ pub struct Finished {
     /// Validation accuracy at the end of each epoch.
     pub curve: Vec<f64>,
     pub pruned: bool,
+    /// Its loss became NaN or infinite: never the best, never promoted.
+    pub diverged: bool,
 }
 
 /// The next trial to run, and why.
@@ -131,6 +136,9 @@ impl Plan {
             return None;
         }
         let Some(best) = best_index(done) else {
+            if let Some(last) = done.last() {
+                return Some(self.after_divergence(done, last, n));
+            }
             return Some(Proposal {
                 spec: self.start.clone(),
                 mv: Move::Start,
@@ -176,6 +184,11 @@ impl Plan {
             }
             spec = perturb(&b.spec, self.seed, n, attempt);
         }
+        if let Some(input) = self.input {
+            if spec.validate_for(input).is_err() {
+                spec.arch = b.spec.arch.clone();
+            }
+        }
         Some(Proposal {
             reason: format!(
                 "best {:.4} < target {:.4}: perturb {}",
@@ -185,6 +198,37 @@ impl Plan {
             mv: Move::Perturb,
             rung: None,
         })
+    }
+
+    /// The next trial when every trial so far diverged: the next rung of
+    /// the ladder, else the last trial again with a tenth of its learning rate.
+    fn after_divergence(&self, done: &[Finished], last: &Finished, n: u32) -> Proposal {
+        let next = done
+            .iter()
+            .filter_map(|f| f.rung)
+            .max()
+            .map_or(0, |t| t + 1);
+        if let Some(spec) = self.ladder.get(next) {
+            return Proposal {
+                spec: spec.clone(),
+                mv: Move::Escalate,
+                rung: Some(next),
+                reason: format!("every trial so far diverged: escalate to {}", spec.preset),
+            };
+        }
+        let mut spec = last.spec.clone();
+        let lr = last.spec.recipe.optimizer.lr() / 10.0;
+        spec.recipe.optimizer = spec.recipe.optimizer.with_lr(lr);
+        spec.preset = format!("{}~t{n}", base_name(&last.spec.preset));
+        Proposal {
+            reason: format!(
+                "every trial so far diverged: retry {} with learning rate {lr}",
+                last.spec.preset
+            ),
+            spec,
+            mv: Move::Perturb,
+            rung: None,
+        }
     }
 
     /// Should a running trial with spec `spec` and validation `curve` stop now?
@@ -210,10 +254,11 @@ impl Plan {
     }
 }
 
-/// Index of the best trial by validation accuracy (the earliest on ties).
+/// Index of the best trial by validation accuracy (the earliest on ties);
+/// diverged trials are never the best.
 pub fn best_index(done: &[Finished]) -> Option<usize> {
     let mut best: Option<usize> = None;
-    for (i, f) in done.iter().enumerate() {
+    for (i, f) in done.iter().enumerate().filter(|(_, f)| !f.diverged) {
         if best.is_none_or(|b| f.val_accuracy > done[b].val_accuracy) {
             best = Some(i);
         }
@@ -276,6 +321,7 @@ mod tests {
                 margin: 0.01,
                 eta: 3,
             }),
+            input: None,
         }
     }
 
@@ -287,6 +333,7 @@ mod tests {
             val_accuracy: acc,
             curve: vec![acc; p.spec.recipe.epochs as usize],
             pruned: false,
+            diverged: false,
         }
     }
 
@@ -403,6 +450,7 @@ mod tests {
                 val_accuracy: acc,
                 curve: vec![acc; epochs as usize],
                 pruned: false,
+                diverged: false,
             }
         };
         let peers = vec![
@@ -429,6 +477,31 @@ mod tests {
         let mut off = p.clone();
         off.prune = None;
         assert!(!off.should_prune(&spec, &[0.1], &peers));
+    }
+
+    #[test]
+    fn after_divergence_the_study_escalates_then_calms_the_learning_rate() {
+        let p = plan("fast", "fast,linear", 0.99);
+        let first = p.next(&[]).unwrap();
+        let mut d = done(&first, 0.0);
+        d.diverged = true;
+        let next = p.next(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(
+            (next.mv, next.spec.preset.as_str()),
+            (Move::Escalate, "linear")
+        );
+        let p = plan("fast", "fast", 0.99);
+        let retry = p.next(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(retry.mv, Move::Perturb);
+        let ratio = retry.spec.recipe.optimizer.lr() / first.spec.recipe.optimizer.lr();
+        assert!((ratio - 0.1).abs() < 1e-12, "{ratio}");
+        let mut good = done(&first, 0.5);
+        good.spec = retry.spec.clone();
+        assert_eq!(
+            best_index(&[d, good]),
+            Some(1),
+            "a diverged trial is never best"
+        );
     }
 
     #[test]
