@@ -590,7 +590,7 @@ fn chain_settings(
         }
         // Bytes as they are: a secret need not be UTF-8.
         None => std::env::var_os("TRAINERD_WEBHOOK_SECRET")
-            .map(|s| std::os::unix::ffi::OsStringExt::into_vec(s))
+            .map(std::os::unix::ffi::OsStringExt::into_vec)
             .filter(|s| !s.is_empty())
             .map(Secret),
     };
@@ -968,5 +968,82 @@ mod tests {
             (Some(500), Some(Duration::from_secs(30)))
         );
         assert!(parse_checkpoint_every("0").is_err());
+    }
+
+    #[test]
+    fn hostile_durations_and_intervals_are_refused_without_panicking() {
+        for s in [
+            "18446744073709551616",
+            "1e30",
+            "99999999999999999999d",
+            "1.8e19s",
+        ] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert_eq!(
+            parse_duration("100d").unwrap(),
+            Duration::from_secs(8_640_000)
+        );
+        for s in ["5,5s,5", "5s,6s", "0s", "500,", ",", "", "0ms,5"] {
+            assert!(parse_checkpoint_every(s).is_err(), "{s}");
+        }
+        let watchdog = |w: &str| {
+            Config::merge(
+                &CommonArgs {
+                    watchdog: Some(w.into()),
+                    ..args()
+                },
+                FileConfig::default(),
+            )
+        };
+        for w in ["0s", "0", "500ms", "18446744073709551616s"] {
+            let err = watchdog(w).unwrap_err().to_string();
+            assert!(err.contains("watchdog"), "{w}: {err}");
+        }
+        watchdog("1s").unwrap();
+    }
+
+    #[test]
+    fn threads_epochs_and_batch_are_capped_naming_the_key() {
+        for (a, key) in [
+            (
+                CommonArgs {
+                    threads: Some(10_000),
+                    ..args()
+                },
+                "threads",
+            ),
+            (
+                CommonArgs {
+                    epochs: Some(u32::MAX),
+                    ..args()
+                },
+                "epochs",
+            ),
+            (
+                CommonArgs {
+                    batch_size: Some(i64::MAX),
+                    ..args()
+                },
+                "batch_size",
+            ),
+            (
+                CommonArgs {
+                    max_time: Some("0s".into()),
+                    ..args()
+                },
+                "max_time",
+            ),
+        ] {
+            let err = Config::merge(&a, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let ok = CommonArgs {
+            threads: Some(max_threads()),
+            ..args()
+        };
+        Config::merge(&ok, FileConfig::default()).unwrap();
     }
 }

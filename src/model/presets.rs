@@ -234,7 +234,7 @@ pub(crate) fn read_bounded(path: &std::path::Path, limit: u64) -> Result<String,
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
     if bytes.len() as u64 > limit {
-        return Err(format!("larger than {limit} bytes; this is no spec file"));
+        return Err(format!("larger than {limit} bytes"));
     }
     String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e})"))
 }

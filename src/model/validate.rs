@@ -422,7 +422,8 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_their_key() {
-        let cases: Vec<(Box<dyn Fn(&mut TrialSpec)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut TrialSpec)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|s| blocks(s)[2].kernel = 99),
                 "arch.blocks[2].kernel",
