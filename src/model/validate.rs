@@ -200,19 +200,21 @@ impl Walk {
         Ok(())
     }
 
-    /// One block over a `(channels, height, width)` map; returns the map after it.
+    /// One block over a `(channels, height, width)` map, in the order the
+    /// builder adds its layers; returns the map after it.
     fn block(
         &mut self,
         b: usize,
         block: &ConvBlock,
         (mut c, mut h, mut w): (i64, i64, i64),
     ) -> Result<(i64, i64, i64), SpecError> {
+        let key = |field: &str| format!("arch.blocks[{b}].{field}");
         let k = block.kernel;
         let pad = block.padding.unwrap_or(k / 2);
         for conv in 0..block.convs {
             if k > h || k > w {
                 return Err(err(
-                    format!("arch.blocks[{b}].kernel"),
+                    key("kernel"),
                     format!(
                         "{k} is larger than the {h}x{w} feature map convolution {conv} of this \
                          block sees; at most {}",
@@ -222,24 +224,36 @@ impl Walk {
             }
             let bias = if block.batch_norm { 2 } else { 1 };
             self.params(
-                &format!("arch.blocks[{b}].channels"),
+                &key("channels"),
                 mul(&[c, k, k, block.channels]).saturating_add(bias * block.channels),
             )?;
             c = block.channels;
             (h, w) = (h + 2 * pad - k + 1, w + 2 * pad - k + 1);
-            self.act(mul(&[c, h, w, if block.batch_norm { 3 } else { 2 }]));
-        }
-        if block.pool {
-            if h < 2 || w < 2 {
-                return Err(err(
-                    format!("arch.blocks[{b}].pool"),
-                    format!("the feature map is {h}x{w} here, too small to pool 2x2"),
-                ));
+            self.act(mul(&[c, h, w, 2]));
+            let pool_here = block.pool && conv + 1 == block.convs;
+            if pool_here && block.pool_first {
+                (h, w) = self.pool(&key("pool"), c, h, w)?;
             }
-            (h, w) = (h / 2, w / 2);
-            self.act(mul(&[c, h, w]));
+            if block.batch_norm {
+                self.act(mul(&[c, h, w]));
+            }
+            if pool_here && !block.pool_first {
+                (h, w) = self.pool(&key("pool"), c, h, w)?;
+            }
         }
         Ok((c, h, w))
+    }
+
+    /// A 2x2 max-pool over a `c x h x w` map; returns the pooled size.
+    fn pool(&mut self, key: &str, c: i64, h: i64, w: i64) -> Result<(i64, i64), SpecError> {
+        if h < 2 || w < 2 {
+            return Err(err(
+                key,
+                format!("the feature map is {h}x{w} here, too small to pool 2x2"),
+            ));
+        }
+        self.act(mul(&[c, h / 2, w / 2]));
+        Ok((h / 2, w / 2))
     }
 }
 
