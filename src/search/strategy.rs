@@ -104,6 +104,7 @@ pub fn parse_ladder(list: &str) -> Result<Vec<TrialSpec>, String> {
         let mut spec = crate::model::resolve_preset(name)?;
         if let Some(e) = epochs {
             spec.recipe.epochs = e;
+            spec.validate().map_err(|e| format!("{entry:?}: {e}"))?;
         }
         spec.preset = entry.to_string();
         rungs.push(spec);
@@ -166,7 +167,11 @@ impl Plan {
             }
         }
         let longer = lengthen(&b.spec);
-        if b.mv != Move::Lengthen && !done.iter().any(|f| f.spec == longer) {
+        if b.mv != Move::Lengthen
+            && longer.recipe.epochs > b.spec.recipe.epochs
+            && self.fits(&longer)
+            && !done.iter().any(|f| f.spec == longer)
+        {
             return Some(Proposal {
                 reason: format!(
                     "best {:.4} < target {:.4}: train {} for {} epochs",
@@ -184,10 +189,14 @@ impl Plan {
             }
             spec = perturb(&b.spec, self.seed, n, attempt);
         }
-        if let Some(input) = self.input {
-            if spec.validate_for(input).is_err() {
-                spec.arch = b.spec.arch.clone();
-            }
+        // Every proposal must validate: undo the changes that break it, widths
+        // first (the best trial's own spec fits, it trained).
+        if !self.fits(&spec) {
+            spec.arch = b.spec.arch.clone();
+        }
+        if !self.fits(&spec) {
+            spec.recipe.augment_shift = b.spec.recipe.augment_shift;
+            spec.recipe.label_smoothing = b.spec.recipe.label_smoothing;
         }
         Some(Proposal {
             reason: format!(
@@ -198,6 +207,14 @@ impl Plan {
             mv: Move::Perturb,
             rung: None,
         })
+    }
+
+    /// Whether `spec` passes every check (against the input, once known).
+    fn fits(&self, spec: &TrialSpec) -> bool {
+        match self.input {
+            Some(input) => spec.validate_for(input).is_ok(),
+            None => spec.validate().is_ok(),
+        }
     }
 
     /// The next trial when every trial so far diverged: the next rung of
@@ -217,7 +234,7 @@ impl Plan {
             };
         }
         let mut spec = last.spec.clone();
-        let lr = last.spec.recipe.optimizer.lr() / 10.0;
+        let lr = (last.spec.recipe.optimizer.lr() / 10.0).max(f64::MIN_POSITIVE);
         spec.recipe.optimizer = spec.recipe.optimizer.with_lr(lr);
         spec.preset = format!("{}~t{n}", base_name(&last.spec.preset));
         Proposal {
@@ -266,10 +283,14 @@ pub fn best_index(done: &[Finished]) -> Option<usize> {
     best
 }
 
-/// The same trial on a schedule twice as long.
+/// The same trial on a schedule twice as long (at most `limits::MAX_EPOCHS`).
 pub fn lengthen(spec: &TrialSpec) -> TrialSpec {
     let mut s = spec.clone();
-    s.recipe.epochs = spec.recipe.epochs.saturating_mul(2);
+    s.recipe.epochs = spec
+        .recipe
+        .epochs
+        .saturating_mul(2)
+        .min(crate::model::limits::MAX_EPOCHS);
     s.preset = format!("{}*{}", base_name(&spec.preset), s.recipe.epochs);
     s
 }
@@ -287,7 +308,10 @@ pub fn perturb(spec: &TrialSpec, seed: u64, trial: u32, attempt: u32) -> TrialSp
     );
     let mut s = spec.clone();
     let lr = spec.recipe.optimizer.lr() * 2f64.powf(2.0 * unit(key, 0) - 1.0);
-    s.recipe.optimizer = spec.recipe.optimizer.with_lr((lr * 1e6).round() / 1e6);
+    // Rounded for readable journals, unless that would round a tiny rate to 0.
+    let rounded = (lr * 1e6).round() / 1e6;
+    let lr = if rounded > 0.0 { rounded } else { lr };
+    s.recipe.optimizer = spec.recipe.optimizer.with_lr(lr);
     s.recipe.augment_shift = [spec.recipe.augment_shift, 1, 2][(unit(key, 1) * 3.0) as usize];
     s.recipe.label_smoothing =
         [spec.recipe.label_smoothing, 0.0, 0.05, 0.1][(unit(key, 2) * 4.0) as usize];
@@ -502,6 +526,31 @@ mod tests {
             Some(1),
             "a diverged trial is never best"
         );
+    }
+
+    #[test]
+    fn every_proposal_validates() {
+        // A tiny learning rate (perturbing once rounded it to 0), a schedule at the epoch cap.
+        let mut p = plan("fast", "fast", 0.999);
+        p.start.recipe.optimizer = p.start.recipe.optimizer.with_lr(1e-9);
+        p.start.recipe.epochs = crate::model::limits::MAX_EPOCHS;
+        p.input = Some(crate::model::InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+            classes: 10,
+        });
+        let mut hist = vec![];
+        for i in 0..8 {
+            let next = p.next(&hist).unwrap();
+            next.spec
+                .validate_for(p.input.unwrap())
+                .unwrap_or_else(|e| panic!("{i}: {e}"));
+            hist.push(done(&next, 0.5 + f64::from(i) * 0.01));
+        }
+        assert!(parse_ladder("fast:20000")
+            .unwrap_err()
+            .contains("recipe.epochs"));
     }
 
     #[test]
