@@ -222,3 +222,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn deeply_nested_files_are_refused_without_overflowing_the_stack() {
+    let deep = |open: &str, close: &str, n: usize| format!("{}{}", open.repeat(n), close.repeat(n));
+    let dir = tempfile::tempdir().unwrap();
+    for n in [1_000, 100_000] {
+        let toml = format!("webhook = {}\n", deep("[", "]", n));
+        assert!(resolve_config(dir.path(), toml.as_bytes()).is_err());
+        assert!(model::parse_spec(&deep("[", "]", n), false, "p").is_err());
+        assert!(model::parse_spec(&format!("a = {}", deep("[", "]", n)), true, "p").is_err());
+        let inline = format!("a = {}1{}", "{b = ".repeat(n), "}".repeat(n));
+        assert!(model::parse_spec(&inline, true, "p").is_err());
+    }
+}

@@ -133,6 +133,10 @@ impl ArchSpec {
     /// stays under [`MAX_PARAMETERS`]; returns what it costs.
     pub fn footprint(&self, input: InputShape) -> Result<Footprint, SpecError> {
         self.check_ranges()?;
+        // From the data, or from a card in the state dir (which may be edited).
+        int_in("input.channels", input.channels, 1, MAX_WIDTH)?;
+        int_in("input.height", input.height, 1, MAX_WIDTH)?;
+        int_in("input.width", input.width, 1, MAX_WIDTH)?;
         int_in("input.classes", input.classes, 1, MAX_WIDTH)?;
         let mut walk = Walk::default();
         let (c, h, w) = (input.channels, input.height, input.width);
@@ -561,6 +565,25 @@ mod tests {
             e.key.starts_with("arch.blocks") || e.key == "recipe.batch_size",
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_impossible_input_is_refused() {
+        for (c, h, w, k) in [
+            (0, 28, 28, 10),
+            (1, -3, 28, 10),
+            (1, 28, 28, 0),
+            (1, 1 << 40, 1, 10),
+        ] {
+            let input = InputShape {
+                channels: c,
+                height: h,
+                width: w,
+                classes: k,
+            };
+            let e = fast().validate_for(input).unwrap_err();
+            assert!(e.key.starts_with("input."), "{e}");
+        }
     }
 
     #[test]
