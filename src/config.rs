@@ -7,6 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+mod env;
+pub use env::{check_environment, read_vars};
+
 /// A configuration problem; always names the key or file. Exit 78.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -14,6 +17,9 @@ pub enum ConfigError {
     Invalid { key: String, what: String },
     #[error("{path}: {what} (fix the file or pass a valid --config)")]
     File { path: PathBuf, what: String },
+    /// A variable trainerd reads holds something it cannot use.
+    #[error("environment variable {var}: {what}")]
+    Env { var: String, what: String },
 }
 
 impl crate::exit::ExitStatus for ConfigError {
@@ -369,31 +375,43 @@ impl Config {
         }
         let chain = chain_settings(a, &f, target_accuracy)?;
         let threads = a.threads.or(f.threads).unwrap_or_else(default_threads);
-        if threads == 0 {
-            return Err(invalid("threads", "must be at least 1"));
+        let max_threads = max_threads();
+        if !(1..=max_threads).contains(&threads) {
+            return Err(invalid(
+                "threads",
+                format!(
+                    "{threads} is outside 1..={max_threads} (4 per core this process may use, \
+                     at most {THREADS_CAP}); more threads than that only wait on each other"
+                ),
+            ));
         }
         let epochs = a.epochs.or(f.epochs);
-        if epochs == Some(0) {
-            return Err(invalid("epochs", "must be at least 1"));
+        let epoch_range = 1..=crate::model::limits::MAX_EPOCHS;
+        if let Some(e) = epochs.filter(|e| !epoch_range.contains(e)) {
+            return Err(invalid("epochs", format!("{e} is outside {epoch_range:?}")));
         }
         let max_trials = a.max_trials.or(f.max_trials).unwrap_or(12);
         if max_trials == 0 {
             return Err(invalid("max_trials", "must be at least 1"));
         }
         let batch_size = a.batch_size.or(f.batch_size);
-        if matches!(batch_size, Some(b) if b < 1) {
-            return Err(invalid("batch_size", "must be at least 1"));
+        let batch_range = 1..=crate::model::limits::MAX_BATCH;
+        if let Some(b) = batch_size.filter(|b| !batch_range.contains(b)) {
+            return Err(invalid(
+                "batch_size",
+                format!("{b} is outside {batch_range:?}"),
+            ));
         }
         let lr = a.lr.or(f.lr);
         if matches!(lr, Some(lr) if !(lr > 0.0 && lr.is_finite())) {
             return Err(invalid("lr", "must be a positive number"));
         }
         let max_time = match a.max_time.clone().or(f.max_time) {
-            Some(s) => Some(parse_duration(&s).map_err(|w| invalid("max_time", w))?),
+            Some(s) => Some(duration_at_least(&s, Duration::from_secs(1), "max_time")?),
             None => None,
         };
         let watchdog = match a.watchdog.clone().or(f.watchdog) {
-            Some(s) => parse_duration(&s).map_err(|w| invalid("watchdog", w))?,
+            Some(s) => duration_at_least(&s, Duration::from_secs(1), "watchdog")?,
             None => Duration::from_secs(600),
         };
         let checkpoint_every = parse_checkpoint_every(
@@ -624,10 +642,11 @@ fn chain_settings(
             }
             Some(Secret(trimmed))
         }
-        None => std::env::var("TRAINERD_WEBHOOK_SECRET")
-            .ok()
+        // Bytes as they are: a secret need not be UTF-8.
+        None => std::env::var_os("TRAINERD_WEBHOOK_SECRET")
+            .map(std::os::unix::ffi::OsStringExt::into_vec)
             .filter(|s| !s.is_empty())
-            .map(|s| Secret(s.into_bytes())),
+            .map(Secret),
     };
     Ok(ChainSettings {
         ladder,
@@ -640,24 +659,58 @@ fn chain_settings(
     })
 }
 
+/// Most intra-op threads `--threads` accepts, whatever the core count: a
+/// pool of 10,000 threads stalled start-up for over a minute (issue 18).
+pub const THREADS_CAP: usize = 256;
+
 fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
 }
 
+/// 4 threads per core this process may use, at most [`THREADS_CAP`].
+pub fn max_threads() -> usize {
+    default_threads().saturating_mul(4).clamp(1, THREADS_CAP)
+}
+
+/// A duration of at least `min` for `key`.
+fn duration_at_least(s: &str, min: Duration, key: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(s).map_err(|w| invalid(key, w))?;
+    if d < min {
+        return Err(invalid(key, format!("{s:?} is shorter than {min:?}")));
+    }
+    Ok(d)
+}
+
+/// Largest config file read (a config is a few hundred bytes).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+    let text =
+        crate::model::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError::File {
+            path: path.into(),
+            what: format!("cannot read: {e}"),
+        })?;
+    FileConfig::parse(&text).map_err(|what| ConfigError::File {
         path: path.into(),
-        what: format!("cannot read: {e}"),
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::File {
-        path: path.into(),
-        what: e.to_string().lines().collect::<Vec<_>>().join(" "),
+        what,
     })
 }
 
-/// Parses `30s`, `10m`, `2h`, `1d`, `500ms` or a bare number of seconds.
+impl FileConfig {
+    /// Parses the TOML text of a config file; the error is one line.
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))
+    }
+}
+
+/// Longest duration any setting accepts (100 years): far beyond any real
+/// budget, and far from where `Instant` arithmetic could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses `30s`, `10m`, `2h`, `1d`, `500ms` or a bare number of seconds, up
+/// to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -682,7 +735,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("{s:?} is not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("{s:?} is longer than the most allowed, 100 years")),
+    }
 }
 
 /// Parses `500` (steps), `30s` (time), or both separated by a comma.
@@ -691,14 +747,29 @@ pub fn parse_checkpoint_every(s: &str) -> Result<CheckpointEvery, String> {
         steps: None,
         interval: None,
     };
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!(
+                "{s:?} has an empty part (use e.g. 500, 30s or 500,30s)"
+            ));
+        }
         if let Ok(steps) = part.parse::<u64>() {
             if steps == 0 {
                 return Err("a step interval must be at least 1".into());
             }
-            every.steps = Some(steps);
+            if every.steps.replace(steps).is_some() {
+                return Err(format!("{s:?} gives a step interval twice"));
+            }
         } else {
-            every.interval = Some(parse_duration(part)?);
+            let d = parse_duration(part)?;
+            if d.is_zero() {
+                return Err(format!(
+                    "{part:?}: a time interval must be longer than 0 (use 1 to save every step)"
+                ));
+            }
+            if every.interval.replace(d).is_some() {
+                return Err(format!("{s:?} gives a time interval twice"));
+            }
         }
     }
     if every.steps.is_none() && every.interval.is_none() {
@@ -951,5 +1022,82 @@ mod tests {
             (Some(500), Some(Duration::from_secs(30)))
         );
         assert!(parse_checkpoint_every("0").is_err());
+    }
+
+    #[test]
+    fn hostile_durations_and_intervals_are_refused_without_panicking() {
+        for s in [
+            "18446744073709551616",
+            "1e30",
+            "99999999999999999999d",
+            "1.8e19s",
+        ] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert_eq!(
+            parse_duration("100d").unwrap(),
+            Duration::from_secs(8_640_000)
+        );
+        for s in ["5,5s,5", "5s,6s", "0s", "500,", ",", "", "0ms,5"] {
+            assert!(parse_checkpoint_every(s).is_err(), "{s}");
+        }
+        let watchdog = |w: &str| {
+            Config::merge(
+                &CommonArgs {
+                    watchdog: Some(w.into()),
+                    ..args()
+                },
+                FileConfig::default(),
+            )
+        };
+        for w in ["0s", "0", "500ms", "18446744073709551616s"] {
+            let err = watchdog(w).unwrap_err().to_string();
+            assert!(err.contains("watchdog"), "{w}: {err}");
+        }
+        watchdog("1s").unwrap();
+    }
+
+    #[test]
+    fn threads_epochs_and_batch_are_capped_naming_the_key() {
+        for (a, key) in [
+            (
+                CommonArgs {
+                    threads: Some(10_000),
+                    ..args()
+                },
+                "threads",
+            ),
+            (
+                CommonArgs {
+                    epochs: Some(u32::MAX),
+                    ..args()
+                },
+                "epochs",
+            ),
+            (
+                CommonArgs {
+                    batch_size: Some(i64::MAX),
+                    ..args()
+                },
+                "batch_size",
+            ),
+            (
+                CommonArgs {
+                    max_time: Some("0s".into()),
+                    ..args()
+                },
+                "max_time",
+            ),
+        ] {
+            let err = Config::merge(&a, FileConfig::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let ok = CommonArgs {
+            threads: Some(max_threads()),
+            ..args()
+        };
+        Config::merge(&ok, FileConfig::default()).unwrap();
     }
 }

@@ -14,7 +14,6 @@ use crate::config::{CommonArgs, Config, ConfigError};
 use crate::exit::Outcome;
 use crate::model::OptimSpec;
 use crate::pipeline;
-use crate::store::CheckpointDir;
 use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
 #[derive(Debug, Args, Clone)]
@@ -100,8 +99,10 @@ pub fn run(
     }
     let device = pipeline::select_device(cfg.device)?;
     let data = pipeline::load_data(cfg, device, stop)?;
-    let mut ckpts = CheckpointDir::open(
-        &pipeline::trial_dir(cfg, args.trial).join("checkpoints"),
+    pipeline::check_specs(&spec, &[], train::input_shape(&data))?;
+    let mut ckpts = pipeline::open_checkpoints(
+        &cfg.state_dir,
+        &pipeline::trial_dir(cfg, args.trial),
         cfg.keep_checkpoints,
     )?;
     let metrics_file = args.metrics_file.clone();
@@ -133,6 +134,20 @@ pub fn run(
     })?;
     match outcome {
         TrialOutcome::Stopped { .. } => Ok(Outcome::Stopped),
+        TrialOutcome::Diverged(d) => {
+            // Katib reads a failed trial from the exit status; the line says why.
+            println!(
+                "{} diverged=1 epoch={} step={} accuracy=0",
+                Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                d.epoch,
+                d.step
+            );
+            eprintln!(
+                "trainerd: trial {} diverged in epoch {}: {}; lower the learning rate",
+                args.trial, d.epoch, d.reason
+            );
+            Ok(Outcome::BelowTarget)
+        }
         TrialOutcome::Finished(report) => {
             println!(
                 "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",

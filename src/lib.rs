@@ -18,6 +18,7 @@
 //! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
+//! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
 
 pub mod app;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod control;
 pub mod data;
 pub mod exit;
 pub mod export;
+pub mod finite;
 pub mod katib;
 pub mod model;
 pub mod optim;

@@ -15,6 +15,12 @@ fn main() -> ExitCode {
     // Before libtorch allocates anything (see train/malloc.rs).
     let _ = trainerd::train::malloc::tune();
     install_panic_hook();
+    // Before clap reads them: a variable trainerd reads that is not UTF-8 is
+    // named here (exit 78), not reported as a usage error that names nothing.
+    if let Err(e) = trainerd::config::check_environment() {
+        eprintln!("trainerd: error: {e}");
+        return ExitCode::from(exit::CONFIG);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -61,6 +61,9 @@ pub enum PredictError {
     /// A champion file that fails its checksum in `model.json` (exit 65).
     #[error(transparent)]
     Corrupt(crate::export::ExportError),
+    /// `best/` holds a champion whose card cannot be used (exit 65).
+    #[error(transparent)]
+    Card(#[from] promote::CardError),
 }
 
 impl crate::exit::ExitStatus for PredictError {
@@ -68,7 +71,7 @@ impl crate::exit::ExitStatus for PredictError {
         match self {
             PredictError::NoModel(_) | PredictError::Open { .. } => crate::exit::NO_INPUT,
             PredictError::Model { .. } => crate::exit::INTERNAL,
-            PredictError::Input { .. } => crate::exit::DATA,
+            PredictError::Input { .. } | PredictError::Card(_) => crate::exit::DATA,
             PredictError::Data(e) => e.exit_code(),
             PredictError::Corrupt(e) => e.exit_code(),
         }
@@ -195,7 +198,13 @@ pub fn load_champion_within(
     memory_budget: u64,
 ) -> Result<Champion, PredictError> {
     let best = state_dir.join("best");
-    let card = promote::read_card(state_dir).ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    let card = promote::load_card(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    if card.diverged() {
+        return Err(promote::CardError::Diverged {
+            path: best.join(promote::CARD),
+        }
+        .into());
+    }
     crate::export::verify(&best, &card).map_err(PredictError::Corrupt)?;
     let weights = best.join("model.safetensors");
     let model_err = |what: String| PredictError::Model {

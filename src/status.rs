@@ -1,13 +1,16 @@
 //! `trainerd status`: what the state dir says, as a table or JSON: whether
-//! a daemon runs and what it trains (heartbeat), the current study's trials
-//! and restarts (event log), the last checkpoint, and the champion.
+//! a daemon runs (its heartbeat, and whether its pid lives and holds the
+//! state dir's lock) and what it trains, the current study's trials and
+//! restarts (event log), the newest checkpoint on disk, and the champion
+//! (or why its card cannot be read).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::pipeline::promote::read_card;
+use crate::pipeline::promote::load_card;
+use crate::store::{is_held, pid_alive};
 use crate::telemetry::heartbeat::{self, Heartbeat};
 use crate::telemetry::metrics::tally_events;
 use crate::train::now_ms;
@@ -26,32 +29,47 @@ pub fn format_age(secs: f64) -> String {
     }
 }
 
-/// What the heartbeat says the process is doing.
-fn state(beat: Option<&Heartbeat>, now: u64) -> &'static str {
+/// What the process is doing: its heartbeat, when `alive` (its pid exists
+/// and the state dir's lock is held) and fresh.
+fn state(beat: Option<&Heartbeat>, now: u64, alive: bool, locked: bool) -> &'static str {
     match beat {
+        None if locked => "starting",
         None => "not started",
+        Some(_) if !alive => "not running",
         Some(b) if now.saturating_sub(b.updated_ms) > STALE_MS => "not running",
         Some(b) if b.training => "training",
         Some(_) => "idle",
     }
 }
 
-/// Newest modification time under `dir` (recursively), as Unix ms.
-fn newest_mtime_ms(dir: &Path) -> Option<u64> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
-        let Ok(meta) = entry.metadata() else { continue };
-        let t = if meta.is_dir() {
-            newest_mtime_ms(&entry.path())
-        } else {
-            meta.modified()
-                .ok()
-                .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as u64)
-        };
-        newest = newest.max(t);
+fn mtime_ms(path: &Path) -> Option<u64> {
+    let m = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(m.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// The newest checkpoint file on disk and its time (Unix ms): studies' trials
+/// (`study/<id>/trials/NNNN/checkpoints/`) and `trainerd trial`'s (`trials/NNNN/checkpoints/`).
+fn newest_checkpoint(state_dir: &Path) -> Option<(PathBuf, u64)> {
+    let mut trials = subdirs(&state_dir.join("trials"));
+    for study in subdirs(&state_dir.join("study")) {
+        trials.extend(subdirs(&study.join("trials")));
     }
-    newest
+    trials
+        .iter()
+        .flat_map(|t| subdirs(&t.join("checkpoints")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".tch"))
+        })
+        .filter_map(|p| mtime_ms(&p).map(|t| (p, t)))
+        .max_by_key(|(_, t)| *t)
 }
 
 /// The last line of the event log, parsed.
@@ -65,18 +83,24 @@ fn last_event(state_dir: &Path) -> Option<Value> {
 pub fn collect(state_dir: &Path) -> Value {
     let now = now_ms();
     let beat = heartbeat::read(state_dir);
-    let card = read_card(state_dir);
+    let (card, card_error) = match load_card(state_dir) {
+        Ok(card) => (card, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let tally = tally_events(&state_dir.join("events.jsonl"));
     let age = |ms: u64| (ms > 0).then(|| now.saturating_sub(ms) as f64 / 1000.0);
-    // This process's last checkpoint, else the newest file among the trials'.
-    let ckpt_ms = beat
-        .as_ref()
-        .map(|b| b.last_checkpoint_ms)
-        .filter(|&ms| ms > 0)
-        .or_else(|| newest_mtime_ms(&state_dir.join("trials")));
+    // The newest checkpoint on disk, or this process's last one if newer
+    // (a finished trial's checkpoints are removed).
+    let on_disk = newest_checkpoint(state_dir);
+    let beat_ckpt = beat.as_ref().map_or(0, |b| b.last_checkpoint_ms);
+    let ckpt_ms = on_disk.as_ref().map_or(0, |(_, t)| *t).max(beat_ckpt);
+    let locked = is_held(state_dir);
+    let alive = beat.as_ref().is_some_and(|b| pid_alive(b.pid)) && locked != Some(false);
+    let state = state(beat.as_ref(), now, alive, locked == Some(true));
     json!({
         "state_dir": state_dir.display().to_string(),
-        "state": state(beat.as_ref(), now),
+        "state": state,
+        "running": matches!(state, "training" | "idle" | "starting"),
         "pid": beat.as_ref().map(|b| b.pid),
         "heartbeat_age_seconds": beat.as_ref().and_then(|b| age(b.updated_ms)),
         "trial": beat.as_ref().map(|b| b.trial),
@@ -86,7 +110,8 @@ pub fn collect(state_dir: &Path) -> Value {
         "samples_per_sec": beat.as_ref().map(|b| b.samples_per_sec),
         "train_loss": beat.as_ref().and_then(|b| b.train_loss),
         "val_accuracy": beat.as_ref().and_then(|b| b.val_accuracy),
-        "last_checkpoint_age_seconds": ckpt_ms.and_then(age),
+        "last_checkpoint_age_seconds": age(ckpt_ms),
+        "last_checkpoint": on_disk.map(|(p, _)| p.display().to_string()),
         "trials": {"running": tally.running, "finished": tally.finished, "pruned": tally.pruned},
         "restarts": tally.restarts,
         "best": card.map(|c| {
@@ -94,6 +119,7 @@ pub fn collect(state_dir: &Path) -> Value {
                 "trial": c.trial, "preset": c.preset, "val_accuracy": c.val_accuracy,
                 "test_accuracy": c.test_accuracy, "created_at": c.created_at,
                 "data_fingerprint": c.data_fingerprint, "parameters": c.parameters,
+                "diverged": c.diverged(),
             });
             // Fields newer cards carry (study, commit), passed through as written.
             if let Ok(Value::Object(all)) = serde_json::to_value(&c) {
@@ -105,6 +131,7 @@ pub fn collect(state_dir: &Path) -> Value {
             }
             v
         }),
+        "champion_error": card_error,
         "last_event": last_event(state_dir).map(|e| json!({
             "kind": e["kind"], "time": e["time"], "message": e["message"],
         })),
@@ -122,7 +149,8 @@ pub fn render_table(v: &Value) -> String {
         vec![("state dir", v["state_dir"].as_str().unwrap_or("").into())];
     let mut state = v["state"].as_str().unwrap_or("").to_string();
     if let (Some(pid), Some(age)) = (v["pid"].as_u64(), v["heartbeat_age_seconds"].as_f64()) {
-        state += &format!(" (pid {pid}, heartbeat {} ago)", format_age(age));
+        let last = if v["running"] == true { "" } else { "last " };
+        state += &format!(" ({last}pid {pid}, heartbeat {} ago)", format_age(age));
     }
     rows.push(("state", state));
     if let Some(step) = v["step"].as_u64() {
@@ -148,12 +176,13 @@ pub fn render_table(v: &Value) -> String {
             format!("loss {loss:.4} · val accuracy {}", pct(&v["val_accuracy"])),
         ));
     }
-    rows.push((
-        "checkpoint",
-        v["last_checkpoint_age_seconds"]
-            .as_f64()
-            .map_or("none yet".into(), |a| format!("{} ago", format_age(a))),
-    ));
+    let mut ckpt = v["last_checkpoint_age_seconds"]
+        .as_f64()
+        .map_or("none yet".into(), |a| format!("{} ago", format_age(a)));
+    if let Some(path) = v["last_checkpoint"].as_str() {
+        ckpt += &format!(" ({path})");
+    }
+    rows.push(("checkpoint", ckpt));
     let t = &v["trials"];
     rows.push((
         "study trials",
@@ -173,13 +202,19 @@ pub fn render_table(v: &Value) -> String {
                 b["created_at"].as_str().unwrap_or("")
             );
             let fp = b["data_fingerprint"].as_str().unwrap_or("");
-            line += &format!(" · data {}", &fp[..fp.len().min(12)]);
+            line += &format!(" · data {}", fp.get(..12).unwrap_or(fp));
             if let Some(c) = b.get("commit").and_then(Value::as_str) {
-                line += &format!(" · commit {}", &c[..c.len().min(12)]);
+                line += &format!(" · commit {}", c.get(..12).unwrap_or(c));
+            }
+            if b.get("diverged") == Some(&Value::Bool(true)) {
+                line += " · DIVERGED (written by an older trainerd; the next study replaces it)";
             }
             rows.push(("champion", line));
         }
-        None => rows.push(("champion", "none yet".into())),
+        None => match v["champion_error"].as_str() {
+            Some(e) => rows.push(("champion", format!("UNUSABLE: {e}"))),
+            None => rows.push(("champion", "none yet".into())),
+        },
     }
     if let Some(e) = v["last_event"].as_object() {
         rows.push((
@@ -234,6 +269,7 @@ mod tests {
     #[test]
     fn heartbeat_and_events_show_up() {
         let dir = tempfile::tempdir().unwrap();
+        let lock = crate::store::StateLock::acquire(dir.path()).unwrap();
         let progress = crate::train::Progress::default();
         progress.start_trial(2, 400, 0);
         progress.set_step(100);
@@ -269,6 +305,18 @@ mod tests {
         assert!(table.contains("val accuracy 97.12%"), "{table}");
         assert!(table.contains("t1 trial_started trial 0"), "{table}");
 
+        // The lock released: whatever the heartbeat says, nothing runs.
+        drop(lock);
+        if is_held(dir.path()) == Some(false) {
+            let v = collect(dir.path());
+            assert_eq!(v["state"], "not running");
+            let pid = std::process::id();
+            let table = render_table(&v);
+            assert!(
+                table.contains(&format!("not running (last pid {pid}")),
+                "{table}"
+            );
+        }
         // An old heartbeat: the daemon is gone.
         let mut old = beat.clone();
         old.updated_ms -= 10 * 60 * 1000;
@@ -278,5 +326,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(collect(dir.path())["state"], "not running");
+    }
+
+    #[test]
+    fn a_dead_pid_is_not_running_and_checkpoints_on_disk_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut beat = Heartbeat::from_progress(&crate::train::Progress::default(), true);
+        beat.pid = i32::MAX as u32; // above any pid_max: no such process
+        std::fs::write(
+            heartbeat::path(dir.path()),
+            serde_json::to_vec(&beat).unwrap(),
+        )
+        .unwrap();
+        let ckpts = dir.path().join("study/abc/trials/0001/checkpoints");
+        std::fs::create_dir_all(&ckpts).unwrap();
+        std::fs::write(ckpts.join("ckpt-000000000040.tch"), b"x").unwrap();
+        let v = collect(dir.path());
+        assert_eq!(v["state"], "not running");
+        let table = render_table(&v);
+        assert!(table.contains(&format!("last pid {}", i32::MAX)), "{table}");
+        assert!(table.contains("ckpt-000000000040.tch"), "{table}");
+        assert!(!table.contains("none yet ("), "{table}");
+    }
+
+    #[test]
+    fn an_unreadable_card_is_reported_not_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("best")).unwrap();
+        std::fs::write(dir.path().join("best/model.json"), b"{not json").unwrap();
+        let v = collect(dir.path());
+        assert!(v["best"].is_null());
+        let table = render_table(&v);
+        assert!(
+            table.contains("UNUSABLE") && table.contains("best/model.json"),
+            "{table}"
+        );
     }
 }

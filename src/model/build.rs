@@ -133,36 +133,10 @@ fn add_dropout(seq: nn::SequentialT, p: f64) -> nn::SequentialT {
     }
 }
 
-/// Checks that the spec fits the input (no layer shrinks to nothing).
+/// Checks that the spec fits the input: every range, and the layer walk
+/// (see `validate`), so that nothing libtorch would refuse is built.
 pub fn validate(spec: &ArchSpec, input: InputShape) -> Result<(), String> {
-    if let ArchSpec::Cnn { blocks, .. } = spec {
-        let (mut h, mut w) = (input.height, input.width);
-        for (b, block) in blocks.iter().enumerate() {
-            if block.channels < 1 || block.kernel < 1 || block.convs < 1 {
-                return Err(format!(
-                    "block {b}: channels, kernel and convs must be positive"
-                ));
-            }
-            for _ in 0..block.convs {
-                (h, w) = (block.conv_out(h), block.conv_out(w));
-            }
-            if block.pool {
-                h /= 2;
-                w /= 2;
-            }
-            if h < 1 || w < 1 {
-                return Err(format!("block {b}: the feature map shrinks to {h}x{w}"));
-            }
-        }
-    }
-    let widths: Vec<i64> = match spec {
-        ArchSpec::Mlp { hidden, .. } => hidden.clone(),
-        ArchSpec::Cnn { head, .. } => head.clone(),
-    };
-    if widths.iter().any(|&w| w < 1) {
-        return Err("layer widths must be positive".into());
-    }
-    Ok(())
+    spec.footprint(input).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Parameter count, for reports.

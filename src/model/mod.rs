@@ -1,12 +1,17 @@
-//! Models as data: [`ArchSpec`]/[`Recipe`] values, presets, the builder
-//! and the memory layout.
+//! Models as data: [`ArchSpec`]/[`Recipe`] values, presets, their
+//! validation (`validate`, ranges in [`limits`]), the builder and the memory
+//! layout.
 
 mod build;
 mod layout;
+pub mod limits;
 mod presets;
 mod spec;
+mod validate;
 
 pub use build::{build, parameter_count, validate, InputShape};
 pub use layout::{channels_last, use_channels_last};
-pub use presets::{preset, resolve_preset, PRESET_NAMES};
+pub(crate) use presets::read_bounded;
+pub use presets::{parse_spec, preset, resolve_preset, MAX_SPEC_BYTES, PRESET_NAMES};
 pub use spec::*;
+pub use validate::{Footprint, SpecError};

@@ -198,8 +198,12 @@ pub fn preset(name: &str) -> Option<TrialSpec> {
     })
 }
 
+/// Largest architecture/trial file read (a spec is a few hundred bytes).
+pub const MAX_SPEC_BYTES: u64 = 1 << 20;
+
 /// A preset name, or a JSON/TOML file holding a [`TrialSpec`] or a bare [`ArchSpec`]
-/// (which then trains with the `fast` recipe).
+/// (which then trains with the `fast` recipe). Every value is range-checked
+/// (see `validate`); the error names the file and the key.
 pub fn resolve_preset(name_or_path: &str) -> Result<TrialSpec, String> {
     if let Some(spec) = preset(name_or_path) {
         return Ok(spec);
@@ -212,39 +216,55 @@ pub fn resolve_preset(name_or_path: &str) -> Result<TrialSpec, String> {
             names.join(", ")
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text =
+        read_bounded(path, MAX_SPEC_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
     let is_toml = path.extension().is_some_and(|e| e == "toml");
-    let parse_trial = |t: &str| -> Result<TrialSpec, String> {
+    parse_spec(&text, is_toml, name_or_path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads a small text file: a regular file of at most `limit` bytes, UTF-8.
+pub(crate) fn read_bounded(path: &std::path::Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e})"))
+}
+
+/// Parses a [`TrialSpec`] or a bare [`ArchSpec`] (JSON, or TOML when
+/// `is_toml`) and checks every range; `label` becomes the spec's preset name.
+pub fn parse_spec(text: &str, is_toml: bool, label: &str) -> Result<TrialSpec, String> {
+    fn parse<T: serde::de::DeserializeOwned>(t: &str, is_toml: bool) -> Result<T, String> {
         if is_toml {
-            toml::from_str(t).map_err(|e| e.to_string())
+            toml::from_str(t).map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))
         } else {
             serde_json::from_str(t).map_err(|e| e.to_string())
         }
-    };
-    let parse_arch = |t: &str| -> Result<ArchSpec, String> {
-        if is_toml {
-            toml::from_str(t).map_err(|e| e.to_string())
-        } else {
-            serde_json::from_str(t).map_err(|e| e.to_string())
-        }
-    };
-    match parse_trial(&text) {
-        Ok(spec) => Ok(spec),
-        Err(trial_err) => match parse_arch(&text) {
+    }
+    let spec = match parse::<TrialSpec>(text, is_toml) {
+        Ok(spec) => spec,
+        Err(trial_err) => match parse::<ArchSpec>(text, is_toml) {
             Ok(arch) => {
                 let base = preset("fast").ok_or("fast preset missing")?;
-                Ok(TrialSpec {
-                    preset: name_or_path.to_string(),
+                TrialSpec {
+                    preset: label.to_string(),
                     arch,
                     recipe: base.recipe,
-                })
+                }
             }
-            Err(_) => Err(format!(
-                "{}: not a trial or architecture spec: {trial_err}",
-                path.display()
-            )),
+            Err(_) => return Err(format!("not a trial or architecture spec: {trial_err}")),
         },
-    }
+    };
+    spec.validate().map_err(|e| e.to_string())?;
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -273,6 +293,24 @@ mod tests {
                 dropout: 0.0
             }
         );
+    }
+
+    #[test]
+    fn out_of_range_files_name_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("arch.json");
+        std::fs::write(&path, r#"{"kind":"mlp","hidden":[64],"dropout":2}"#).unwrap();
+        let err = resolve_preset(path.to_str().unwrap()).unwrap_err();
+        assert!(
+            err.contains("arch.json") && err.contains("arch.dropout"),
+            "{err}"
+        );
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "kind = \"mlp\"\nhidden = [64]\ndropout = nan\n").unwrap();
+        let err = resolve_preset(path.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("arch.dropout"), "{err}");
+        let err = resolve_preset("/dev/zero").unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub const KINDS: &[&str] = &[
     "trial_started",
     "architecture_changed",
     "trial_pruned",
+    "trial_diverged",
     "trial_finished",
     "new_best",
     "below_target",
@@ -168,6 +169,37 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
                     json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy}),
                 ));
             }
+            if *study_best < target {
+                out.push(with(
+                    event(e, "below_target", t(*trial), Some(*trial)),
+                    format!("best so far {study_best:.4} is below the target {target}"),
+                    json!({"study_best": study_best, "target": target}),
+                ));
+            }
+            out
+        }
+        Record::TrialDiverged {
+            trial,
+            epoch,
+            step,
+            reason,
+            train_seconds,
+            study_best,
+            ..
+        } => {
+            let mut out = vec![
+                with(
+                    event(e, "trial_diverged", t(*trial), Some(*trial)),
+                    format!("trial {trial} diverged in epoch {epoch} and was stopped: {reason}"),
+                    json!({"epoch": epoch, "step": step, "reason": reason}),
+                ),
+                with(
+                    event(e, "trial_finished", t(*trial), Some(*trial)),
+                    format!("trial {trial} finished: diverged, never promoted"),
+                    json!({"val_accuracy": null, "test_accuracy": null, "pruned": false,
+                           "diverged": true, "train_seconds": train_seconds}),
+                ),
+            ];
             if *study_best < target {
                 out.push(with(
                     event(e, "below_target", t(*trial), Some(*trial)),

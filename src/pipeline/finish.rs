@@ -39,6 +39,29 @@ pub(super) fn finish_pruned(
     Ok(())
 }
 
+/// Journals a diverged trial (never promoted: its model is NaN or worse).
+pub(super) fn finish_diverged(
+    chain: &mut Chain,
+    trial: u32,
+    d: train::Divergence,
+    v: &StudyView,
+) -> anyhow::Result<()> {
+    chain.record(Record::TrialDiverged {
+        trial,
+        epoch: d.epoch,
+        step: d.step,
+        reason: d.reason,
+        history: d.history,
+        train_seconds: if d.train_seconds.is_finite() {
+            d.train_seconds
+        } else {
+            0.0
+        },
+        study_best: v.best().map_or(0.0, |b| b.1),
+    })?;
+    Ok(())
+}
+
 /// Promotes the trial if it wins, then journals it as finished.
 pub(super) fn finish_trial(
     ctx: &Context<'_>,
@@ -76,18 +99,40 @@ pub(super) fn finish_trial(
         commit: crate::watch::git::commit_of(&cfg.data_dir),
         files: Vec::new(),
     };
-    let champion = promote::read_card(&cfg.state_dir);
+    let champion = promote::load_card(&cfg.state_dir).unwrap_or_else(|e| {
+        // Replaced like a champion from other data: it moves to best.previous/, kept.
+        tracing::warn!("{e}; the next winner replaces it");
+        None
+    });
     let promoted = match promote::verdict(champion.as_ref(), &card, cfg.promote_margin) {
-        Verdict::AlreadyChampion => true,
+        Verdict::AlreadyChampion => {
+            // Promoted by builds that wrote the report after the renames, and crashed in between.
+            if !cfg.state_dir.join("best").join(REPORT).exists() {
+                let html = render_report(ctx, &card, t, report, v);
+                match crate::store::write_bytes_atomic(
+                    &cfg.state_dir.join("best").join(REPORT),
+                    html.as_bytes(),
+                ) {
+                    Ok(()) => tracing::info!("report of the champion written again"),
+                    Err(e) => tracing::warn!("report not written: {e}"),
+                }
+            }
+            true
+        }
         Verdict::Promote(why) => {
-            promote::promote(&cfg.state_dir, &report.weights, &card)
-                .context("promoting the model")?;
+            let html = render_report(ctx, &card, t, report, v);
+            promote::promote(
+                &cfg.state_dir,
+                &report.weights,
+                &card,
+                &[(REPORT, html.as_bytes())],
+            )
+            .context("promoting the model")?;
             tracing::info!(
                 trial = t.trial,
                 test_accuracy = card.test_accuracy,
-                "promoted to best/: {why}"
+                "promoted to best/ with its report: {why}"
             );
-            write_report(ctx, &card, t, report, v);
             true
         }
         Verdict::Keep(why) => {
@@ -110,24 +155,31 @@ pub(super) fn finish_trial(
     Ok(())
 }
 
-/// Writes `best/report.html` for a new champion: its curves, and the study's
-/// earlier trials as table rows. A report is for people: failing to write one
-/// is logged, never fatal.
-fn write_report(
+/// The champion's report, staged and promoted with its model.
+const REPORT: &str = "report.html";
+
+/// `best/report.html` for a new champion: its curves, and the study's
+/// earlier trials as table rows.
+fn render_report(
     ctx: &Context<'_>,
     card: &ModelCard,
     t: &OpenTrial,
     report: &TrialReport,
     v: &StudyView,
-) {
+) -> String {
     let mut trials: Vec<crate::report::TrialSummary> = v
         .finished
         .iter()
         .map(|(trial, f)| crate::report::TrialSummary {
             trial: *trial,
             spec: f.spec.clone(),
-            state: if f.pruned { "pruned" } else { "finished" }.into(),
-            val_accuracy: Some(f.val_accuracy),
+            state: match (f.diverged, f.pruned) {
+                (true, _) => "diverged",
+                (false, true) => "pruned",
+                (false, false) => "finished",
+            }
+            .into(),
+            val_accuracy: (!f.diverged).then_some(f.val_accuracy),
             test_accuracy: None,
             parameters: None,
             train_seconds: 0.0,
@@ -152,8 +204,5 @@ fn write_report(
         commit: card.commit.as_deref(),
         class_names: None,
     };
-    match crate::report::write(&ctx.cfg.state_dir, &inputs) {
-        Ok(path) => tracing::info!(path = %path.display(), "report written"),
-        Err(e) => tracing::warn!("report not written: {e}"),
-    }
+    crate::report::render(&inputs)
 }

@@ -77,7 +77,38 @@ pub fn initial_spec(cfg: &Config) -> anyhow::Result<TrialSpec> {
     if let Some(lr) = cfg.lr {
         spec.recipe.optimizer = spec.recipe.optimizer.with_lr(lr);
     }
+    spec.validate()
+        .map_err(|e| crate::config::ConfigError::Invalid {
+            key: "preset".into(),
+            what: format!("{} (with the flags applied): {e}", cfg.preset),
+        })?;
     Ok(spec)
+}
+
+/// Checks the first trial and every ladder rung against the data's input
+/// geometry, before anything is journaled (exit 78 naming the rung and key).
+pub fn check_specs(
+    start: &TrialSpec,
+    ladder: &[TrialSpec],
+    input: crate::model::InputShape,
+) -> Result<(), crate::config::ConfigError> {
+    let fail = |key: &str, spec: &TrialSpec, e: crate::model::SpecError| {
+        crate::config::ConfigError::Invalid {
+            key: key.into(),
+            what: format!(
+                "{}: {e} (for {}x{}x{} images, {} classes)",
+                spec.preset, input.channels, input.height, input.width, input.classes
+            ),
+        }
+    };
+    start
+        .validate_for(input)
+        .map_err(|e| fail("preset", start, e))?;
+    for rung in ladder {
+        rung.validate_for(input)
+            .map_err(|e| fail("ladder", rung, e))?;
+    }
+    Ok(())
 }
 
 /// Loads the data set named by the config (exit 65 on bad data), downloading
@@ -94,6 +125,28 @@ pub fn load_data(cfg: &Config, device: Device, stop: &StopFlag) -> anyhow::Resul
         },
     )?;
     Ok(data.to_device(device))
+}
+
+/// Opens a trial's checkpoint dir with its quarantine under
+/// `state_dir/quarantine/` (the same relative path): a finished trial's folder
+/// is removed, and what was set aside from it must outlive it.
+pub fn open_checkpoints(
+    state_dir: &std::path::Path,
+    trial_dir: &std::path::Path,
+    keep: usize,
+) -> Result<crate::store::CheckpointDir, crate::store::StoreError> {
+    let rel = trial_dir.strip_prefix(state_dir).unwrap_or(trial_dir);
+    let quarantine = state_dir
+        .join(crate::store::checkpoint::QUARANTINE_DIR)
+        .join(
+            rel.components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect::<std::path::PathBuf>(),
+        );
+    Ok(
+        crate::store::CheckpointDir::open(&trial_dir.join("checkpoints"), keep)?
+            .quarantine_into(quarantine),
+    )
 }
 
 /// Directory of a standalone trial's checkpoints (`trainerd trial`); trials of

@@ -20,9 +20,17 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::model::TrialSpec;
-use crate::store::{write_atomic, write_bytes_atomic, AtomicWriteError, StoreError};
+use crate::store::{fault, write_atomic, write_bytes_atomic, AtomicWriteError, StoreError};
 
-/// `best/model.json`: what the champion is and how good it is.
+/// The champion's card, in `best/`.
+pub const CARD: &str = "model.json";
+/// Largest card read (a card is a few kB; its confusion matrix grows with
+/// the square of the classes).
+const MAX_CARD_BYTES: u64 = 64 << 20;
+
+/// `best/model.json`: what the champion is and how good it is. Its numbers
+/// read as NaN where an older build wrote `null` for a diverged model (see
+/// [`ModelCard::diverged`]); this build never writes one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelCard {
     pub format: u32,
@@ -30,14 +38,20 @@ pub struct ModelCard {
     pub preset: String,
     pub arch: crate::model::ArchSpec,
     pub recipe: crate::model::Recipe,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub val_accuracy: f64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub test_accuracy: f64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub val_loss: f64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub test_loss: f64,
+    #[serde(deserialize_with = "crate::finite::vec_f64_or_nan")]
     pub per_class_test_accuracy: Vec<f64>,
     pub test_confusion: Vec<Vec<i64>>,
     pub parameters: i64,
     pub epochs_trained: u32,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub train_seconds: f64,
     pub seed: u64,
     pub data_fingerprint: String,
@@ -76,6 +90,37 @@ impl ModelCard {
     pub fn now() -> String {
         Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
     }
+    /// A number of the card is not finite: the model diverged (only cards
+    /// written by builds that did not stop diverged trials).
+    pub fn diverged(&self) -> bool {
+        [
+            self.val_accuracy,
+            self.test_accuracy,
+            self.val_loss,
+            self.test_loss,
+            self.train_seconds,
+        ]
+        .iter()
+        .chain(&self.per_class_test_accuracy)
+        .chain(&self.normalisation)
+        .any(|x| !x.is_finite())
+    }
+}
+
+/// `best/model.json` exists but cannot be used (exit 65): the weights beside
+/// it are not hidden behind "no champion yet".
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    #[error("{path}: the champion's card is unreadable ({what}); the weights beside it are kept: `trainerd rollback` restores the previous champion, or move best/ aside")]
+    Corrupt { path: PathBuf, what: String },
+    #[error("{path}: the champion diverged (its loss is not finite, written by an older trainerd); `trainerd rollback` restores the previous champion, and the next study replaces it")]
+    Diverged { path: PathBuf },
+}
+
+impl crate::exit::ExitStatus for CardError {
+    fn exit_code(&self) -> u8 {
+        crate::exit::DATA
+    }
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -89,16 +134,26 @@ fn atomic_err(e: AtomicWriteError) -> StoreError {
     io_err(&e.path, e.source)
 }
 
-/// Promotes a model into `<state>/best/`: weights first, then the card, so a
-/// card never describes weights that are not on disk. The previous champion
-/// moves to `<state>/best.previous/` (for `trainerd rollback`).
+/// Promotes a model into `<state>/best/`: everything is staged in
+/// `best.staging/` (weights, the `extras` such as `report.html`, then the
+/// card, last, so a staged card means a complete champion), then the previous
+/// champion moves to `best.previous/` (for `trainerd rollback`) and the
+/// staging dir becomes `best/`. A crash anywhere is finished or undone by
+/// [`recover`]. A diverged model (non-finite card) is refused.
 pub fn promote(
     state_dir: &Path,
     weights: &[(String, Tensor)],
     card: &ModelCard,
+    extras: &[(&str, &[u8])],
 ) -> Result<PathBuf, StoreError> {
     let best = state_dir.join("best");
     let staging = state_dir.join("best.staging");
+    if card.diverged() {
+        return Err(io_err(
+            &staging,
+            "refusing to promote a diverged model (non-finite loss or accuracy)",
+        ));
+    }
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
     }
@@ -108,8 +163,12 @@ pub fn promote(
         Tensor::write_safetensors(&sorted, p).map_err(io::Error::other)
     })
     .map_err(atomic_err)?;
+    for (name, bytes) in extras {
+        write_bytes_atomic(&staging.join(name), bytes).map_err(atomic_err)?;
+    }
     let json = serde_json::to_vec_pretty(card).map_err(|e| io_err(&staging, e))?;
-    write_bytes_atomic(&staging.join("model.json"), &json).map_err(atomic_err)?;
+    write_bytes_atomic(&staging.join(CARD), &json).map_err(atomic_err)?;
+    fault::point("promote.staged");
     let previous = state_dir.join("best.previous");
     if best.exists() {
         if previous.exists() {
@@ -117,6 +176,7 @@ pub fn promote(
         }
         fs::rename(&best, &previous).map_err(|e| io_err(&best, e))?;
     }
+    fault::point("promote.swap");
     fs::rename(&staging, &best).map_err(|e| io_err(&best, e))?;
     fs::File::open(state_dir)
         .and_then(|d| d.sync_all())
@@ -137,9 +197,15 @@ pub enum Verdict {
 /// champion validated on the same split (data fingerprint, seed, size); a
 /// champion from other data is replaced by the first finished trial.
 pub fn verdict(champion: Option<&ModelCard>, candidate: &ModelCard, margin: f64) -> Verdict {
+    if candidate.diverged() {
+        return Verdict::Keep("the candidate diverged".into());
+    }
     let Some(c) = champion else {
         return Verdict::Promote("no champion yet".into());
     };
+    if c.diverged() {
+        return Verdict::Promote("the champion diverged".into());
+    }
     if !c.study.is_empty() && c.study == candidate.study && c.trial == candidate.trial {
         return Verdict::AlreadyChampion;
     }
@@ -183,19 +249,57 @@ pub fn recover(state_dir: &Path) -> Result<(), StoreError> {
             fs::remove_dir_all(&parked).map_err(|e| io_err(&parked, e))?;
         }
     }
-    if !best.exists() && staging.join("model.json").exists() {
+    if !best.exists() && staging.join(CARD).exists() {
         rename(&staging, &best)?;
     } else if staging.exists() {
         // An unfinished promotion: the model it staged is rewritten if it still wins.
         fs::remove_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
+    }
+    for dir in [&best, &previous] {
+        remove_temp_files(dir);
     }
     fs::File::open(state_dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(state_dir, e))
 }
 
+/// Removes the temp files of atomic writes a crash interrupted (`.NAME.tmp-PID`,
+/// left in `best/` by builds that wrote the report there after promoting).
+fn remove_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(path = %entry.path().display(), "removed the temp file of an interrupted write")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), "cannot remove a stray temp file: {e}")
+                }
+            }
+        }
+    }
+}
+
 /// Swaps `best/` and `best.previous/`; returns the card now in `best/`.
+/// Takes the state dir's lock first: a running trainerd could promote at the
+/// same moment, so with one running this fails (exit 73, naming its pid).
 pub fn rollback(state_dir: &Path) -> Result<Option<ModelCard>, StoreError> {
+    if !state_dir.is_dir() {
+        return Ok(None);
+    }
+    let _lock = crate::store::StateLock::acquire(state_dir).map_err(|e| match e {
+        StoreError::Locked { path, holder } => StoreError::Busy {
+            path,
+            holder,
+            action: "roll back the champion",
+        },
+        other => other,
+    })?;
     recover(state_dir)?;
     let best = state_dir.join("best");
     let previous = state_dir.join("best.previous");
@@ -217,10 +321,40 @@ pub fn rollback(state_dir: &Path) -> Result<Option<ModelCard>, StoreError> {
     Ok(read_card(state_dir))
 }
 
-/// Reads `best/model.json`, if a champion exists.
+/// Reads `best/model.json`, if a champion exists and its card reads
+/// (for metrics; everything that reports or uses the champion calls [`load_card`]).
 pub fn read_card(state_dir: &Path) -> Option<ModelCard> {
-    let text = fs::read_to_string(state_dir.join("best").join("model.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    load_card(state_dir).ok().flatten()
+}
+
+/// The champion's card: `None` when there is no champion, an error when
+/// `best/` holds one whose card is missing, unreadable or malformed.
+pub fn load_card(state_dir: &Path) -> Result<Option<ModelCard>, CardError> {
+    let best = state_dir.join("best");
+    let path = best.join(CARD);
+    let corrupt = |what: String| CardError::Corrupt {
+        path: path.clone(),
+        what,
+    };
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if best.join("model.safetensors").exists() {
+                return Err(corrupt("missing, but the weights are there".into()));
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, MAX_CARD_BYTES + 1), &mut bytes)
+        .map_err(|e| corrupt(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CARD_BYTES {
+        return Err(corrupt(format!("larger than {MAX_CARD_BYTES} bytes")));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| corrupt(e.to_string()))
 }
 
 #[cfg(test)]
@@ -261,7 +395,7 @@ mod tests {
 
     fn promote_trial(dir: &Path, trial: u32) {
         let w = vec![("w".to_string(), Tensor::from_slice(&[trial as f32]))];
-        promote(dir, &w, &card(trial)).unwrap();
+        promote(dir, &w, &card(trial), &[("report.html", b"<html>")]).unwrap();
     }
 
     fn trial_in(dir: &Path, which: &str) -> Option<u32> {
@@ -330,6 +464,87 @@ mod tests {
             assert_eq!(trial_in(d, "best.previous"), Some(2));
             assert!(!d.join("best.rollback").exists());
         }
+    }
+
+    #[test]
+    fn diverged_models_are_never_promoted_and_diverged_champions_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = card(1);
+        bad.val_loss = f64::NAN;
+        assert_eq!(
+            verdict(None, &bad, 0.0),
+            Verdict::Keep("the candidate diverged".into())
+        );
+        assert!(promote(dir.path(), &[], &bad, &[]).is_err());
+        assert!(!dir.path().join("best").exists());
+        let good = card(2);
+        assert!(matches!(
+            verdict(Some(&bad), &good, 0.5),
+            Verdict::Promote(_)
+        ));
+    }
+
+    #[test]
+    fn a_corrupt_or_missing_card_is_an_error_not_no_champion() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(load_card(d).unwrap().is_none());
+        promote_trial(d, 1);
+        assert_eq!(load_card(d).unwrap().map(|c| c.trial), Some(1));
+        fs::write(d.join("best/model.json"), b"{\"format\": 1, trunc").unwrap();
+        let err = load_card(d).unwrap_err().to_string();
+        assert!(
+            err.contains("best/model.json") && err.contains("unreadable"),
+            "{err}"
+        );
+        fs::remove_file(d.join("best/model.json")).unwrap();
+        assert!(load_card(d).unwrap_err().to_string().contains("missing"));
+        // An older build's card of a diverged model (NaN written as null) reads, as diverged.
+        let mut text = serde_json::to_value(card(3)).unwrap();
+        text["val_loss"] = serde_json::Value::Null;
+        fs::write(d.join("best/model.json"), text.to_string()).unwrap();
+        assert!(load_card(d).unwrap().unwrap().diverged());
+    }
+
+    #[test]
+    fn rollback_needs_the_state_dir_to_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        promote_trial(dir.path(), 1);
+        promote_trial(dir.path(), 2);
+        let lock = crate::store::StateLock::acquire(dir.path()).unwrap();
+        let err = rollback(dir.path()).unwrap_err();
+        assert_eq!(crate::exit::ExitStatus::exit_code(&err), 73);
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert_eq!(trial_in(dir.path(), "best"), Some(2), "nothing moved");
+        drop(lock);
+        assert!(
+            rollback(tempfile::tempdir().unwrap().path().join("none").as_path())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn recovery_removes_stray_temp_files_and_keeps_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        promote_trial(d, 1);
+        assert!(
+            d.join("best/report.html").is_file(),
+            "staged with the model"
+        );
+        fs::write(d.join("best/.report.html.tmp-123"), b"half").unwrap();
+        recover(d).unwrap();
+        let mut names: Vec<String> = fs::read_dir(d.join("best"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["model.json", "model.safetensors", "report.html"]);
     }
 
     #[test]

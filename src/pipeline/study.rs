@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 use super::events::{events_for, Event, EventLog};
-use super::finish::{finish_pruned, finish_trial};
+use super::finish::{finish_diverged, finish_pruned, finish_trial};
 use super::promote;
 use super::{initial_spec, load_data, select_device, StudyEnd};
 use crate::config::Config;
@@ -24,7 +24,6 @@ use crate::data::Dataset;
 use crate::search::history::{view, OpenTrial, StudyView};
 use crate::search::journal::{Entry, Journal, Outcome, Record};
 use crate::search::strategy::{Plan, PrunePolicy};
-use crate::store::CheckpointDir;
 use crate::telemetry::heartbeat::Liveness;
 use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
@@ -93,6 +92,7 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Plan> {
             margin: cfg.prune_margin,
             eta: 3,
         }),
+        input: None,
     })
 }
 
@@ -140,7 +140,10 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
         ?device, "data loaded"
     );
     promote::recover(&cfg.state_dir).context("recovering best/")?;
-    let plan = plan(cfg)?;
+    let mut plan = plan(cfg)?;
+    let input = train::input_shape(&data);
+    super::check_specs(&plan.start, &plan.ladder, input)?;
+    plan.input = Some(input);
     let journal = Journal::open(&cfg.state_dir)?;
     let mut events = EventLog::open(&cfg.state_dir, ctx.notify.clone())?;
     replay_events(&journal, &mut events)?;
@@ -320,7 +323,7 @@ fn drive(
                 }
             }
         };
-        let mut ckpts = CheckpointDir::open(&dir.join("checkpoints"), cfg.keep_checkpoints)?;
+        let mut ckpts = super::open_checkpoints(&cfg.state_dir, &dir, cfg.keep_checkpoints)?;
         ctx.live.begin(ctx.progress);
         let outcome = train::run_trial(train::TrialSetup {
             trial: current.trial,
@@ -339,6 +342,11 @@ fn drive(
         let report = match outcome? {
             TrialOutcome::Stopped { step } => {
                 return stopped(&mut chain.borrow_mut(), Some(current.trial), step)
+            }
+            TrialOutcome::Diverged(d) => {
+                finish_diverged(&mut chain.borrow_mut(), current.trial, *d, &v)?;
+                remove_dir(&dir);
+                continue;
             }
             TrialOutcome::Finished(r) => r,
         };

@@ -178,7 +178,7 @@ pub fn page(inputs: &ReportInputs) -> String {
     card(
         &mut out,
         "data fingerprint",
-        &c.data_fingerprint[..c.data_fingerprint.len().min(16)],
+        c.data_fingerprint.get(..16).unwrap_or(&c.data_fingerprint),
         true,
     );
     out.push_str("</section><h2>Champion</h2><table class=\"kv\"><tbody>");

@@ -46,6 +46,29 @@ impl StudyView {
     }
 }
 
+impl StudyView {
+    /// Closes `trial` (no longer open) and records it as finished, as `set` says.
+    fn close(
+        &mut self,
+        started: &[(u32, Finished)],
+        trial: u32,
+        train_seconds: &f64,
+        set: impl FnOnce(&mut Finished),
+    ) {
+        if train_seconds.is_finite() {
+            self.train_seconds += train_seconds;
+        }
+        if self.open.as_ref().is_some_and(|o| o.trial == trial) {
+            self.open = None;
+        }
+        if let Some((_, f)) = started.iter().find(|(t, _)| *t == trial) {
+            let mut f = f.clone();
+            set(&mut f);
+            self.finished.push((trial, f));
+        }
+    }
+}
+
 /// Replays one study's records.
 pub fn view<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> StudyView {
     let mut v = StudyView::default();
@@ -78,6 +101,7 @@ pub fn view<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> StudyView {
                         val_accuracy: 0.0,
                         curve: vec![],
                         pruned: false,
+                        diverged: false,
                     },
                 ));
             }
@@ -94,18 +118,24 @@ pub fn view<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> StudyView {
                 train_seconds,
                 ..
             } => {
-                v.train_seconds += train_seconds;
-                if v.open.as_ref().is_some_and(|o| o.trial == *trial) {
-                    v.open = None;
-                }
-                if let Some((_, f)) = started.iter().find(|(t, _)| t == trial) {
-                    let mut f = f.clone();
-                    f.val_accuracy = *val_accuracy;
-                    f.curve = history.iter().map(|h| h.val_accuracy).collect();
-                    f.pruned = *pruned;
-                    v.finished.push((*trial, f));
-                }
+                // A build that did not stop diverged trials journaled them
+                // as finished, with NaN (null) numbers: diverged is what they were.
+                let diverged = !e.record.is_finite();
+                v.close(&started, *trial, train_seconds, |f| {
+                    if diverged {
+                        f.diverged = true;
+                    } else {
+                        f.val_accuracy = *val_accuracy;
+                        f.curve = history.iter().map(|h| h.val_accuracy).collect();
+                        f.pruned = *pruned;
+                    }
+                });
             }
+            Record::TrialDiverged {
+                trial,
+                train_seconds,
+                ..
+            } => v.close(&started, *trial, train_seconds, |f| f.diverged = true),
             Record::StudyFinished { outcome, .. } => v.outcome = Some(*outcome),
         }
     }
@@ -180,6 +210,40 @@ mod tests {
         assert_eq!(v.trials_started, 3);
         assert_eq!(v.train_seconds, 4.0);
         assert_eq!(v.done()[1].curve, vec![0.9]);
+    }
+
+    #[test]
+    fn diverged_trials_are_closed_and_never_best() {
+        let mut nan = finished(1, 0.3);
+        if let Record::TrialFinished { val_loss, .. } = &mut nan.record {
+            *val_loss = f64::NAN; // as read back from an old journal's null
+        }
+        let log = [
+            started(0),
+            finished(0, 0.2),
+            started(1),
+            nan,
+            started(2),
+            e(Record::TrialDiverged {
+                trial: 2,
+                epoch: 1,
+                step: 5,
+                reason: "training loss NaN".into(),
+                history: vec![],
+                train_seconds: 1.0,
+                study_best: 0.2,
+            }),
+        ];
+        let v = view(&log);
+        assert!(v.open.is_none());
+        assert_eq!(v.finished.len(), 3);
+        assert!(v.finished[1].1.diverged && v.finished[2].1.diverged);
+        assert_eq!(
+            v.best(),
+            Some((0, 0.2)),
+            "only the finite trial can be best"
+        );
+        assert_eq!(v.train_seconds, 5.0);
     }
 
     #[test]

@@ -31,11 +31,18 @@ pub enum JournalError {
         line: usize,
         what: String,
     },
+    /// A record that would not read back as written (a non-finite number):
+    /// a bug, refused so the journal stays readable.
+    #[error("{path}: refusing to journal a record that would not read back: {what}")]
+    Unreadable { path: PathBuf, what: String },
 }
 
 impl crate::exit::ExitStatus for JournalError {
     fn exit_code(&self) -> u8 {
-        crate::exit::IO
+        match self {
+            JournalError::Unreadable { .. } => crate::exit::INTERNAL,
+            _ => crate::exit::IO,
+        }
     }
 }
 
@@ -83,21 +90,41 @@ pub enum Record {
         history: Vec<EpochRecord>,
         reason: String,
     },
+    /// Numbers read as NaN where an older build wrote `null` (a diverged
+    /// trial it did not recognise; `history::view` treats it as diverged).
     TrialFinished {
         trial: u32,
+        #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         val_accuracy: f64,
         /// `None` for pruned trials (never evaluated on test, never promoted).
         test_accuracy: Option<f64>,
+        #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         val_loss: f64,
         history: Vec<EpochRecord>,
         pruned: bool,
         /// Became the champion in `best/`.
         promoted: bool,
         /// The study's best validation accuracy after this trial.
+        #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         study_best: f64,
+        #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         train_seconds: f64,
         /// Step the last run of this trial resumed from (0 = ran in one go).
         resumed_from: u64,
+    },
+    /// The trial's loss or evaluation became NaN or infinite (e.g. a
+    /// learning rate far too high): it ended there, never promoted.
+    TrialDiverged {
+        trial: u32,
+        /// The epoch it diverged in (1-based) and the step it was noticed at.
+        epoch: u32,
+        step: u64,
+        reason: String,
+        /// The finished epochs before it (all finite).
+        history: Vec<EpochRecord>,
+        train_seconds: f64,
+        /// The study's best validation accuracy after this trial.
+        study_best: f64,
     },
     /// Stopped on request (SIGTERM) with `trial` checkpointed at `step`.
     Stopped {
@@ -108,9 +135,46 @@ pub enum Record {
     StudyFinished {
         outcome: Outcome,
         best_trial: Option<u32>,
+        #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         best_val_accuracy: f64,
         reason: String,
     },
+}
+
+impl Record {
+    /// Every number in the record is finite (what this build journals).
+    pub fn is_finite(&self) -> bool {
+        let epochs = |h: &[EpochRecord]| h.iter().all(EpochRecord::is_finite);
+        match self {
+            Record::StudyStarted { target, .. } => target.is_finite(),
+            Record::Resumed { .. } | Record::TrialStarted { .. } | Record::Stopped { .. } => true,
+            Record::TrialPruned { history, .. } => epochs(history),
+            Record::TrialFinished {
+                val_accuracy,
+                test_accuracy,
+                val_loss,
+                history,
+                study_best,
+                train_seconds,
+                ..
+            } => {
+                [*val_accuracy, *val_loss, *study_best, *train_seconds]
+                    .iter()
+                    .chain(test_accuracy.iter())
+                    .all(|x| x.is_finite())
+                    && epochs(history)
+            }
+            Record::TrialDiverged {
+                history,
+                train_seconds,
+                study_best,
+                ..
+            } => train_seconds.is_finite() && study_best.is_finite() && epochs(history),
+            Record::StudyFinished {
+                best_val_accuracy, ..
+            } => best_val_accuracy.is_finite(),
+        }
+    }
 }
 
 /// How a study ended.
@@ -200,6 +264,13 @@ impl Journal {
             record,
         };
         let mut line = serde_json::to_vec(&entry).map_err(|e| io(&self.path, e))?;
+        // serde_json writes NaN as null: never journal what would not read back.
+        if !entry.record.is_finite() || serde_json::from_slice::<Entry>(&line).is_err() {
+            return Err(JournalError::Unreadable {
+                path: self.path.clone(),
+                what: String::from_utf8_lossy(&line).into_owned(),
+            });
+        }
         line.push(b'\n');
         crate::store::fault::point("journal.append");
         self.file.write_all(&line).map_err(|e| io(&self.path, e))?;
@@ -339,6 +410,38 @@ mod tests {
         fs::write(&path, format!("garbage\n{text}")).unwrap();
         let err = Journal::open(dir.path()).err().unwrap().to_string();
         assert!(err.contains("journal.jsonl:1"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_and_old_nulls_read_as_nan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        let finished = |loss: f64| Record::TrialFinished {
+            trial: 0,
+            val_accuracy: 0.1,
+            test_accuracy: Some(0.1),
+            val_loss: loss,
+            history: vec![],
+            pruned: false,
+            promoted: false,
+            study_best: 0.1,
+            train_seconds: 1.0,
+            resumed_from: 0,
+        };
+        let err = j.append("s", finished(f64::NAN)).unwrap_err();
+        assert_eq!(crate::exit::ExitStatus::exit_code(&err), 1, "{err}");
+        j.append("s", finished(0.5)).unwrap();
+        drop(j);
+        // What the build before this one wrote for a diverged trial.
+        let path = Journal::path(dir.path());
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(&text.replace("0.5", "null"));
+        fs::write(&path, text).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        match &j.entries()[1].record {
+            Record::TrialFinished { val_loss, .. } => assert!(val_loss.is_nan()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

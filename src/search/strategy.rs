@@ -38,6 +38,9 @@ pub struct Plan {
     pub seed: u64,
     /// `None` disables pruning.
     pub prune: Option<PrunePolicy>,
+    /// The data's input geometry, once known: a perturbation that would make
+    /// the model too large for it keeps the best trial's widths instead.
+    pub input: Option<crate::model::InputShape>,
 }
 
 /// ASHA-style early stopping parameters.
@@ -70,6 +73,8 @@ pub struct Finished {
     /// Validation accuracy at the end of each epoch.
     pub curve: Vec<f64>,
     pub pruned: bool,
+    /// Its loss became NaN or infinite: never the best, never promoted.
+    pub diverged: bool,
 }
 
 /// The next trial to run, and why.
@@ -99,6 +104,7 @@ pub fn parse_ladder(list: &str) -> Result<Vec<TrialSpec>, String> {
         let mut spec = crate::model::resolve_preset(name)?;
         if let Some(e) = epochs {
             spec.recipe.epochs = e;
+            spec.validate().map_err(|e| format!("{entry:?}: {e}"))?;
         }
         spec.preset = entry.to_string();
         rungs.push(spec);
@@ -131,6 +137,9 @@ impl Plan {
             return None;
         }
         let Some(best) = best_index(done) else {
+            if let Some(last) = done.last() {
+                return Some(self.after_divergence(done, last, n));
+            }
             return Some(Proposal {
                 spec: self.start.clone(),
                 mv: Move::Start,
@@ -158,7 +167,11 @@ impl Plan {
             }
         }
         let longer = lengthen(&b.spec);
-        if b.mv != Move::Lengthen && !done.iter().any(|f| f.spec == longer) {
+        if b.mv != Move::Lengthen
+            && longer.recipe.epochs > b.spec.recipe.epochs
+            && self.fits(&longer)
+            && !done.iter().any(|f| f.spec == longer)
+        {
             return Some(Proposal {
                 reason: format!(
                     "best {:.4} < target {:.4}: train {} for {} epochs",
@@ -176,6 +189,15 @@ impl Plan {
             }
             spec = perturb(&b.spec, self.seed, n, attempt);
         }
+        // Every proposal must validate: undo the changes that break it, widths
+        // first (the best trial's own spec fits, it trained).
+        if !self.fits(&spec) {
+            spec.arch = b.spec.arch.clone();
+        }
+        if !self.fits(&spec) {
+            spec.recipe.augment_shift = b.spec.recipe.augment_shift;
+            spec.recipe.label_smoothing = b.spec.recipe.label_smoothing;
+        }
         Some(Proposal {
             reason: format!(
                 "best {:.4} < target {:.4}: perturb {}",
@@ -185,6 +207,45 @@ impl Plan {
             mv: Move::Perturb,
             rung: None,
         })
+    }
+
+    /// Whether `spec` passes every check (against the input, once known).
+    fn fits(&self, spec: &TrialSpec) -> bool {
+        match self.input {
+            Some(input) => spec.validate_for(input).is_ok(),
+            None => spec.validate().is_ok(),
+        }
+    }
+
+    /// The next trial when every trial so far diverged: the next rung of
+    /// the ladder, else the last trial again with a tenth of its learning rate.
+    fn after_divergence(&self, done: &[Finished], last: &Finished, n: u32) -> Proposal {
+        let next = done
+            .iter()
+            .filter_map(|f| f.rung)
+            .max()
+            .map_or(0, |t| t + 1);
+        if let Some(spec) = self.ladder.get(next) {
+            return Proposal {
+                spec: spec.clone(),
+                mv: Move::Escalate,
+                rung: Some(next),
+                reason: format!("every trial so far diverged: escalate to {}", spec.preset),
+            };
+        }
+        let mut spec = last.spec.clone();
+        let lr = (last.spec.recipe.optimizer.lr() / 10.0).max(f64::MIN_POSITIVE);
+        spec.recipe.optimizer = spec.recipe.optimizer.with_lr(lr);
+        spec.preset = format!("{}~t{n}", base_name(&last.spec.preset));
+        Proposal {
+            reason: format!(
+                "every trial so far diverged: retry {} with learning rate {lr}",
+                last.spec.preset
+            ),
+            spec,
+            mv: Move::Perturb,
+            rung: None,
+        }
     }
 
     /// Should a running trial with spec `spec` and validation `curve` stop now?
@@ -210,10 +271,11 @@ impl Plan {
     }
 }
 
-/// Index of the best trial by validation accuracy (the earliest on ties).
+/// Index of the best trial by validation accuracy (the earliest on ties);
+/// diverged trials are never the best.
 pub fn best_index(done: &[Finished]) -> Option<usize> {
     let mut best: Option<usize> = None;
-    for (i, f) in done.iter().enumerate() {
+    for (i, f) in done.iter().enumerate().filter(|(_, f)| !f.diverged) {
         if best.is_none_or(|b| f.val_accuracy > done[b].val_accuracy) {
             best = Some(i);
         }
@@ -221,10 +283,14 @@ pub fn best_index(done: &[Finished]) -> Option<usize> {
     best
 }
 
-/// The same trial on a schedule twice as long.
+/// The same trial on a schedule twice as long (at most `limits::MAX_EPOCHS`).
 pub fn lengthen(spec: &TrialSpec) -> TrialSpec {
     let mut s = spec.clone();
-    s.recipe.epochs = spec.recipe.epochs.saturating_mul(2);
+    s.recipe.epochs = spec
+        .recipe
+        .epochs
+        .saturating_mul(2)
+        .min(crate::model::limits::MAX_EPOCHS);
     s.preset = format!("{}*{}", base_name(&spec.preset), s.recipe.epochs);
     s
 }
@@ -242,7 +308,10 @@ pub fn perturb(spec: &TrialSpec, seed: u64, trial: u32, attempt: u32) -> TrialSp
     );
     let mut s = spec.clone();
     let lr = spec.recipe.optimizer.lr() * 2f64.powf(2.0 * unit(key, 0) - 1.0);
-    s.recipe.optimizer = spec.recipe.optimizer.with_lr((lr * 1e6).round() / 1e6);
+    // Rounded for readable journals, unless that would round a tiny rate to 0.
+    let rounded = (lr * 1e6).round() / 1e6;
+    let lr = if rounded > 0.0 { rounded } else { lr };
+    s.recipe.optimizer = spec.recipe.optimizer.with_lr(lr);
     s.recipe.augment_shift = [spec.recipe.augment_shift, 1, 2][(unit(key, 1) * 3.0) as usize];
     s.recipe.label_smoothing =
         [spec.recipe.label_smoothing, 0.0, 0.05, 0.1][(unit(key, 2) * 4.0) as usize];
@@ -276,6 +345,7 @@ mod tests {
                 margin: 0.01,
                 eta: 3,
             }),
+            input: None,
         }
     }
 
@@ -287,6 +357,7 @@ mod tests {
             val_accuracy: acc,
             curve: vec![acc; p.spec.recipe.epochs as usize],
             pruned: false,
+            diverged: false,
         }
     }
 
@@ -403,6 +474,7 @@ mod tests {
                 val_accuracy: acc,
                 curve: vec![acc; epochs as usize],
                 pruned: false,
+                diverged: false,
             }
         };
         let peers = vec![
@@ -429,6 +501,56 @@ mod tests {
         let mut off = p.clone();
         off.prune = None;
         assert!(!off.should_prune(&spec, &[0.1], &peers));
+    }
+
+    #[test]
+    fn after_divergence_the_study_escalates_then_calms_the_learning_rate() {
+        let p = plan("fast", "fast,linear", 0.99);
+        let first = p.next(&[]).unwrap();
+        let mut d = done(&first, 0.0);
+        d.diverged = true;
+        let next = p.next(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(
+            (next.mv, next.spec.preset.as_str()),
+            (Move::Escalate, "linear")
+        );
+        let p = plan("fast", "fast", 0.99);
+        let retry = p.next(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(retry.mv, Move::Perturb);
+        let ratio = retry.spec.recipe.optimizer.lr() / first.spec.recipe.optimizer.lr();
+        assert!((ratio - 0.1).abs() < 1e-12, "{ratio}");
+        let mut good = done(&first, 0.5);
+        good.spec = retry.spec.clone();
+        assert_eq!(
+            best_index(&[d, good]),
+            Some(1),
+            "a diverged trial is never best"
+        );
+    }
+
+    #[test]
+    fn every_proposal_validates() {
+        // A tiny learning rate (perturbing once rounded it to 0), a schedule at the epoch cap.
+        let mut p = plan("fast", "fast", 0.999);
+        p.start.recipe.optimizer = p.start.recipe.optimizer.with_lr(1e-9);
+        p.start.recipe.epochs = crate::model::limits::MAX_EPOCHS;
+        p.input = Some(crate::model::InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+            classes: 10,
+        });
+        let mut hist = vec![];
+        for i in 0..8 {
+            let next = p.next(&hist).unwrap();
+            next.spec
+                .validate_for(p.input.unwrap())
+                .unwrap_or_else(|e| panic!("{i}: {e}"));
+            hist.push(done(&next, 0.5 + f64::from(i) * 0.01));
+        }
+        assert!(parse_ladder("fast:20000")
+            .unwrap_err()
+            .contains("recipe.epochs"));
     }
 
     #[test]

@@ -47,7 +47,8 @@ const MAX_HEADER_LEN: u64 = 64 << 20;
 const NAME_PREFIX: &str = "ckpt-";
 const NAME_SUFFIX: &str = ".tch";
 const TMP_SUFFIX: &str = ".tmp";
-/// Subdirectory where corrupt checkpoints are moved.
+/// Subdirectory where corrupt checkpoints are moved, by default beside them
+/// (trainers put it outside the trial's folder, see [`CheckpointDir::quarantine_into`]).
 pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// A verified checkpoint read back from disk.
@@ -406,6 +407,10 @@ pub struct CheckpointDir {
     /// Scores of the checkpoints on disk, read from their headers once.
     scores: HashMap<u64, Option<f64>>,
     sink: SinkFactory,
+    /// Where set-aside checkpoints go. Outside the trial's folder in a state
+    /// dir, because a finished trial's folder is removed and quarantined
+    /// files are never deleted.
+    quarantine_dir: PathBuf,
 }
 
 impl CheckpointDir {
@@ -443,11 +448,23 @@ impl CheckpointDir {
             keep_last: keep_last.max(1),
             scores: HashMap::new(),
             sink: Box::new(file_sink),
+            quarantine_dir: dir.join(QUARANTINE_DIR),
         };
         for (step, path) in this.list()? {
             this.scores.insert(step, read_score(&path));
         }
         Ok(this)
+    }
+
+    /// Moves set-aside checkpoints to `dir` instead of `quarantine/` beside them.
+    pub fn quarantine_into(mut self, dir: PathBuf) -> Self {
+        self.quarantine_dir = dir;
+        self
+    }
+
+    /// Where set-aside checkpoints go.
+    pub fn quarantine_dir(&self) -> &Path {
+        &self.quarantine_dir
     }
 
     /// The file name a checkpoint of `step` gets.
@@ -597,7 +614,7 @@ impl CheckpointDir {
             path: path.to_path_buf(),
             source,
         };
-        let qdir = self.dir.join(QUARANTINE_DIR);
+        let qdir = self.quarantine_dir.clone();
         fs::create_dir_all(&qdir).map_err(fail)?;
         let name = path
             .file_name()

@@ -70,6 +70,41 @@ impl StateLock {
     }
 }
 
+/// Whether some process holds the state dir's lock, looked up without
+/// touching it (`/proc/locks`, matched by the lock file's inode): `status`
+/// must never take the lock a starting daemon is about to take. `None` when
+/// the kernel's lock table cannot be read.
+pub fn is_held(state_dir: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::metadata(state_dir.join(LOCK_FILE)) else {
+        return Some(false);
+    };
+    let table = fs::read_to_string("/proc/locks").ok()?;
+    Some(table.lines().any(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF`; waiters read `1: -> FLOCK ...`.
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK")
+            && f.get(5)
+                .and_then(|dev_ino| dev_ino.rsplit(':').next())
+                .and_then(|ino| ino.parse::<u64>().ok())
+                == Some(meta.ino())
+    }))
+}
+
+/// Whether a process with this pid exists (`kill(pid, 0)`; EPERM means it
+/// exists but belongs to someone else).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false; // 0 and negatives address process groups
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// The pid recorded in a lock file, if it can be read.
 fn holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();
@@ -186,6 +221,24 @@ mod tests {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(60));
         }
+    }
+
+    #[test]
+    fn a_held_lock_and_a_live_pid_are_seen_without_locking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        assert_eq!(is_held(&dir), Some(false), "no lock file");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(LOCK_FILE), b"1\n").unwrap();
+        if is_held(&dir).is_none() {
+            eprintln!("SKIP: /proc/locks is not readable here");
+            return;
+        }
+        assert_eq!(is_held(&dir), Some(false), "a lock file nobody locked");
+        let _lock = StateLock::acquire(&dir).unwrap();
+        assert_eq!(is_held(&dir), Some(true));
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0) && !pid_alive(u32::MAX));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 pub use atomic::{write_atomic, write_bytes_atomic, AtomicWriteError};
 pub use checkpoint::{saved_like, Checkpoint, CheckpointDir, FORMAT_VERSION};
-pub use lock::{check_writable, StateLock};
+pub use lock::{check_writable, is_held, pid_alive, StateLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -76,12 +76,25 @@ pub enum StoreError {
         holder.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"))
     )]
     Locked { path: PathBuf, holder: Option<u32> },
+    /// A command that needs the state dir to itself found a trainerd running there.
+    #[error(
+        "cannot {action}: trainerd {} is running on {path} and could promote a model at the \
+         same moment; stop it first (e.g. docker stop), then retry",
+        holder.map_or_else(|| "(pid unknown)".to_string(), |p| format!("pid {p}"))
+    )]
+    Busy {
+        path: PathBuf,
+        holder: Option<u32>,
+        action: &'static str,
+    },
 }
 
 impl crate::exit::ExitStatus for StoreError {
     fn exit_code(&self) -> u8 {
         match self {
-            StoreError::NotWritable { .. } | StoreError::Locked { .. } => crate::exit::STATE_DIR,
+            StoreError::NotWritable { .. }
+            | StoreError::Locked { .. }
+            | StoreError::Busy { .. } => crate::exit::STATE_DIR,
             StoreError::Encode { .. } => 1,
             StoreError::Io { .. }
             | StoreError::Save { .. }

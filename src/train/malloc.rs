@@ -33,7 +33,16 @@ pub enum Tuning {
 pub fn tune() -> Tuning {
     static DONE: OnceLock<Tuning> = OnceLock::new();
     *DONE.get_or_init(|| {
-        let env: Vec<(String, String)> = std::env::vars().collect();
+        // `vars_os`, not `vars`: `vars` panics on any variable that is not
+        // UTF-8, and the environment is not ours to vet (issue 18).
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
         if environment_sets_malloc(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
             Tuning::LeftToEnvironment
         } else {

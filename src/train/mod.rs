@@ -10,7 +10,8 @@ pub use eval::{evaluate, EvalResult};
 pub use progress::{now_ms, Progress, StopFlag};
 pub use resume::CHECKPOINT_FORMAT;
 pub use trial::{
-    input_shape, run_trial, EpochRecord, EpochSink, PruneFn, TrialOutcome, TrialReport, TrialSetup,
+    input_shape, run_trial, Divergence, EpochRecord, EpochSink, PruneFn, TrialOutcome, TrialReport,
+    TrialSetup,
 };
 
 /// Errors while training a trial.

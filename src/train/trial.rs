@@ -29,17 +29,39 @@ const STREAM_INIT: u64 = 1;
 const STREAM_SHUFFLE: u64 = 2;
 const STREAM_STEP: u64 = 3;
 
-/// One line of a trial's history: an epoch's end.
+/// One line of a trial's history: an epoch's end. Numbers read as NaN where
+/// an older build wrote `null` (see `crate::finite`); this build never
+/// records a non-finite one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: u32,
     pub step: u64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub val_accuracy: f64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub val_loss: f64,
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub lr: f64,
     /// Training seconds since the trial started (resumes included, restarts excluded).
+    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
     pub train_seconds: f64,
+}
+
+impl EpochRecord {
+    /// Every number is finite (a record with NaN or infinity means the trial diverged).
+    pub fn is_finite(&self) -> bool {
+        [
+            self.train_loss,
+            self.val_accuracy,
+            self.val_loss,
+            self.lr,
+            self.train_seconds,
+        ]
+        .iter()
+        .all(|x| x.is_finite())
+    }
 }
 
 /// Decides at an epoch end, from the history so far, whether to stop early (pruning).
@@ -85,6 +107,24 @@ pub enum TrialOutcome {
     Stopped {
         step: u64,
     },
+    /// The loss or an evaluation became NaN or infinite: training cannot go
+    /// on and the model must never be promoted. Nothing from the diverged
+    /// stretch is saved.
+    Diverged(Box<Divergence>),
+}
+
+/// Where and why a trial diverged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Divergence {
+    /// The step at which it was detected.
+    pub step: u64,
+    /// The epoch it happened in (1-based).
+    pub epoch: u32,
+    /// What was not finite, e.g. `training loss NaN`.
+    pub reason: String,
+    /// The finished epochs before it (all finite).
+    pub history: Vec<EpochRecord>,
+    pub train_seconds: f64,
 }
 
 /// Runs (or resumes) one trial to its end or until the stop flag is raised.
@@ -103,7 +143,10 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         on_epoch,
     } = setup;
     let input = input_shape(data);
-    model::validate(&spec.arch, input).map_err(|what| TrainError::Spec { trial, what })?;
+    spec.validate_for(input).map_err(|e| TrainError::Spec {
+        trial,
+        what: e.to_string(),
+    })?;
     let key = rng::mix(seed, u64::from(trial));
 
     tch::manual_seed(rng::mix(key, STREAM_INIT) as i64);
@@ -137,6 +180,18 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         mut train_seconds,
     } = resume_newest(checkpoints, &ident, &named, &mut opt)?;
     let resumed_from = step;
+    if let Some(bad) = history.iter().position(|h| !h.is_finite()) {
+        // Written by a build that did not stop diverged trials.
+        history.truncate(bad);
+        return Ok(diverged(
+            trial,
+            step,
+            step / per_epoch + 1,
+            "an earlier run recorded a non-finite loss".into(),
+            history,
+            train_seconds,
+        ));
+    }
     let mut last_saved = (step > 0).then_some(step);
     progress.start_trial(trial, total, step / per_epoch);
     if let Some(last) = history.last() {
@@ -192,6 +247,16 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         if stop.is_raised() {
             let secs = train_seconds + run_start.elapsed().as_secs_f64();
             if step > 0 && last_saved != Some(step) {
+                if let Some(why) = non_finite_loss(&loss_sum, loss_count) {
+                    return Ok(diverged(
+                        trial,
+                        step,
+                        step / per_epoch + 1,
+                        why,
+                        history,
+                        secs,
+                    ));
+                }
                 save(checkpoints, &opt, step, &history, secs)?;
             }
             tracing::info!(trial, step, "stopped on request after a final checkpoint");
@@ -244,6 +309,20 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
                 lr,
                 train_seconds: secs,
             };
+            if !record.is_finite() {
+                let why = format!(
+                    "epoch {}: training loss {}, validation loss {}, learning rate {}",
+                    record.epoch, record.train_loss, record.val_loss, record.lr
+                );
+                return Ok(diverged(
+                    trial,
+                    step,
+                    u64::from(record.epoch),
+                    why,
+                    history,
+                    secs,
+                ));
+            }
             tracing::info!(
                 trial,
                 epoch = record.epoch,
@@ -273,13 +352,20 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
                 break;
             }
         } else if due(&every, step, last_ckpt.elapsed()) {
-            save(
-                checkpoints,
-                &opt,
-                step,
-                &history,
-                train_seconds + run_start.elapsed().as_secs_f64(),
-            )?;
+            let secs = train_seconds + run_start.elapsed().as_secs_f64();
+            // Saving reads every weight back anyway: one scalar more is free,
+            // and a diverged model is never written.
+            if let Some(why) = non_finite_loss(&loss_sum, loss_count) {
+                return Ok(diverged(
+                    trial,
+                    step,
+                    step / per_epoch + 1,
+                    why,
+                    history,
+                    secs,
+                ));
+            }
+            save(checkpoints, &opt, step, &history, secs)?;
             last_saved = Some(step);
             last_ckpt = Instant::now();
         }
@@ -317,6 +403,15 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         _ => evaluate(&net, &data.val, data.num_classes, device),
     };
     let test = evaluate(&net, &data.test, data.num_classes, device);
+    let evals = [val.loss, val.accuracy, test.loss, test.accuracy];
+    if evals.iter().any(|x| !x.is_finite()) {
+        let why = format!(
+            "final evaluation: validation loss {}, test loss {}",
+            val.loss, test.loss
+        );
+        let epoch = step.div_ceil(per_epoch);
+        return Ok(diverged(trial, step, epoch, why, history, train_seconds));
+    }
     // Contiguous copies: exporters write standard (NCHW) layout.
     let weights = named
         .iter()
@@ -333,6 +428,36 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         pruned: stopped_early,
         resumed_from,
     })))
+}
+
+/// Why the running loss sum (of `count` steps) shows divergence, if it does.
+/// Reads one scalar from the device: call it where the host syncs anyway.
+fn non_finite_loss(loss_sum: &Tensor, count: u64) -> Option<String> {
+    let sum = loss_sum.double_value(&[]);
+    (count > 0 && !sum.is_finite()).then(|| format!("training loss {sum}"))
+}
+
+/// The outcome of a diverged trial, logged.
+fn diverged(
+    trial: u32,
+    step: u64,
+    epoch: u64,
+    reason: String,
+    history: Vec<EpochRecord>,
+    train_seconds: f64,
+) -> TrialOutcome {
+    tracing::warn!(
+        trial,
+        step,
+        "trial diverged, nothing more is saved: {reason}"
+    );
+    TrialOutcome::Diverged(Box::new(Divergence {
+        step,
+        epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
+        reason,
+        history,
+        train_seconds,
+    }))
 }
 
 /// Is a checkpoint due by the step or time interval?

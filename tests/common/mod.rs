@@ -17,8 +17,9 @@ pub fn synth_data(dir: &Path, n_train: usize, n_test: usize) {
 /// A command for the real binary with quiet, machine-readable logs.
 pub fn trainerd(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TRAINERD_") {
+    // vars_os: a non-UTF-8 variable in the test's environment must not panic here.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TRAINERD_") {
             cmd.env_remove(k);
         }
     }
