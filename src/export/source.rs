@@ -135,54 +135,68 @@ pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source
                 dir.display()
             ))
         })?;
-    let meta = &ckpt.meta;
-    let data = data_fields(state_dir, meta).ok_or_else(|| {
+    let data = data_fields(state_dir, &ckpt.meta).ok_or_else(|| {
         not_found(format!(
             "{}: the checkpoint does not record its input shape and normalisation, and the \
              champion was trained on other data; export the champion instead",
             ckpt.path.display()
         ))
     })?;
-    let history: Vec<EpochRecord> =
-        serde_json::from_value(meta["history"].clone()).unwrap_or_default();
-    let last = history.last();
     let weights: Vec<(String, Tensor)> = ckpt
         .tensors
         .into_iter()
         .filter_map(|(n, t)| Some((n.strip_prefix("model/")?.to_string(), t)))
         .collect();
-    let card = ModelCard {
-        format: MODEL_CARD_FORMAT,
-        trial,
-        preset: spec.preset.clone(),
-        arch: spec.arch.clone(),
-        recipe: spec.recipe.clone(),
-        val_accuracy: last.map_or(0.0, |h| h.val_accuracy),
-        test_accuracy: test_accuracy.unwrap_or(0.0),
-        val_loss: last.map_or(0.0, |h| h.val_loss),
-        test_loss: 0.0,
-        per_class_test_accuracy: Vec::new(),
-        test_confusion: Vec::new(),
-        parameters: parameters(&weights),
-        epochs_trained: history.len() as u32,
-        train_seconds: meta["train_seconds"].as_f64().unwrap_or(0.0),
-        seed: meta["seed"].as_u64().unwrap_or(0),
-        data_fingerprint: meta["fingerprint"].as_str().unwrap_or("").to_string(),
-        input_shape: data.0,
-        classes: data.1,
-        normalisation: data.2,
-        created_at: ModelCard::now(),
-        study: id,
-        commit: None,
-        val_size: data.3,
-        files: Vec::new(),
-    };
+    let card = trial_card(trial, (id, spec, test_accuracy), &ckpt.meta, data, &weights);
     Ok(Source {
         card,
         weights,
         from: ckpt.path,
     })
 }
+
+/// The card of a trial's checkpoint: what its meta and the journal record
+/// (no test loss or confusion matrix: only finished trials are evaluated on test).
+fn trial_card(
+    trial: u32,
+    (study, spec, test_accuracy): (String, crate::model::TrialSpec, Option<f64>),
+    meta: &serde_json::Value,
+    (input_shape, classes, normalisation, val_size): DataFields,
+    weights: &[(String, Tensor)],
+) -> ModelCard {
+    let history: Vec<EpochRecord> =
+        serde_json::from_value(meta["history"].clone()).unwrap_or_default();
+    let last = history.last();
+    ModelCard {
+        format: MODEL_CARD_FORMAT,
+        trial,
+        preset: spec.preset,
+        arch: spec.arch,
+        recipe: spec.recipe,
+        val_accuracy: last.map_or(0.0, |h| h.val_accuracy),
+        test_accuracy: test_accuracy.unwrap_or(0.0),
+        val_loss: last.map_or(0.0, |h| h.val_loss),
+        test_loss: 0.0,
+        per_class_test_accuracy: Vec::new(),
+        test_confusion: Vec::new(),
+        parameters: parameters(weights),
+        epochs_trained: history.len() as u32,
+        train_seconds: meta["train_seconds"].as_f64().unwrap_or(0.0),
+        seed: meta["seed"].as_u64().unwrap_or(0),
+        data_fingerprint: meta["fingerprint"].as_str().unwrap_or("").to_string(),
+        input_shape,
+        classes,
+        normalisation,
+        created_at: ModelCard::now(),
+        study,
+        commit: None,
+        val_size,
+        files: Vec::new(),
+    }
+}
+
+/// Input shape, classes, normalisation, validation size.
+type DataFields = ([i64; 3], i64, [f64; 2], usize);
 
 /// Trainable parameters: every weight but batch norm's running statistics.
 fn parameters(weights: &[(String, Tensor)]) -> i64 {
@@ -195,10 +209,7 @@ fn parameters(weights: &[(String, Tensor)]) -> i64 {
 
 /// Input shape, classes, normalisation and validation size: from the
 /// checkpoint's meta, else from a champion trained on the same data.
-fn data_fields(
-    state_dir: &Path,
-    meta: &serde_json::Value,
-) -> Option<([i64; 3], i64, [f64; 2], usize)> {
+fn data_fields(state_dir: &Path, meta: &serde_json::Value) -> Option<DataFields> {
     let champion = promote::read_card(state_dir)
         .filter(|c| meta["fingerprint"].as_str() == Some(c.data_fingerprint.as_str()));
     let val_size = champion.as_ref().map_or(0, |c| c.val_size);
