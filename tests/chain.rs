@@ -586,6 +586,50 @@ fn the_daemon_idles_after_its_study_and_exits_143_on_sigterm() {
     assert_eq!(status.code(), Some(143));
 }
 
+/// Bytes the process `pid` has read so far (`rchar` of /proc/<pid>/io).
+fn rchar(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rchar in {io}"))
+}
+
+#[test]
+fn the_idle_daemon_reads_no_data() {
+    // Its own hashing of the data files once made the watcher see changes
+    // and hash again, forever.
+    let s = setup();
+    let data_bytes: u64 = std::fs::read_dir(&s.data)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let mut child = spawn_logged(&mut quick(&s, "run", &[]), &s);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !kinds(&events(&s.state)).contains(&"target_reached".to_string()) {
+        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(Instant::now() < deadline, "no target_reached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Settle (the study's last writes), then watch it idle.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = rchar(child.id());
+    std::thread::sleep(Duration::from_secs(15));
+    let after = rchar(child.id());
+    assert!(child.try_wait().unwrap().is_none(), "idles after the study");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    eprintln!(
+        "idle 15 s: rchar {before} -> {after} ({} bytes; data set {data_bytes} bytes)",
+        after - before
+    );
+    assert!(
+        after - before < data_bytes / 10,
+        "an idle daemon read {} bytes in 15 s (the data set is {data_bytes})",
+        after - before
+    );
+}
+
 #[test]
 fn kills_between_promotion_journal_and_events_leave_one_consistent_story() {
     // Records of this study: 1 study_started, 2 trial_started, 3 trial_finished.

@@ -8,7 +8,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+use notify::{EventKind, RecursiveMode};
 
 use super::backend::WatchSet;
 use super::inputs::{self, StatSig};
@@ -74,6 +75,8 @@ pub(super) struct Runner {
     /// Problems last reported (so a persisting problem is reported once).
     reported: Vec<WatchReason>,
     sigs: Sigs,
+    /// The data files' stats when they were last hashed into `seen.data`.
+    hashed: Option<BTreeMap<PathBuf, Option<StatSig>>>,
     dirty: Dirty,
     last_change: Instant,
     /// When the inputs became dirty: caps the debounce under constant churn.
@@ -109,6 +112,7 @@ impl Runner {
             },
             reported: Vec::new(),
             sigs: Sigs::default(),
+            hashed: None,
             dirty: Dirty::ALL,
             last_change: Instant::now(),
             first_dirty: None,
@@ -202,6 +206,9 @@ impl Runner {
     fn classify(&mut self, event: &notify::Event) {
         if event.need_rescan() {
             self.mark(Dirty::ALL);
+            return;
+        }
+        if !can_change_content(&event.kind) {
             return;
         }
         let mut d = Dirty::default();
@@ -326,8 +333,16 @@ impl Runner {
             self.sigs.commit = self.seen.commit.clone();
         }
         if d.data {
-            self.sigs.data = inputs::data_signature(&self.data_dir);
-            self.seen.data = inputs::inspect_data(&self.data_dir);
+            let sig = inputs::data_signature(&self.data_dir);
+            // Stat first, hash only what may have changed: a nudge, a rescan
+            // or an event on unchanged files reads no data. Only a usable
+            // data set is trusted to its stats (a failure is looked at again).
+            let unchanged = self.seen.data.is_ok() && self.hashed.as_ref() == Some(&sig);
+            if !unchanged {
+                self.seen.data = inputs::inspect_data(&self.data_dir);
+                self.hashed = Some(sig.clone());
+            }
+            self.sigs.data = sig;
         }
         if let (true, Some(path)) = (d.config, &self.config) {
             self.sigs.config = inputs::file_signature(path);
@@ -409,5 +424,18 @@ impl Runner {
         }
         tracing::info!(?reasons, commit = ?next.commit, "workspace changed");
         self.send(reasons, &next)
+    }
+}
+
+/// Whether an event of this kind can change what a file holds. Opening,
+/// reading and closing a file unwritten (the watcher's own hashing makes
+/// them) and access-time updates cannot: counting them made the watcher
+/// re-hash the data set forever.
+fn can_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Other => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
     }
 }
