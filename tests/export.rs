@@ -203,6 +203,29 @@ fn predict(state: &Path, image: &Path) -> std::process::Output {
 }
 
 #[test]
+fn a_promotion_lists_its_weights_so_a_flipped_byte_is_refused() {
+    let st = setup(300);
+    let state = train(&st, "promoted", "linear", &[]);
+    let card = read_card(&state.join("best"));
+    let listed: Vec<&str> = card.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(listed.contains(&"model.safetensors"), "{listed:?}");
+    let image = gz_or_plain(&st.data.join("t10k-images-idx3-ubyte"));
+    let weights = state.join("best/model.safetensors");
+    let mut bytes = fs::read(&weights).unwrap();
+    let mid = bytes.len() - 8;
+    bytes[mid] ^= 0x40;
+    fs::write(&weights, &bytes).unwrap();
+    let bad = predict(&state, &image);
+    assert_eq!(bad.status.code(), Some(65), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("model.safetensors"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(bad.stdout.is_empty(), "no prediction from damaged weights");
+}
+
+#[test]
 fn predict_and_export_refuse_a_damaged_champion_naming_the_file() {
     let st = setup(300);
     let state = train(&st, "linear", "linear", &[]);

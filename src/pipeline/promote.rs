@@ -166,7 +166,14 @@ pub fn promote(
     for (name, bytes) in extras {
         write_bytes_atomic(&staging.join(name), bytes).map_err(atomic_err)?;
     }
-    let json = serde_json::to_vec_pretty(card).map_err(|e| io_err(&staging, e))?;
+    // Every staged file goes into the card with its SHA-256 and size, so
+    // `predict` (through `export::verify`) refuses a flipped or truncated one.
+    let mut card = card.clone();
+    card.files = std::iter::once("model.safetensors")
+        .chain(extras.iter().map(|(name, _)| *name))
+        .map(|name| crate::export::manifest::entry(&staging, name).map_err(|e| io_err(&staging, e)))
+        .collect::<Result<_, _>>()?;
+    let json = serde_json::to_vec_pretty(&card).map_err(|e| io_err(&staging, e))?;
     write_bytes_atomic(&staging.join(CARD), &json).map_err(atomic_err)?;
     fault::point("promote.staged");
     let previous = state_dir.join("best.previous");
