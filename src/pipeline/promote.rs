@@ -166,13 +166,14 @@ pub fn promote(
     for (name, bytes) in extras {
         write_bytes_atomic(&staging.join(name), bytes).map_err(atomic_err)?;
     }
-    // Every staged file goes into the card with its SHA-256 and size, so
-    // `predict` (through `export::verify`) refuses a flipped or truncated one.
+    // The weights go into the card with their SHA-256 and size, so `predict`
+    // (through `export::verify`) refuses a flipped or truncated file. The
+    // report is left out: a missing or rewritten report must not stop predict.
     let mut card = card.clone();
-    card.files = std::iter::once("model.safetensors")
-        .chain(extras.iter().map(|(name, _)| *name))
-        .map(|name| crate::export::manifest::entry(&staging, name).map_err(|e| io_err(&staging, e)))
-        .collect::<Result<_, _>>()?;
+    card.files = vec![
+        crate::export::manifest::entry(&staging, "model.safetensors")
+            .map_err(|e| io_err(&staging, e))?,
+    ];
     let json = serde_json::to_vec_pretty(&card).map_err(|e| io_err(&staging, e))?;
     write_bytes_atomic(&staging.join(CARD), &json).map_err(atomic_err)?;
     fault::point("promote.staged");
