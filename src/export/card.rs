@@ -183,6 +183,7 @@ pub(crate) mod tests {
             commit: Some("abc123".into()),
             val_size: 200,
             files: vec![],
+            version: 0,
         }
     }
 

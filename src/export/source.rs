@@ -192,6 +192,7 @@ fn trial_card(
         commit: None,
         val_size,
         files: Vec::new(),
+        version: 0,
     }
 }
 

@@ -98,6 +98,7 @@ pub(super) fn finish_trial(
         val_size: cfg.val_size,
         commit: crate::watch::git::commit_of(&cfg.data_dir),
         files: Vec::new(),
+        version: 0,
     };
     let champion = promote::load_card(&cfg.state_dir).unwrap_or_else(|e| {
         // Replaced like a champion from other data: it moves to best.previous/, kept.

@@ -75,6 +75,11 @@ pub struct ModelCard {
     /// verified before use (`export::verify`). Empty in older cards.
     #[serde(default)]
     pub files: Vec<crate::export::FileEntry>,
+    /// The promotion's number in this state dir: one more than the champion
+    /// it replaced (1 for the first, 0 in cards written before it was kept).
+    /// Serving names its model version with it, so versions only grow.
+    #[serde(default)]
+    pub version: u64,
 }
 
 pub const MODEL_CARD_FORMAT: u32 = 1;
@@ -170,6 +175,7 @@ pub fn promote(
     // (through `export::verify`) refuses a flipped or truncated file. The
     // report is left out: a missing or rewritten report must not stop predict.
     let mut card = card.clone();
+    card.version = next_version(state_dir);
     card.files = vec![
         crate::export::manifest::entry(&staging, "model.safetensors")
             .map_err(|e| io_err(&staging, e))?,
@@ -190,6 +196,16 @@ pub fn promote(
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(state_dir, e))?;
     Ok(best)
+}
+
+/// One more than the highest version in `best/` and `best.previous/` (a
+/// rollback puts the older one in front; the next promotion still counts up).
+fn next_version(state_dir: &Path) -> u64 {
+    let of = |dir: &str| {
+        let text = fs::read(state_dir.join(dir).join(CARD)).ok()?;
+        serde_json::from_slice::<serde_json::Value>(&text).ok()?["version"].as_u64()
+    };
+    of("best").max(of("best.previous")).unwrap_or(0) + 1
 }
 
 /// Whether a finished trial should replace the champion.
@@ -398,6 +414,7 @@ mod tests {
             commit: None,
             val_size: 10,
             files: Vec::new(),
+            version: 0,
         }
     }
 
@@ -446,10 +463,15 @@ mod tests {
         promote_trial(dir.path(), 2);
         assert_eq!(trial_in(dir.path(), "best"), Some(2));
         assert_eq!(trial_in(dir.path(), "best.previous"), Some(1));
+        assert_eq!(load_card(dir.path()).unwrap().map(|c| c.version), Some(2));
         assert_eq!(rollback(dir.path()).unwrap().map(|c| c.trial), Some(1));
         assert_eq!(trial_in(dir.path(), "best.previous"), Some(2));
         rollback(dir.path()).unwrap();
         assert_eq!(trial_in(dir.path(), "best"), Some(2));
+        // Versions count up past a rolled-back champion.
+        rollback(dir.path()).unwrap();
+        promote_trial(dir.path(), 3);
+        assert_eq!(load_card(dir.path()).unwrap().map(|c| c.version), Some(3));
     }
 
     #[test]

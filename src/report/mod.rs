@@ -259,6 +259,7 @@ mod tests {
             commit: Some("abc123".into()),
             val_size: 10,
             files: Vec::new(),
+            version: 0,
         }
     }
 
