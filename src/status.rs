@@ -115,11 +115,16 @@ pub fn collect(state_dir: &Path) -> Value {
         "trials": {"running": tally.running, "finished": tally.finished, "pruned": tally.pruned},
         "restarts": tally.restarts,
         "best": card.map(|c| {
+            // Checksums of every listed file (hashing them reads the model
+            // once: status is run by people, not by health checks).
+            let damaged = crate::export::verify(&state_dir.join("best"), &c)
+                .err()
+                .map(|e| e.to_string());
             let mut v = json!({
                 "trial": c.trial, "preset": c.preset, "val_accuracy": c.val_accuracy,
                 "test_accuracy": c.test_accuracy, "created_at": c.created_at,
                 "data_fingerprint": c.data_fingerprint, "parameters": c.parameters,
-                "diverged": c.diverged(),
+                "diverged": c.diverged(), "version": c.version, "damaged": damaged,
             });
             // Fields newer cards carry (study, commit), passed through as written.
             if let Ok(Value::Object(all)) = serde_json::to_value(&c) {
@@ -205,6 +210,9 @@ pub fn render_table(v: &Value) -> String {
             line += &format!(" · data {}", fp.get(..12).unwrap_or(fp));
             if let Some(c) = b.get("commit").and_then(Value::as_str) {
                 line += &format!(" · commit {}", c.get(..12).unwrap_or(c));
+            }
+            if let Some(e) = b["damaged"].as_str() {
+                line += &format!(" · DAMAGED: {e}");
             }
             if b.get("diverged") == Some(&Value::Bool(true)) {
                 line += " · DIVERGED (written by an older trainerd; the next study replaces it)";

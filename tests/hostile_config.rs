@@ -797,7 +797,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn a_crash_inside_promotion_is_finished_at_the_next_start() {
     let su = setup();
     let mut cases = Cases::default();
-    for point in ["promote.staged", "promote.swap"] {
+    for point in [
+        "export.onnx",
+        "promote.exported",
+        "promote.staged",
+        "promote.swap",
+    ] {
         let state = su.root.join(point);
         // A first champion, so the swap has a best/ to move aside.
         let o = train(&su, &state, &[]);
@@ -808,10 +813,26 @@ fn a_crash_inside_promotion_is_finished_at_the_next_start() {
         cases.check(&format!("{point}: the restart finishes"), exits(&o, 0));
         let best = names(&state.join("best"));
         cases.check(
-            &format!("{point}: best/ complete, with its report, no temp file"),
+            &format!("{point}: best/ complete, with its exports and report, no temp file"),
             ensure(
-                best == ["model.json", "model.safetensors", "report.html"],
+                best == [
+                    "README.md",
+                    "model.json",
+                    "model.onnx",
+                    "model.pt",
+                    "model.safetensors",
+                    "report.html",
+                    "repository",
+                ],
                 || format!("{best:?}"),
+            ),
+        );
+        let status = status_json(&state);
+        cases.check(
+            &format!("{point}: every checksum in model.json verifies"),
+            ensure(
+                status["best"]["damaged"].is_null() && status["best"]["version"].is_u64(),
+                || status["best"].to_string(),
             ),
         );
         cases.check(

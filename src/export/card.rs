@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::manifest::Manifest;
 use super::triton::MODEL_NAME;
 use super::{INPUT_NAME, ONNX_FILE, OUTPUT_NAME, REPOSITORY_DIR, TORCHSCRIPT_FILE};
-use crate::pipeline::promote::ModelCard;
+use crate::model::card::ModelCard;
 
 /// A YAML scalar (a JSON string is a valid YAML double-quoted scalar).
 fn yaml(s: &str) -> String {
@@ -153,7 +153,7 @@ pub fn render(card: &ModelCard, files: &Manifest) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::pipeline::promote::{ModelCard, MODEL_CARD_FORMAT};
+    use crate::model::card::{ModelCard, MODEL_CARD_FORMAT};
 
     /// A card for tests across the export modules (MNIST geometry, linear model).
     pub(crate) fn sample_card() -> ModelCard {

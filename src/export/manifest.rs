@@ -10,18 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{io_err, ExportError};
-use crate::pipeline::promote::ModelCard;
-
-/// One file of an export, as listed in `model.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Relative to the directory holding `model.json`, `/`-separated.
-    pub path: String,
-    /// Lower-case hex SHA-256 of the content.
-    pub sha256: String,
-    /// Size in bytes: a truncated file is caught before it is hashed.
-    pub bytes: u64,
-}
+pub use crate::model::card::FileEntry;
+use crate::model::card::ModelCard;
 
 /// The files of an export, in the order they were written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

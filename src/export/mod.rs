@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
 
+use crate::model::card::ModelCard;
 use crate::model::{self, InputShape};
-use crate::pipeline::promote::ModelCard;
 
 pub use manifest::{verify, FileEntry, Manifest};
 
@@ -69,6 +69,9 @@ pub enum ExportError {
     /// Nothing to export: no champion, or no such trial or checkpoint (exit 66).
     #[error("{what}")]
     NotFound { what: String },
+    /// The champion's card is unreadable (exit 65).
+    #[error(transparent)]
+    Card(#[from] crate::model::card::CardError),
     /// `--out` points into the state dir's champion (exit 64).
     #[error("{}: {what}", path.display())]
     Usage { path: PathBuf, what: String },
@@ -78,7 +81,9 @@ impl crate::exit::ExitStatus for ExportError {
     fn exit_code(&self) -> u8 {
         match self {
             ExportError::Io { .. } => crate::exit::IO,
-            ExportError::Weights { .. } | ExportError::Corrupt { .. } => crate::exit::DATA,
+            ExportError::Weights { .. } | ExportError::Corrupt { .. } | ExportError::Card(_) => {
+                crate::exit::DATA
+            }
             ExportError::Torch { .. } => crate::exit::INTERNAL,
             ExportError::NotFound { .. } => crate::exit::NO_INPUT,
             ExportError::Usage { .. } => crate::exit::USAGE,
@@ -184,6 +189,7 @@ pub fn write_formats(
         if format.includes(Format::Onnx) {
             manifest::write_file(dir, ONNX_FILE, &bytes)?;
             written.push(ONNX_FILE.into());
+            crate::store::fault::point("export.onnx");
         }
         if format.includes(Format::Repository) {
             written.extend(triton::write(dir, card, &bytes)?);

@@ -18,8 +18,8 @@ use protobuf::{EnumOrUnknown, MessageField};
 use tch::{Device, Kind, Tensor};
 
 use super::{ExportError, INPUT_NAME, OUTPUT_NAME};
+use crate::model::card::ModelCard;
 use crate::model::ArchSpec;
-use crate::pipeline::promote::ModelCard;
 
 /// The ONNX IR version and default-domain opset written.
 pub const IR_VERSION: i64 = 8;

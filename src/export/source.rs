@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use super::{verify, ExportError, WEIGHTS_FILE};
 use crate::data::budget;
-use crate::pipeline::promote::{self, ModelCard, MODEL_CARD_FORMAT};
+use crate::model::card::{self, ModelCard, MODEL_CARD_FORMAT};
 use crate::search::journal::{Journal, Record};
 use crate::train::EpochRecord;
 
@@ -49,7 +49,7 @@ fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>, ExportError> {
 /// The champion: `best/model.json` and its weights, checksums verified.
 pub fn champion(state_dir: &Path) -> Result<Source, ExportError> {
     let best = state_dir.join("best");
-    let card = promote::read_card(state_dir).ok_or_else(|| {
+    let card = card::read(&best)?.ok_or_else(|| {
         not_found(format!(
             "no champion model in {} (train one first: trainerd train)",
             best.display()
@@ -211,7 +211,9 @@ fn parameters(weights: &[(String, Tensor)]) -> i64 {
 /// Input shape, classes, normalisation and validation size: from the
 /// checkpoint's meta, else from a champion trained on the same data.
 fn data_fields(state_dir: &Path, meta: &serde_json::Value) -> Option<DataFields> {
-    let champion = promote::read_card(state_dir)
+    let champion = card::read(&state_dir.join("best"))
+        .ok()
+        .flatten()
         .filter(|c| meta["fingerprint"].as_str() == Some(c.data_fingerprint.as_str()));
     let val_size = champion.as_ref().map_or(0, |c| c.val_size);
     let recorded = (|| {

@@ -9,7 +9,7 @@ use tch::nn::{ModuleT, SequentialT};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::ExportError;
-use crate::pipeline::promote::ModelCard;
+use crate::model::card::ModelCard;
 
 /// Traces `net` (frozen weights, on the CPU) and writes it to `path` atomically.
 pub fn write(path: &Path, card: &ModelCard, net: &SequentialT) -> Result<(), ExportError> {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{manifest, ExportError, INPUT_NAME, ONNX_FILE, OUTPUT_NAME, REPOSITORY_DIR};
-use crate::pipeline::promote::ModelCard;
+use crate::model::card::ModelCard;
 
 /// The model's name in the repository (and in `/v2/models/<name>`): fixed,
 /// so clients keep their URL when a new champion is promoted.

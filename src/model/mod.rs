@@ -1,8 +1,9 @@
 //! Models as data: [`ArchSpec`]/[`Recipe`] values, presets, their
 //! validation (`validate`, ranges in [`limits`]), the builder and the memory
-//! layout.
+//! layout, and the champion's [`card`].
 
 mod build;
+pub mod card;
 mod layout;
 pub mod limits;
 mod presets;

@@ -2,8 +2,8 @@
 //! one kept in `best.previous/`, and `trainerd rollback` to swap them back.
 //!
 //! Crash windows and their recovery ([`recover`], run at every start and by
-//! `rollback`): promotion writes `best.staging/` completely (weights, then the
-//! card), then renames `best/` -> `best.previous/` and `best.staging/` ->
+//! `rollback`): promotion writes `best.staging/` completely (weights, ONNX,
+//! TorchScript, model repository, model card, report, then `model.json`), then renames `best/` -> `best.previous/` and `best.staging/` ->
 //! `best/`. A crash between the two renames leaves no `best/` but a complete
 //! staging dir: recovery finishes the rename. Rollback renames `best/` ->
 //! `best.rollback/`, `best.previous/` -> `best/`, `best.rollback/` ->
@@ -12,121 +12,12 @@
 //! `best/`, and never does a `best/` hold a half-written model.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::{SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::model::TrialSpec;
-use crate::store::{fault, write_atomic, write_bytes_atomic, AtomicWriteError, StoreError};
-
-/// The champion's card, in `best/`.
-pub const CARD: &str = "model.json";
-/// Largest card read (a card is a few kB; its confusion matrix grows with
-/// the square of the classes).
-const MAX_CARD_BYTES: u64 = 64 << 20;
-
-/// `best/model.json`: what the champion is and how good it is. Its numbers
-/// read as NaN where an older build wrote `null` for a diverged model (see
-/// [`ModelCard::diverged`]); this build never writes one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelCard {
-    pub format: u32,
-    pub trial: u32,
-    pub preset: String,
-    pub arch: crate::model::ArchSpec,
-    pub recipe: crate::model::Recipe,
-    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
-    pub val_accuracy: f64,
-    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
-    pub test_accuracy: f64,
-    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
-    pub val_loss: f64,
-    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
-    pub test_loss: f64,
-    #[serde(deserialize_with = "crate::finite::vec_f64_or_nan")]
-    pub per_class_test_accuracy: Vec<f64>,
-    pub test_confusion: Vec<Vec<i64>>,
-    pub parameters: i64,
-    pub epochs_trained: u32,
-    #[serde(deserialize_with = "crate::finite::f64_or_nan")]
-    pub train_seconds: f64,
-    pub seed: u64,
-    pub data_fingerprint: String,
-    pub input_shape: [i64; 3],
-    pub classes: i64,
-    /// Mean/std the inputs were normalised with (predict applies the same).
-    pub normalisation: [f64; 2],
-    pub created_at: String,
-    /// The study that produced it (empty for cards written before studies).
-    #[serde(default)]
-    pub study: String,
-    /// The workspace's git commit when the data dir is a checkout.
-    #[serde(default)]
-    pub commit: Option<String>,
-    /// Validation split size: with `seed` and the fingerprint, what makes two
-    /// cards' validation accuracies comparable.
-    #[serde(default)]
-    pub val_size: usize,
-    /// Every file of the champion besides this card (weights, ONNX,
-    /// TorchScript, model repository, README) with its SHA-256 and size:
-    /// verified before use (`export::verify`). Empty in older cards.
-    #[serde(default)]
-    pub files: Vec<crate::export::FileEntry>,
-    /// The promotion's number in this state dir: one more than the champion
-    /// it replaced (1 for the first, 0 in cards written before it was kept).
-    /// Serving names its model version with it, so versions only grow.
-    #[serde(default)]
-    pub version: u64,
-}
-
-pub const MODEL_CARD_FORMAT: u32 = 1;
-
-impl ModelCard {
-    pub fn spec(&self) -> TrialSpec {
-        TrialSpec {
-            preset: self.preset.clone(),
-            arch: self.arch.clone(),
-            recipe: self.recipe.clone(),
-        }
-    }
-    pub fn now() -> String {
-        Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
-    }
-    /// A number of the card is not finite: the model diverged (only cards
-    /// written by builds that did not stop diverged trials).
-    pub fn diverged(&self) -> bool {
-        [
-            self.val_accuracy,
-            self.test_accuracy,
-            self.val_loss,
-            self.test_loss,
-            self.train_seconds,
-        ]
-        .iter()
-        .chain(&self.per_class_test_accuracy)
-        .chain(&self.normalisation)
-        .any(|x| !x.is_finite())
-    }
-}
-
-/// `best/model.json` exists but cannot be used (exit 65): the weights beside
-/// it are not hidden behind "no champion yet".
-#[derive(Debug, thiserror::Error)]
-pub enum CardError {
-    #[error("{path}: the champion's card is unreadable ({what}); the weights beside it are kept: `trainerd rollback` restores the previous champion, or move best/ aside")]
-    Corrupt { path: PathBuf, what: String },
-    #[error("{path}: the champion diverged (its loss is not finite, written by an older trainerd); `trainerd rollback` restores the previous champion, and the next study replaces it")]
-    Diverged { path: PathBuf },
-}
-
-impl crate::exit::ExitStatus for CardError {
-    fn exit_code(&self) -> u8 {
-        crate::exit::DATA
-    }
-}
+pub use crate::model::card::{CardError, ModelCard, CARD, MODEL_CARD_FORMAT};
+use crate::store::{fault, write_bytes_atomic, AtomicWriteError, StoreError};
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io {
@@ -140,8 +31,9 @@ fn atomic_err(e: AtomicWriteError) -> StoreError {
 }
 
 /// Promotes a model into `<state>/best/`: everything is staged in
-/// `best.staging/` (weights, the `extras` such as `report.html`, then the
-/// card, last, so a staged card means a complete champion), then the previous
+/// `best.staging/` (weights and every exported form, the `extras` such as
+/// `report.html`, then the card, last, so a staged card means a complete
+/// champion), then the previous
 /// champion moves to `best.previous/` (for `trainerd rollback`) and the
 /// staging dir becomes `best/`. A crash anywhere is finished or undone by
 /// [`recover`]. A diverged model (non-finite card) is refused.
@@ -162,24 +54,20 @@ pub fn promote(
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
     }
-    let mut sorted: Vec<(&str, &Tensor)> = weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    write_atomic(&staging.join("model.safetensors"), |p| {
-        Tensor::write_safetensors(&sorted, p).map_err(io::Error::other)
-    })
-    .map_err(atomic_err)?;
+    // Every form of the model (weights, ONNX, TorchScript, the model
+    // repository, the model card), each listed with its SHA-256 and size so
+    // that `predict`, `serve` and `export` (through `export::verify`) refuse
+    // a flipped or truncated file. The report is not listed: a missing or
+    // rewritten report must not stop a model from being used.
+    let mut card = card.clone();
+    card.version = next_version(state_dir);
+    let files = crate::export::write_all(&staging, &card, weights)
+        .map_err(|e| io_err(&staging, format!("exporting the champion: {e}")))?;
+    fault::point("promote.exported");
     for (name, bytes) in extras {
         write_bytes_atomic(&staging.join(name), bytes).map_err(atomic_err)?;
     }
-    // The weights go into the card with their SHA-256 and size, so `predict`
-    // (through `export::verify`) refuses a flipped or truncated file. The
-    // report is left out: a missing or rewritten report must not stop predict.
-    let mut card = card.clone();
-    card.version = next_version(state_dir);
-    card.files = vec![
-        crate::export::manifest::entry(&staging, "model.safetensors")
-            .map_err(|e| io_err(&staging, e))?,
-    ];
+    card.files = files.files;
     let json = serde_json::to_vec_pretty(&card).map_err(|e| io_err(&staging, e))?;
     write_bytes_atomic(&staging.join(CARD), &json).map_err(atomic_err)?;
     fault::point("promote.staged");
@@ -354,31 +242,7 @@ pub fn read_card(state_dir: &Path) -> Option<ModelCard> {
 /// The champion's card: `None` when there is no champion, an error when
 /// `best/` holds one whose card is missing, unreadable or malformed.
 pub fn load_card(state_dir: &Path) -> Result<Option<ModelCard>, CardError> {
-    let best = state_dir.join("best");
-    let path = best.join(CARD);
-    let corrupt = |what: String| CardError::Corrupt {
-        path: path.clone(),
-        what,
-    };
-    let file = match fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if best.join("model.safetensors").exists() {
-                return Err(corrupt("missing, but the weights are there".into()));
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(corrupt(e.to_string())),
-    };
-    let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut io::Read::take(file, MAX_CARD_BYTES + 1), &mut bytes)
-        .map_err(|e| corrupt(e.to_string()))?;
-    if bytes.len() as u64 > MAX_CARD_BYTES {
-        return Err(corrupt(format!("larger than {MAX_CARD_BYTES} bytes")));
-    }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| corrupt(e.to_string()))
+    crate::model::card::read(&state_dir.join("best"))
 }
 
 #[cfg(test)]
@@ -418,9 +282,16 @@ mod tests {
         }
     }
 
+    /// Weights that fit [`card`]'s architecture.
+    fn weights(card: &ModelCard) -> Vec<(String, Tensor)> {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _net = crate::model::build(&vs.root(), &card.arch, crate::export::input_shape(card));
+        vs.variables().into_iter().collect()
+    }
+
     fn promote_trial(dir: &Path, trial: u32) {
-        let w = vec![("w".to_string(), Tensor::from_slice(&[trial as f32]))];
-        promote(dir, &w, &card(trial), &[("report.html", b"<html>")]).unwrap();
+        let card = card(trial);
+        promote(dir, &weights(&card), &card, &[("report.html", b"<html>")]).unwrap();
     }
 
     fn trial_in(dir: &Path, which: &str) -> Option<u32> {
@@ -559,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn a_promoted_champion_lists_every_exported_file_and_they_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        promote_trial(dir.path(), 1);
+        let card = load_card(dir.path()).unwrap().unwrap();
+        let listed: Vec<&str> = card.files.iter().map(|f| f.path.as_str()).collect();
+        for want in ["model.safetensors", "model.onnx", "model.pt", "README.md"] {
+            assert!(listed.contains(&want), "{want} missing from {listed:?}");
+        }
+        assert!(
+            listed
+                .iter()
+                .any(|p| p.starts_with("repository/") && p.ends_with("config.pbtxt")),
+            "{listed:?}"
+        );
+        assert!(!listed.contains(&"report.html"), "the report is not listed");
+        let best = dir.path().join("best");
+        crate::export::verify(&best, &card).unwrap();
+        fs::write(best.join("model.onnx"), b"not a model").unwrap();
+        let err = crate::export::verify(&best, &card).unwrap_err().to_string();
+        assert!(err.contains("model.onnx"), "{err}");
+    }
+
+    #[test]
     fn recovery_removes_stray_temp_files_and_keeps_the_report() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -574,7 +468,18 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["model.json", "model.safetensors", "report.html"]);
+        assert_eq!(
+            names,
+            [
+                "README.md",
+                "model.json",
+                "model.onnx",
+                "model.pt",
+                "model.safetensors",
+                "report.html",
+                "repository"
+            ]
+        );
     }
 
     #[test]

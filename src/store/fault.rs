@@ -19,7 +19,9 @@
 //! Points in the store: `ckpt.mid_write` (half the bytes written),
 //! `ckpt.after_write`, `ckpt.after_fsync`, `ckpt.after_rename`,
 //! `ckpt.after_dir_fsync`. The trainer adds its own (`train.step`, ...),
-//! promotion `promote.staged` and `promote.swap` (see `pipeline::promote`).
+//! promotion `export.onnx` (the ONNX file staged, the other forms not yet),
+//! `promote.exported`, `promote.staged` and `promote.swap` (see
+//! `pipeline::promote`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
