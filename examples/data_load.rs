@@ -12,7 +12,7 @@ use trainerd::exit::ExitStatus;
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "../shared/data/mnist".into()));
-    let val_size = args.next().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let val_size = args.next().and_then(|v| v.parse().ok());
     let runs = 5;
     for run in 0..runs {
         let t = Instant::now();

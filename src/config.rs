@@ -150,7 +150,8 @@ pub struct CommonArgs {
     /// Checkpoints kept per trial besides the best one.
     #[arg(long, env = "TRAINERD_KEEP_CHECKPOINTS")]
     pub keep_checkpoints: Option<usize>,
-    /// Images carved from the training set for validation.
+    /// Images carved from the training set for validation, stratified by
+    /// class [default: a tenth of the training set, at most 5000].
     #[arg(long, env = "TRAINERD_VAL_SIZE")]
     pub val_size: Option<usize>,
     /// Mini-batch size (overrides the preset's recipe).
@@ -309,7 +310,8 @@ pub struct Config {
     pub threads: usize,
     pub checkpoint_every: CheckpointEvery,
     pub keep_checkpoints: usize,
-    pub val_size: usize,
+    /// `None`: a tenth of the training set, at most 5,000 (`data::split`).
+    pub val_size: Option<usize>,
     pub batch_size: Option<i64>,
     pub lr: Option<f64>,
     pub watchdog: Duration,
@@ -505,7 +507,7 @@ impl Config {
                 .or(f.keep_checkpoints)
                 .unwrap_or(3)
                 .max(1),
-            val_size: a.val_size.or(f.val_size).unwrap_or(5000),
+            val_size: a.val_size.or(f.val_size),
             batch_size,
             lr,
             watchdog,
@@ -791,7 +793,7 @@ mod tests {
         let c = Config::merge(&args(), FileConfig::default()).unwrap();
         assert_eq!(c.seed, 1);
         assert_eq!(c.target_accuracy, 0.99);
-        assert_eq!(c.val_size, 5000);
+        assert_eq!(c.val_size, None, "a tenth of the data, at most 5,000");
         assert_eq!(c.checkpoint_every.interval, Some(Duration::from_secs(30)));
     }
 

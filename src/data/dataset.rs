@@ -13,8 +13,9 @@
 //! - **Memory**: the four headers are read and checked against each other
 //!   and against the memory budget ([`memory_cost`]: the tensors the data
 //!   becomes, not just its bytes) before any data is read.
-//! - **Validation**: `val_size` training records, picked by a permutation
-//!   keyed by the seed ([`rng::permutation`]); both splits keep file order.
+//! - **Validation**: `--val-size` training records, or by default a tenth
+//!   (at most 5,000), stratified by class and keyed by the seed
+//!   ([`super::split`]); both splits keep file order.
 //! - **Normalisation**: pixel `p` becomes `(p/255 − mean) / std`, with mean
 //!   and std of `p/255` over the training split (validation excluded),
 //!   computed exactly from a byte histogram. MNIST gives ≈ 0.1307 / 0.3081.
@@ -27,12 +28,7 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::idx::{self, Header, Images, Labels};
-use super::{rng, DataError};
-
-/// Default size of the validation split.
-pub const DEFAULT_VAL_SIZE: usize = 5000;
-/// Stream id under which the seed picks the validation split.
-const STREAM_VAL_SPLIT: u64 = u64::from_be_bytes(*b"valsplit");
+use super::{split, DataError};
 
 /// One of the four files of the MNIST layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +133,9 @@ pub struct Dataset {
 /// How to load: validation size and the seed that picks it, the memory
 /// budget, the number of classes.
 pub struct LoadOptions {
-    /// Training records held out for validation (1 ..= training count − 1).
-    pub val_size: usize,
+    /// Training records held out for validation: `None` for the default
+    /// ([`split::auto_size`]); every class must keep a training record.
+    pub val_size: Option<usize>,
     /// Picks which records are held out.
     pub seed: u64,
     /// Bytes the data set may take in memory ([`memory_cost`]); more is refused unread.
@@ -151,7 +148,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
-            val_size: DEFAULT_VAL_SIZE,
+            val_size: None,
             seed: 0,
             memory_budget: super::budget::default_budget(),
             classes: None,
@@ -533,23 +530,17 @@ impl Dataset {
         let num_classes = check_labels(&train_y.data, &test_y.data, opts.classes)?;
         let (tx, ex) = (&train_x.data, &test_x.data);
         let n_train = tx.count;
-        if opts.val_size == 0 || opts.val_size >= n_train {
-            return Err(DataError::Option {
+        let val_size = opts
+            .val_size
+            .unwrap_or_else(|| split::auto_size(n_train, num_classes));
+        let is_val = split::pick(train_y.data.values(), num_classes, val_size, opts.seed)
+            .map_err(|split::DoesNotFit { largest }| DataError::Option {
                 key: "val_size",
                 what: format!(
-                    "{} does not fit the {n_train} training records of {}: it must be between \
-                     1 and {}",
-                    opts.val_size,
+                    "{val_size} does not fit the {n_train} training records of {}: it must be                      between 1 and {largest}, so that every class keeps a training record;                      lower --val-size, or leave it unset for a tenth of the data",
                     paths[0].display(),
-                    n_train.saturating_sub(1)
                 ),
-            });
-        }
-        let perm = rng::permutation(n_train, rng::mix(opts.seed, STREAM_VAL_SPLIT));
-        let mut is_val = vec![false; n_train];
-        for &i in &perm[..opts.val_size] {
-            is_val[i as usize] = true;
-        }
+            })?;
         let (val_idx, train_idx): (Vec<i64>, Vec<i64>) =
             (0..n_train as i64).partition(|&i| is_val[i as usize]);
 
@@ -625,7 +616,7 @@ mod tests {
 
     fn opts(val_size: usize, seed: u64) -> LoadOptions {
         LoadOptions {
-            val_size,
+            val_size: Some(val_size),
             seed,
             ..Default::default()
         }
@@ -793,12 +784,20 @@ mod tests {
     fn val_size_must_fit() {
         let d = tempfile::tempdir().unwrap();
         tiny(d.path(), 10, 5, 3);
-        for v in [0, 10, 11] {
+        // 10 records of 3 classes: at most 7 held out, one of each class stays.
+        for v in [0, 8, 10, 11] {
             let e = load_err(d.path(), opts(v, 0));
             assert!(e.to_string().starts_with("val_size: "), "{e}");
+            assert!(e.to_string().contains("between 1 and 7"), "{e}");
             assert_eq!(e.exit_code(), crate::exit::CONFIG);
         }
-        assert!(Dataset::load(d.path(), &opts(9, 0)).is_ok());
+        assert!(Dataset::load(d.path(), &opts(7, 0)).is_ok());
+        let auto = Dataset::load(d.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(
+            auto.val.len(),
+            5,
+            "the default: five per class, at most half"
+        );
     }
 
     #[test]

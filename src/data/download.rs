@@ -599,7 +599,7 @@ mod tests {
             );
         }
         let opts = LoadOptions {
-            val_size: 10,
+            val_size: Some(10),
             ..Default::default()
         };
         let a = Dataset::load(&data, &opts).unwrap().fingerprint;

@@ -6,6 +6,7 @@
 //!   normalisation, the fingerprint, batches
 //! - [`augment`]: random-shift augmentation and the trainer's batch source (libtorch's RNG)
 //! - [`download`]: fetches MNIST from mirrors into an empty data dir, verified
+//! - [`split`]: the validation split: its default size, stratified by class
 //! - [`rng`]: the deterministic Rust-side random streams (split, epoch order)
 //! - [`synth`]: writes small learnable IDX data sets for tests
 //!
@@ -20,6 +21,7 @@ pub mod dataset;
 pub mod download;
 pub mod idx;
 pub mod rng;
+pub mod split;
 pub mod synth;
 
 pub use augment::{augment_shift, BatchSource};

@@ -164,7 +164,7 @@ mod tests {
         let data = Dataset::load(
             dir.path(),
             &LoadOptions {
-                val_size: 100,
+                val_size: Some(100),
                 seed: 3,
                 ..Default::default()
             },

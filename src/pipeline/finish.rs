@@ -95,7 +95,7 @@ pub(super) fn finish_trial(
         normalisation: data.normalisation,
         created_at: ModelCard::now(),
         study: chain.study.clone(),
-        val_size: cfg.val_size,
+        val_size: data.val.len(),
         commit: crate::watch::git::commit_of(&cfg.data_dir),
         files: Vec::new(),
         version: 0,

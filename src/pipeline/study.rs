@@ -64,12 +64,18 @@ impl Chain {
 }
 
 /// The settings and data that define a study, hashed: same key, same study.
-fn study_key(cfg: &Config, plan: &Plan, fingerprint: &str) -> (String, serde_json::Value) {
+/// `val_size` is the split's real size (the default depends on the data).
+fn study_key(
+    cfg: &Config,
+    plan: &Plan,
+    fingerprint: &str,
+    val_size: usize,
+) -> (String, serde_json::Value) {
     let mut settings = serde_json::json!({
         "start": plan.start, "ladder": plan.ladder, "target": plan.target,
         "min_accuracy": plan.min_accuracy, "max_trials": plan.max_trials,
         "max_time_s": cfg.max_time.map(|d| d.as_secs_f64()), "seed": cfg.seed,
-        "val_size": cfg.val_size, "promote_margin": cfg.promote_margin,
+        "val_size": val_size, "promote_margin": cfg.promote_margin,
         "prune_margin": cfg.prune_margin, "data_fingerprint": fingerprint,
     });
     // Only when set, so that the keys of studies without it stay what they were.
@@ -147,7 +153,7 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
     let journal = Journal::open(&cfg.state_dir)?;
     let mut events = EventLog::open(&cfg.state_dir, ctx.notify.clone())?;
     replay_events(&journal, &mut events)?;
-    let (key, settings) = study_key(cfg, &plan, &data.fingerprint);
+    let (key, settings) = study_key(cfg, &plan, &data.fingerprint, data.val.len());
     let latest = journal
         .entries()
         .iter()

@@ -132,7 +132,7 @@ mod tests {
         write_synthetic_mnist(p, 60, 20, 3).unwrap();
         let fp = inspect_data(p).unwrap();
         let opts = crate::data::LoadOptions {
-            val_size: 10,
+            val_size: Some(10),
             ..Default::default()
         };
         let loaded = crate::data::Dataset::load(p, &opts).unwrap();
