@@ -156,7 +156,7 @@ fn webhook_config(cfg: &Config) -> WebhookConfig {
     WebhookConfig {
         urls: cfg.webhooks.clone(),
         events: cfg.webhook_events.iter().cloned().collect(),
-        secret: cfg.webhook_secret.as_ref().map(|s| s.0.clone()),
+        secret: cfg.webhook_secret.clone(),
         attempts: 5,
         // Tests shorten the retry backoff with TRAINERD_WEBHOOK_BACKOFF_MS.
         backoff: std::env::var("TRAINERD_WEBHOOK_BACKOFF_MS")

@@ -333,7 +333,7 @@ pub struct Config {
     pub webhooks: Vec<String>,
     /// Event kinds sent to webhooks.
     pub webhook_events: Vec<String>,
-    pub webhook_secret: Option<Secret>,
+    pub webhook_secret: Option<crate::signing::Keys>,
     /// Bytes the data set may take in memory; more is refused before it is read.
     pub memory_budget: u64,
     /// `--classes K`, else `None`: the classes are the training labels.
@@ -346,16 +346,6 @@ pub struct Config {
 /// its validation accuracy is often just under 0.99, and two epochs get there
 /// for a fifth of bn3's cost.
 pub const DEFAULT_LADDER: &str = "linear,mlp,fast,fast:2,bn3,deep";
-
-/// A secret whose `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub Vec<u8>);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
 
 impl Config {
     /// Merges flags/env (already merged by clap) over the file over defaults, and validates.
@@ -545,7 +535,7 @@ struct ChainSettings {
     prune_margin: f64,
     webhooks: Vec<String>,
     webhook_events: Vec<String>,
-    webhook_secret: Option<Secret>,
+    webhook_secret: Option<crate::signing::Keys>,
 }
 
 fn chain_settings(
@@ -635,20 +625,22 @@ fn chain_settings(
         Some(path) => {
             let text = std::fs::read(&path)
                 .map_err(|e| invalid("webhook_secret_file", format!("{}: {e}", path.display())))?;
-            let trimmed = String::from_utf8_lossy(&text).trim().as_bytes().to_vec();
-            if trimmed.is_empty() {
-                return Err(invalid(
-                    "webhook_secret_file",
-                    format!("{} is empty", path.display()),
-                ));
-            }
-            Some(Secret(trimmed))
+            let keys = crate::signing::parse(&text)
+                .map_err(|w| invalid("webhook_secret_file", format!("{}: {w}", path.display())))?;
+            Some(keys)
         }
-        // Bytes as they are: a secret need not be UTF-8.
-        None => std::env::var_os("TRAINERD_WEBHOOK_SECRET")
-            .map(std::os::unix::ffi::OsStringExt::into_vec)
-            .filter(|s| !s.is_empty())
-            .map(Secret),
+        // Bytes as they are: a raw secret need not be UTF-8.
+        None => {
+            match std::env::var_os("TRAINERD_WEBHOOK_SECRET")
+                .map(std::os::unix::ffi::OsStringExt::into_vec)
+                .filter(|s| !s.is_empty())
+            {
+                Some(bytes) => Some(crate::signing::parse(&bytes).map_err(|w| {
+                    invalid("webhook_secret", format!("TRAINERD_WEBHOOK_SECRET: {w}"))
+                })?),
+                None => None,
+            }
+        }
     };
     Ok(ChainSettings {
         ladder,

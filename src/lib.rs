@@ -19,6 +19,7 @@
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
 //! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
+//! - [`signing`]: webhook signatures by the Standard Webhooks specification
 
 pub mod app;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod report;
 pub mod search;
+pub mod signing;
 pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -389,7 +389,10 @@ fn webhooks_are_signed_retried_and_never_resent() {
             body["id"].as_str(),
             Some(r.headers["idempotency-key"].as_str())
         );
+        assert_eq!(r.headers["webhook-id"], r.headers["idempotency-key"]);
     }
+    // A raw (pre-standard) secret signs by the standard too.
+    verify_standard(&s, &got, serde_json::json!([{"raw_b64": "czNjcmV0"}]));
     let d = deliveries(&s.state);
     assert!(d.iter().all(|d| d["status"] == "delivered"), "{d:?}");
     assert_eq!(d[0]["attempts"], 2);
@@ -398,6 +401,75 @@ fn webhooks_are_signed_retried_and_never_resent() {
     let out = study().output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+/// Runs tests/interop/check_standardwebhooks.py (the `standardwebhooks`
+/// package from PyPI) on the requests the hook server saw.
+fn verify_standard(s: &Setup, got: &[Seen], secrets: Value) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let requests: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::json!({"headers": r.headers, "body_b64": b64.encode(&r.body)}))
+        .collect();
+    let spec = s.state.with_extension("webhooks.json");
+    std::fs::write(
+        &spec,
+        serde_json::json!({"secrets": secrets, "requests": requests}).to_string(),
+    )
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/interop/check_standardwebhooks.py"))
+        .arg(&spec)
+        .output()
+        .expect("the venv's python (scripts/setup.sh, scripts/setup-interop.sh)");
+    assert!(
+        out.status.success(),
+        "standardwebhooks refused trainerd's requests (scripts/setup-interop.sh installs it): {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn webhooks_verify_with_standardwebhooks_under_every_rotated_secret() {
+    let s = setup();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = hook_server(listener, vec![503]);
+    let secrets = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_c2Vjb25kIGtleQ==";
+    let mut c = quick(
+        &s,
+        "train",
+        &["--webhook", &url, "--webhook-events", "target_reached"],
+    );
+    c.env("TRAINERD_WEBHOOK_SECRET", secrets);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "the 503, then its retry: {got:?}");
+    assert_eq!(
+        got[0].headers["webhook-id"], got[1].headers["webhook-id"],
+        "the id is stable across retries"
+    );
+    for r in &got {
+        assert_eq!(r.headers["webhook-signature"].matches("v1,").count(), 2);
+        assert!(!r.headers.contains_key("x-trainerd-signature"), "{r:?}");
+    }
+    verify_standard(
+        &s,
+        &got,
+        serde_json::json!([
+            {"whsec": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+            {"whsec": "whsec_c2Vjb25kIGtleQ=="}
+        ]),
+    );
+    // A malformed secret is a config error naming it, before any training.
+    let mut c = quick(&s, "train", &["--webhook", &url]);
+    c.env("TRAINERD_WEBHOOK_SECRET", "whsec_not*base64");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("webhook_secret"), "{}", stderr(&out));
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! blocks training; each blocking `ureq` request runs on the blocking pool).
 //!
 //! Each request carries `Idempotency-Key: <event id>` and, when a secret is
-//! configured, `X-Trainerd-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+//! configured, the Standard Webhooks headers (`webhook-id`: the event id,
+//! stable across retries and restarts; `webhook-timestamp`: the attempt's;
+//! `webhook-signature`), see [`crate::signing`].
 //! Connection errors, 429 and 5xx are retried with exponential backoff; other
 //! 4xx are final. Every outcome is a line in `state_dir/deliveries.jsonl`; at
 //! start the sink re-sends the latest study's events that no line marks
@@ -28,9 +30,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use super::events::{read_events, Event, EventLog};
 use super::jsonl::JsonlLog;
@@ -52,8 +52,8 @@ pub struct WebhookConfig {
     pub urls: Vec<String>,
     /// Event kinds to send.
     pub events: HashSet<String>,
-    /// HMAC key; `None` sends unsigned requests (with a warning at start).
-    pub secret: Option<Vec<u8>>,
+    /// Signing keys; `None` sends unsigned requests (with a warning at start).
+    pub secret: Option<crate::signing::Keys>,
     /// Tries per event and URL in one run.
     pub attempts: u32,
     /// First backoff; doubles per retry.
@@ -76,17 +76,6 @@ pub struct Delivery {
     #[serde(default)]
     pub error: Option<String>,
     pub time: String,
-}
-
-/// `sha256=<hex>` of the body under `secret`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    // HMAC takes keys of any length; new_from_slice cannot fail for it.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// The URL as it may be written down: a password in `user:pass@` and every
@@ -307,8 +296,10 @@ impl Sink {
             )
             .header("Idempotency-Key", &ev.id)
             .header("X-Trainerd-Event", &ev.kind);
-        if let Some(secret) = &self.cfg.secret {
-            req = req.header("X-Trainerd-Signature", signature(secret, body));
+        if let Some(keys) = &self.cfg.secret {
+            for (name, value) in keys.headers(&ev.id, chrono::Utc::now().timestamp(), body) {
+                req = req.header(name, value);
+            }
         }
         let body = body.to_vec();
         match tokio::task::spawn_blocking(move || req.send(&body[..])).await {
@@ -402,16 +393,6 @@ pub fn deliveries_path(state_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_matches_a_known_hmac_sha256_vector() {
-        // RFC 4231 test case 2.
-        let sig = signature(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 
     fn ev(study: &str, id: &str, kind: &str) -> Event {
         Event {
