@@ -206,6 +206,10 @@ pub struct CommonArgs {
     /// File holding the HMAC secret that signs webhook bodies (else env TRAINERD_WEBHOOK_SECRET).
     #[arg(long, env = "TRAINERD_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// File holding the secret forges sign push hooks with (`POST /hooks/git`;
+    /// else env TRAINERD_HOOK_SECRET; neither: push hooks are refused).
+    #[arg(long, env = "TRAINERD_HOOK_SECRET_FILE")]
+    pub hook_secret_file: Option<PathBuf>,
     /// Most memory the data set may take, e.g. `4G`, `512M` (default: 3/4 of the
     /// cgroup or machine memory limit); larger data is refused with exit 65.
     #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
@@ -270,6 +274,7 @@ pub struct FileConfig {
     pub webhook: Option<Vec<String>>,
     pub webhook_events: Option<String>,
     pub webhook_secret_file: Option<PathBuf>,
+    pub hook_secret_file: Option<PathBuf>,
     pub memory_budget: Option<String>,
     pub classes: Option<usize>,
 }
@@ -334,6 +339,8 @@ pub struct Config {
     /// Event kinds sent to webhooks.
     pub webhook_events: Vec<String>,
     pub webhook_secret: Option<crate::signing::Keys>,
+    /// The push hooks' secret (`hooks`).
+    pub hook_secret: Option<crate::signing::Secret>,
     /// Bytes the data set may take in memory; more is refused before it is read.
     pub memory_budget: u64,
     /// `--classes K`, else `None`: the classes are the training labels.
@@ -521,6 +528,7 @@ impl Config {
             webhooks: chain.webhooks,
             webhook_events: chain.webhook_events,
             webhook_secret: chain.webhook_secret,
+            hook_secret: chain.hook_secret,
             memory_budget,
             classes,
         })
@@ -536,6 +544,7 @@ struct ChainSettings {
     webhooks: Vec<String>,
     webhook_events: Vec<String>,
     webhook_secret: Option<crate::signing::Keys>,
+    hook_secret: Option<crate::signing::Secret>,
 }
 
 fn chain_settings(
@@ -617,31 +626,21 @@ fn chain_settings(
             list
         }
     };
-    let webhook_secret = match a
+    let file = a
         .webhook_secret_file
         .clone()
-        .or(f.webhook_secret_file.clone())
+        .or(f.webhook_secret_file.clone());
+    let webhook_secret = match secret_bytes(file, "webhook_secret_file", "TRAINERD_WEBHOOK_SECRET")?
     {
-        Some(path) => {
-            let text = std::fs::read(&path)
-                .map_err(|e| invalid("webhook_secret_file", format!("{}: {e}", path.display())))?;
-            let keys = crate::signing::parse(&text)
-                .map_err(|w| invalid("webhook_secret_file", format!("{}: {w}", path.display())))?;
-            Some(keys)
-        }
-        // Bytes as they are: a raw secret need not be UTF-8.
-        None => {
-            match std::env::var_os("TRAINERD_WEBHOOK_SECRET")
-                .map(std::os::unix::ffi::OsStringExt::into_vec)
-                .filter(|s| !s.is_empty())
-            {
-                Some(bytes) => Some(crate::signing::parse(&bytes).map_err(|w| {
-                    invalid("webhook_secret", format!("TRAINERD_WEBHOOK_SECRET: {w}"))
-                })?),
-                None => None,
-            }
-        }
+        Some((bytes, from)) => Some(
+            crate::signing::parse(&bytes)
+                .map_err(|w| invalid(&from.key, format!("{}: {w}", from.name)))?,
+        ),
+        None => None,
     };
+    let file = a.hook_secret_file.clone().or(f.hook_secret_file.clone());
+    let hook_secret = secret_bytes(file, "hook_secret_file", "TRAINERD_HOOK_SECRET")?
+        .map(|(bytes, _)| crate::signing::Secret::new(bytes));
     Ok(ChainSettings {
         ladder,
         min_accuracy,
@@ -650,7 +649,44 @@ fn chain_settings(
         webhooks,
         webhook_events,
         webhook_secret,
+        hook_secret,
     })
+}
+
+/// Where a secret came from: the config key and the file or variable.
+struct SecretSource {
+    key: String,
+    name: String,
+}
+
+/// A secret's bytes: from `file` (the flag or config key `key`; trimmed,
+/// non-empty), else from env `var` as raw bytes (a secret need not be
+/// UTF-8). `None` when neither is set.
+fn secret_bytes(
+    file: Option<PathBuf>,
+    key: &'static str,
+    var: &str,
+) -> Result<Option<(Vec<u8>, SecretSource)>, ConfigError> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read(&path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))?;
+        let trimmed = text.trim_ascii().to_vec();
+        if trimmed.is_empty() {
+            return Err(invalid(key, format!("{} is empty", path.display())));
+        }
+        let (key, name) = (key.to_string(), path.display().to_string());
+        return Ok(Some((trimmed, SecretSource { key, name })));
+    }
+    let bytes = std::env::var_os(var)
+        .map(std::os::unix::ffi::OsStringExt::into_vec)
+        .filter(|s| !s.is_empty());
+    Ok(bytes.map(|b| {
+        let source = SecretSource {
+            key: var.trim_start_matches("TRAINERD_").to_ascii_lowercase(),
+            name: var.to_string(),
+        };
+        (b, source)
+    }))
 }
 
 /// Most intra-op threads `--threads` accepts, whatever the core count: a

@@ -12,6 +12,7 @@
 //! - [`telemetry`]: logging, heartbeat, watchdog, Prometheus metrics, progress bar
 //! - [`report`]: `best/report.html` with SVG plots
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
+//! - [`hooks`]: `POST /hooks/git`: verified push events fast-forward the workspace
 //! - [`predict`]: classify images with the champion
 //! - [`export`]: the champion as ONNX, TorchScript, a Triton repository, a model card; checksums
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
@@ -28,6 +29,7 @@ pub mod data;
 pub mod exit;
 pub mod export;
 pub mod finite;
+pub mod hooks;
 pub mod katib;
 pub mod model;
 pub mod optim;

@@ -1,4 +1,4 @@
-//! Webhook signatures by the Standard Webhooks specification
+//! Shared secrets, and webhook signatures by the Standard Webhooks specification
 //! (<https://www.standardwebhooks.com>): `webhook-id`, `webhook-timestamp`
 //! and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
 //! one `v1,` entry per key so that a receiver can rotate its secret.
@@ -17,6 +17,25 @@ use sha2::Sha256;
 
 /// The prefix of a Standard Webhooks secret.
 pub const PREFIX: &str = "whsec_";
+
+/// A shared secret as configured (any bytes); `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
 
 /// The signing keys; `Debug` does not print them.
 #[derive(Clone, PartialEq, Eq)]

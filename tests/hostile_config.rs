@@ -90,14 +90,11 @@ fn train(su: &Setup, state: &Path, extra: &[&str]) -> Output {
 fn saved_state(state: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for dir in ["best", "best.previous"] {
-        if let Ok(rd) = fs::read_dir(state.join(dir)) {
-            for e in rd.flatten() {
-                let p = e.path();
-                out.insert(
-                    p.strip_prefix(state).unwrap().display().to_string(),
-                    sha256_file(&p),
-                );
-            }
+        for p in files_under(&state.join(dir)) {
+            out.insert(
+                p.strip_prefix(state).unwrap().display().to_string(),
+                sha256_file(&p),
+            );
         }
     }
     let journal = state.join("study/journal.jsonl");

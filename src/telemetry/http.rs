@@ -1,6 +1,7 @@
 //! The HTTP endpoints: one axum [`Router`] (`GET /metrics` in the Prometheus
-//! text format, `GET /healthz`, an index at `/`) served by hyper on the
-//! process's tokio runtime.
+//! text format, `GET /healthz`, an index at `/`, and the push hooks'
+//! `POST /hooks/git` from [`crate::hooks`]) served by hyper on the process's
+//! tokio runtime.
 //!
 //! Bounded, so no client can pile up work: at most [`MAX_CONNECTIONS`] open
 //! connections (more wait in the kernel's backlog until one closes), each
@@ -135,7 +136,14 @@ pub async fn start(
         return Ok(None);
     };
     let metrics = Arc::new(Metrics::new(progress.clone(), cfg.state_dir.clone()));
-    serve(addr, router(HttpState { metrics })).await.map(Some)
+    let hooks = crate::hooks::router(crate::hooks::HookSettings {
+        secret: cfg.hook_secret.clone(),
+        workspace: cfg.data_dir.clone(),
+        remote: cfg.git_remote.clone().unwrap_or_else(|| "origin".into()),
+    });
+    serve(addr, router(HttpState { metrics }).merge(hooks))
+        .await
+        .map(Some)
 }
 
 /// Binds `addr` now (so a taken port is an error at start) and serves `app`
