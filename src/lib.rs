@@ -19,11 +19,13 @@
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
 //! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
+//! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
 
 pub mod app;
 pub mod config;
 pub mod control;
 pub mod data;
+pub mod event_kind;
 pub mod exit;
 pub mod export;
 pub mod finite;

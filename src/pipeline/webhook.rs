@@ -212,7 +212,7 @@ fn pending(events: &Path, past: &[Delivery], cfg: &WebhookConfig) -> Vec<(Event,
     let mut out = Vec::new();
     for ev in events
         .into_iter()
-        .filter(|e| e.study == latest && cfg.events.contains(&e.kind))
+        .filter(|e| e.study == latest && cfg.events.contains(e.kind.as_str()))
     {
         for url in &cfg.urls {
             if !settled.contains(&(ev.id.as_str(), redact(url))) {
@@ -287,7 +287,7 @@ impl Sink {
     }
 
     async fn deliver_all(&mut self, ev: &Event) {
-        if !self.cfg.events.contains(&ev.kind) {
+        if !self.cfg.events.contains(ev.kind.as_str()) {
             return;
         }
         for url in self.cfg.urls.clone() {
@@ -306,7 +306,7 @@ impl Sink {
                 concat!("trainerd/", env!("CARGO_PKG_VERSION")),
             )
             .header("Idempotency-Key", &ev.id)
-            .header("X-Trainerd-Event", &ev.kind);
+            .header("X-Trainerd-Event", ev.kind.as_str());
         if let Some(secret) = &self.cfg.secret {
             req = req.header("X-Trainerd-Signature", signature(secret, body));
         }
