@@ -18,6 +18,7 @@
 //! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
+//! - [`timestamp`]: the one wall-clock timestamp format
 //! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
 //! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
 
@@ -39,5 +40,6 @@ pub mod search;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 pub mod train;
 pub mod watch;

@@ -34,7 +34,6 @@ use sha2::Sha256;
 
 use super::events::{read_events, Event, EventLog};
 use super::jsonl::JsonlLog;
-use super::promote::ModelCard;
 
 /// Events sent when `--webhook-events` is not given.
 pub const DEFAULT_EVENTS: &[&str] = &[
@@ -361,7 +360,7 @@ impl Sink {
             attempts: tries,
             http_status: http,
             error,
-            time: ModelCard::now(),
+            time: crate::timestamp::now_rfc3339(),
         };
         if let Err(e) = self.log.append(&record) {
             tracing::warn!(path = %self.log.path().display(), "cannot record a webhook delivery: {e}");
