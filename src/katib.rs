@@ -7,13 +7,13 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
-use chrono::{SecondsFormat, Utc};
 use clap::Args;
 
 use crate::config::{CommonArgs, Config, ConfigError};
 use crate::exit::Outcome;
 use crate::model::OptimSpec;
 use crate::pipeline;
+use crate::timestamp::now_rfc3339;
 use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
 #[derive(Debug, Args, Clone)]
@@ -65,7 +65,7 @@ fn optimizer_from_name(name: &str, lr: f64) -> Result<OptimSpec, ConfigError> {
 pub fn stdout_line(rec: &EpochRecord) -> String {
     format!(
         "{} epoch={} accuracy={:.6} loss={:.6} train_loss={:.6}",
-        Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        now_rfc3339(),
         rec.epoch,
         rec.val_accuracy,
         rec.val_loss,
@@ -76,7 +76,7 @@ pub fn stdout_line(rec: &EpochRecord) -> String {
 /// One metrics record in Katib's JSON file format: every value a string.
 pub fn json_line(rec: &EpochRecord) -> String {
     serde_json::json!({
-        "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        "timestamp": now_rfc3339(),
         "epoch": rec.epoch.to_string(),
         "accuracy": format!("{:.6}", rec.val_accuracy),
         "loss": format!("{:.6}", rec.val_loss),
@@ -138,7 +138,7 @@ pub fn run(
             // Katib reads a failed trial from the exit status; the line says why.
             println!(
                 "{} diverged=1 epoch={} step={} accuracy=0",
-                Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                now_rfc3339(),
                 d.epoch,
                 d.step
             );
@@ -151,7 +151,7 @@ pub fn run(
         TrialOutcome::Finished(report) => {
             println!(
                 "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",
-                Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                now_rfc3339(),
                 report.val.accuracy,
                 report.val.loss,
                 report.test.accuracy

@@ -19,13 +19,16 @@
 //! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
 //! - [`katib`]: `trainerd trial`, one trial reported in Katib's metric formats
 //! - [`exit`]: exit codes, and the one place errors map to them
+//! - [`timestamp`]: the one wall-clock timestamp format
 //! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
 //! - [`signing`]: webhook signatures by the Standard Webhooks specification
+//! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
 
 pub mod app;
 pub mod config;
 pub mod control;
 pub mod data;
+pub mod event_kind;
 pub mod exit;
 pub mod export;
 pub mod finite;
@@ -41,5 +44,6 @@ pub mod signing;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod timestamp;
 pub mod train;
 pub mod watch;

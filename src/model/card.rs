@@ -7,7 +7,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ArchSpec, Recipe, TrialSpec};
@@ -94,7 +93,7 @@ impl ModelCard {
         }
     }
     pub fn now() -> String {
-        Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+        crate::timestamp::now_rfc3339()
     }
     /// A number of the card is not finite: the model diverged (only cards
     /// written by builds that did not stop diverged trials).

@@ -15,26 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::jsonl::{self, JsonlLog};
+pub use crate::event_kind::{EventKind, KINDS};
 use crate::search::journal::{Entry, Outcome, Record};
 
 /// Version of the event lines.
 pub const EVENT_FORMAT: u32 = 1;
-
-/// Every kind of event, in the order a study emits them.
-pub const KINDS: &[&str] = &[
-    "study_started",
-    "resumed",
-    "trial_started",
-    "architecture_changed",
-    "trial_pruned",
-    "trial_diverged",
-    "trial_finished",
-    "new_best",
-    "below_target",
-    "target_reached",
-    "budget_exhausted",
-    "stopped",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -54,7 +39,7 @@ pub struct Event {
     pub v: u32,
     /// Deterministic: `<study>:<kind>[:<trial or seq>]`; the webhook's idempotency key.
     pub id: String,
-    pub kind: String,
+    pub kind: EventKind,
     pub study: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trial: Option<u32>,
@@ -65,7 +50,7 @@ pub struct Event {
     pub data: serde_json::Value,
 }
 
-fn event(e: &Entry, kind: &str, suffix: Option<String>, trial: Option<u32>) -> Event {
+fn event(e: &Entry, kind: EventKind, suffix: Option<String>, trial: Option<u32>) -> Event {
     let id = match suffix {
         Some(s) => format!("{}:{kind}:{s}", e.study),
         None => format!("{}:{kind}", e.study),
@@ -73,7 +58,7 @@ fn event(e: &Entry, kind: &str, suffix: Option<String>, trial: Option<u32>) -> E
     Event {
         v: EVENT_FORMAT,
         id,
-        kind: kind.into(),
+        kind,
         study: e.study.clone(),
         trial,
         time: e.time.clone(),
@@ -99,13 +84,13 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             target,
             config,
         } => vec![with(
-            event(e, "study_started", None, None),
+            event(e, EventKind::StudyStarted, None, None),
             format!("study {} started (target {target})", e.study),
             json!({"key": key, "ordinal": ordinal, "data_fingerprint": data_fingerprint,
                    "target": target, "config": config}),
         )],
         Record::Resumed { seq, trial } => vec![with(
-            event(e, "resumed", Some(format!("r{seq}")), *trial),
+            event(e, EventKind::Resumed, Some(format!("r{seq}")), *trial),
             format!("study {} resumed after a restart", e.study),
             json!({"seq": seq}),
         )],
@@ -118,13 +103,13 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             architecture_changed,
         } => {
             let mut out = vec![with(
-                event(e, "trial_started", t(*trial), Some(*trial)),
+                event(e, EventKind::TrialStarted, t(*trial), Some(*trial)),
                 format!("trial {trial} started: {} ({reason})", spec.preset),
                 json!({"spec": spec, "move": mv, "rung": rung, "reason": reason}),
             )];
             if *architecture_changed {
                 out.push(with(
-                    event(e, "architecture_changed", t(*trial), Some(*trial)),
+                    event(e, EventKind::ArchitectureChanged, t(*trial), Some(*trial)),
                     format!("trial {trial} changes the architecture to {}", spec.preset),
                     json!({"preset": spec.preset, "arch": spec.arch}),
                 ));
@@ -136,7 +121,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             history,
             reason,
         } => vec![with(
-            event(e, "trial_pruned", t(*trial), Some(*trial)),
+            event(e, EventKind::TrialPruned, t(*trial), Some(*trial)),
             format!(
                 "trial {trial} pruned after {} epochs: {reason}",
                 history.len()
@@ -155,14 +140,14 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             ..
         } => {
             let mut out = vec![with(
-                event(e, "trial_finished", t(*trial), Some(*trial)),
+                event(e, EventKind::TrialFinished, t(*trial), Some(*trial)),
                 format!("trial {trial} finished: validation accuracy {val_accuracy:.4}"),
                 json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
                        "pruned": pruned, "train_seconds": train_seconds}),
             )];
             if *promoted {
                 out.push(with(
-                    event(e, "new_best", t(*trial), Some(*trial)),
+                    event(e, EventKind::NewBest, t(*trial), Some(*trial)),
                     format!(
                         "trial {trial} is the new champion: validation accuracy {val_accuracy:.4}"
                     ),
@@ -171,7 +156,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             }
             if *study_best < target {
                 out.push(with(
-                    event(e, "below_target", t(*trial), Some(*trial)),
+                    event(e, EventKind::BelowTarget, t(*trial), Some(*trial)),
                     format!("best so far {study_best:.4} is below the target {target}"),
                     json!({"study_best": study_best, "target": target}),
                 ));
@@ -189,12 +174,12 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
         } => {
             let mut out = vec![
                 with(
-                    event(e, "trial_diverged", t(*trial), Some(*trial)),
+                    event(e, EventKind::TrialDiverged, t(*trial), Some(*trial)),
                     format!("trial {trial} diverged in epoch {epoch} and was stopped: {reason}"),
                     json!({"epoch": epoch, "step": step, "reason": reason}),
                 ),
                 with(
-                    event(e, "trial_finished", t(*trial), Some(*trial)),
+                    event(e, EventKind::TrialFinished, t(*trial), Some(*trial)),
                     format!("trial {trial} finished: diverged, never promoted"),
                     json!({"val_accuracy": null, "test_accuracy": null, "pruned": false,
                            "diverged": true, "train_seconds": train_seconds}),
@@ -202,7 +187,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             ];
             if *study_best < target {
                 out.push(with(
-                    event(e, "below_target", t(*trial), Some(*trial)),
+                    event(e, EventKind::BelowTarget, t(*trial), Some(*trial)),
                     format!("best so far {study_best:.4} is below the target {target}"),
                     json!({"study_best": study_best, "target": target}),
                 ));
@@ -210,7 +195,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             out
         }
         Record::Stopped { seq, trial, step } => vec![with(
-            event(e, "stopped", Some(format!("s{seq}")), *trial),
+            event(e, EventKind::Stopped, Some(format!("s{seq}")), *trial),
             format!("stopped on request at step {step}"),
             json!({"step": step}),
         )],
@@ -221,11 +206,11 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             reason,
         } => {
             let kind = match outcome {
-                Outcome::TargetReached => "target_reached",
-                Outcome::BudgetExhausted => "budget_exhausted",
+                Outcome::TargetReached => EventKind::TargetReached,
+                Outcome::BudgetExhausted => EventKind::BudgetExhausted,
             };
             vec![with(
-                event(e, kind, None, *best_trial),
+                event(e, kind.clone(), None, *best_trial),
                 format!("study {} finished: {kind} ({reason})", e.study),
                 json!({"best_trial": best_trial, "best_val_accuracy": best_val_accuracy,
                        "target": target, "reason": reason}),
@@ -370,10 +355,11 @@ mod tests {
         ]
         .iter()
         .flat_map(|e| events_for(e, 0.9))
-        .map(|e| e.kind)
+        .map(|e| e.kind.to_string())
         .collect();
         for k in ids {
             assert!(KINDS.contains(&k.as_str()), "{k}");
+            assert_ne!(EventKind::from(k.as_str()), EventKind::Other(k.clone()));
         }
     }
 

@@ -34,7 +34,6 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{read_events, Event, EventLog};
 use super::jsonl::JsonlLog;
-use super::promote::ModelCard;
 
 /// Events sent when `--webhook-events` is not given.
 pub const DEFAULT_EVENTS: &[&str] = &[
@@ -201,7 +200,7 @@ fn pending(events: &Path, past: &[Delivery], cfg: &WebhookConfig) -> Vec<(Event,
     let mut out = Vec::new();
     for ev in events
         .into_iter()
-        .filter(|e| e.study == latest && cfg.events.contains(&e.kind))
+        .filter(|e| e.study == latest && cfg.events.contains(e.kind.as_str()))
     {
         for url in &cfg.urls {
             if !settled.contains(&(ev.id.as_str(), redact(url))) {
@@ -276,7 +275,7 @@ impl Sink {
     }
 
     async fn deliver_all(&mut self, ev: &Event) {
-        if !self.cfg.events.contains(&ev.kind) {
+        if !self.cfg.events.contains(ev.kind.as_str()) {
             return;
         }
         for url in self.cfg.urls.clone() {
@@ -295,7 +294,7 @@ impl Sink {
                 concat!("trainerd/", env!("CARGO_PKG_VERSION")),
             )
             .header("Idempotency-Key", &ev.id)
-            .header("X-Trainerd-Event", &ev.kind);
+            .header("X-Trainerd-Event", ev.kind.as_str());
         if let Some(keys) = &self.cfg.secret {
             for (name, value) in keys.headers(&ev.id, chrono::Utc::now().timestamp(), body) {
                 req = req.header(name, value);
@@ -352,7 +351,7 @@ impl Sink {
             attempts: tries,
             http_status: http,
             error,
-            time: ModelCard::now(),
+            time: crate::timestamp::now_rfc3339(),
         };
         if let Err(e) = self.log.append(&record) {
             tracing::warn!(path = %self.log.path().display(), "cannot record a webhook delivery: {e}");

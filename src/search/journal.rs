@@ -260,7 +260,7 @@ impl Journal {
         let entry = Entry {
             v: JOURNAL_FORMAT,
             study: study.to_string(),
-            time: crate::pipeline::promote::ModelCard::now(),
+            time: crate::timestamp::now_rfc3339(),
             record,
         };
         let mut line = serde_json::to_vec(&entry).map_err(|e| io(&self.path, e))?;

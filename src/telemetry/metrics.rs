@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::event_kind::EventKind;
 use crate::train::{now_ms, Progress};
 
 /// What one scrape reports: a `prometheus-client` registry whose collector
@@ -64,10 +65,10 @@ pub fn tally_events(path: &Path) -> Tally {
         };
         let this = v["study"].as_str().unwrap_or_default();
         let trial = v["trial"].as_i64().unwrap_or(-1);
-        let kind = v["kind"].as_str().unwrap_or_default();
-        if kind == "resumed" {
+        let kind = EventKind::from(v["kind"].as_str().unwrap_or_default());
+        if kind == EventKind::Resumed {
             restarts += 1;
-        } else if kind == "study_started" && this != study {
+        } else if kind == EventKind::StudyStarted && this != study {
             study = this.to_string();
             trials.clear();
         }
@@ -75,13 +76,13 @@ pub fn tally_events(path: &Path) -> Tally {
             continue;
         }
         match kind {
-            "trial_started" => {
+            EventKind::TrialStarted => {
                 trials.insert(trial, State::Running);
             }
-            "trial_pruned" => {
+            EventKind::TrialPruned => {
                 trials.insert(trial, State::Pruned);
             }
-            "trial_finished" => {
+            EventKind::TrialFinished => {
                 let pruned = v["data"]["pruned"].as_bool() == Some(true)
                     || trials.get(&trial) == Some(&State::Pruned);
                 trials.insert(

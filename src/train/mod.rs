@@ -4,6 +4,7 @@ mod eval;
 pub mod malloc;
 mod progress;
 mod resume;
+mod trainer;
 mod trial;
 
 pub use eval::{evaluate, EvalResult};

@@ -1,0 +1,221 @@
+//! The trainer's epoch ends, checkpoints, stop and final evaluation: the
+//! parts of the loop that write or report, beside the step in `mod.rs`.
+
+use std::time::Instant;
+
+use tch::{Kind, Tensor};
+
+use super::{Flow, Trainer};
+use crate::model;
+use crate::store::fault;
+use crate::train::eval::{evaluate, EvalResult};
+use crate::train::trial::{EpochRecord, TrialOutcome, TrialReport};
+use crate::train::TrainError;
+
+impl Trainer<'_> {
+    /// Ends the trial on a stop request, checkpointing the current step
+    /// first unless it is saved already (or diverged).
+    pub(in crate::train) fn stop_on_request(mut self) -> Result<TrialOutcome, TrainError> {
+        let (trial, step) = (self.setup.trial, self.step);
+        if step > 0 && self.last_saved != Some(step) {
+            let secs = self.seconds();
+            if let Some(outcome) = self.save_unless_diverged(secs)? {
+                return Ok(outcome);
+            }
+        }
+        tracing::info!(trial, step, "stopped on request after a final checkpoint");
+        Ok(TrialOutcome::Stopped { step })
+    }
+
+    /// At an epoch's end: validate, record, checkpoint, and ask the pruner.
+    pub(in crate::train) fn end_epoch(&mut self, lr: f64) -> Result<Flow, TrainError> {
+        fault::point("train.eval");
+        let data = self.setup.data;
+        let val = evaluate(
+            &self.net.net,
+            &data.val,
+            data.num_classes,
+            self.setup.device,
+        );
+        let secs = self.seconds();
+        let step = self.step;
+        let record = EpochRecord {
+            epoch: (step / self.geo.per_epoch) as u32,
+            step,
+            train_loss: self.loss_sum.double_value(&[]) / self.loss_count.max(1) as f64,
+            val_accuracy: val.accuracy,
+            val_loss: val.loss,
+            lr,
+            train_seconds: secs,
+        };
+        if !record.is_finite() {
+            let why = format!(
+                "epoch {}: training loss {}, validation loss {}, learning rate {}",
+                record.epoch, record.train_loss, record.val_loss, record.lr
+            );
+            return Ok(Flow::Diverged(self.diverge(
+                u64::from(record.epoch),
+                why,
+                secs,
+            )));
+        }
+        self.record_epoch(record, val);
+        self.save(secs)?;
+        let trial = self.setup.trial;
+        if step < self.geo.total && self.setup.prune.is_some_and(|p| p(&self.history)) {
+            tracing::info!(
+                trial,
+                step,
+                "trial pruned: early accuracy below earlier trials"
+            );
+            self.pruned = true;
+            return Ok(Flow::Pruned);
+        }
+        Ok(Flow::Go)
+    }
+
+    /// Logs a finite epoch record, resets the running loss, and hands the
+    /// record to the progress counters, the history and the epoch sink.
+    fn record_epoch(&mut self, record: EpochRecord, val: EvalResult) {
+        let trial = self.setup.trial;
+        tracing::info!(
+            trial,
+            epoch = record.epoch,
+            step = record.step,
+            train_loss = format!("{:.4}", record.train_loss),
+            val_accuracy = format!("{:.4}", record.val_accuracy),
+            "epoch finished"
+        );
+        self.loss_sum = Tensor::zeros([], (Kind::Float, self.setup.device));
+        self.loss_count = 0;
+        let progress = self.setup.progress;
+        progress.end_epoch(record.epoch, record.train_loss, record.val_accuracy);
+        self.history.push(record);
+        self.last_val = Some((self.step, val));
+        if let (Some(cb), Some(last)) = (self.setup.on_epoch, self.history.last()) {
+            cb(trial, last);
+        }
+    }
+
+    /// Checkpoints mid-epoch when the step or time interval says so.
+    pub(in crate::train) fn checkpoint_if_due(&mut self) -> Result<Flow, TrainError> {
+        let every = &self.setup.every;
+        let since = self.clocks.last_ckpt.elapsed();
+        let due = every.steps.is_some_and(|n| self.step % n == 0)
+            || every.interval.is_some_and(|d| since >= d);
+        if !due {
+            return Ok(Flow::Go);
+        }
+        let secs = self.seconds();
+        Ok(match self.save_unless_diverged(secs)? {
+            Some(outcome) => Flow::Diverged(outcome),
+            None => Flow::Go,
+        })
+    }
+
+    /// The mid-epoch divergence check, then a checkpoint. Saving reads every
+    /// weight back anyway: one scalar more is free, and a diverged model is
+    /// never written.
+    fn save_unless_diverged(&mut self, secs: f64) -> Result<Option<TrialOutcome>, TrainError> {
+        let sum = self.loss_sum.double_value(&[]);
+        if self.loss_count > 0 && !sum.is_finite() {
+            let epoch = self.step / self.geo.per_epoch + 1;
+            return Ok(Some(self.diverge(
+                epoch,
+                format!("training loss {sum}"),
+                secs,
+            )));
+        }
+        self.save(secs)?;
+        Ok(None)
+    }
+
+    /// Writes a checkpoint of the current step.
+    fn save(&mut self, secs: f64) -> Result<(), TrainError> {
+        let step = self.step;
+        let mut tensors: Vec<(String, Tensor)> = self
+            .net
+            .named
+            .iter()
+            .map(|(n, t)| (format!("model/{n}"), t.shallow_clone()))
+            .collect();
+        tensors.extend(self.net.opt.state_tensors());
+        let score = self
+            .history
+            .last()
+            .filter(|h| h.step == step)
+            .map(|h| h.val_accuracy);
+        let meta = self
+            .ident
+            .checkpoint_meta(step, self.geo.per_epoch, &self.history, secs);
+        let started = Instant::now();
+        let path = self
+            .setup
+            .checkpoints
+            .save(step, score, &meta, &tensors)
+            .map_err(TrainError::Store)?;
+        self.setup.progress.checkpoint_saved();
+        let took = started.elapsed();
+        self.clocks.saving += took;
+        let trial = self.setup.trial;
+        tracing::debug!(trial, step, path = %path.display(), ms = took.as_millis() as u64, "checkpoint saved");
+        self.last_saved = Some(step);
+        self.clocks.last_ckpt = Instant::now();
+        Ok(())
+    }
+
+    /// After the last step (or pruning): the final evaluation and the report.
+    pub(in crate::train) fn finish(mut self) -> Result<TrialOutcome, TrainError> {
+        let this_run = self.clocks.run_start.elapsed().as_secs_f64();
+        let train_seconds = self.earlier_seconds + this_run;
+        let saving = self.clocks.saving.as_secs_f64();
+        tracing::info!(
+            trial = self.setup.trial,
+            checkpoint_seconds = format!("{saving:.3}"),
+            overhead_percent = format!("{:.2}", 100.0 * saving / this_run.max(1e-9)),
+            "checkpointing cost in this run"
+        );
+        fault::point("train.eval");
+        let (data, device) = (self.setup.data, self.setup.device);
+        let val = match self.last_val.take() {
+            Some((at, val)) if at == self.step => val,
+            _ => evaluate(&self.net.net, &data.val, data.num_classes, device),
+        };
+        let test = evaluate(&self.net.net, &data.test, data.num_classes, device);
+        let evals = [val.loss, val.accuracy, test.loss, test.accuracy];
+        if evals.iter().any(|x| !x.is_finite()) {
+            let why = format!(
+                "final evaluation: validation loss {}, test loss {}",
+                val.loss, test.loss
+            );
+            let epoch = self.step.div_ceil(self.geo.per_epoch);
+            return Ok(self.diverge(epoch, why, train_seconds));
+        }
+        Ok(TrialOutcome::Finished(Box::new(self.report(
+            val,
+            test,
+            train_seconds,
+        ))))
+    }
+
+    fn report(self, val: EvalResult, test: EvalResult, train_seconds: f64) -> TrialReport {
+        // Contiguous copies: exporters write standard (NCHW) layout.
+        let weights = self
+            .net
+            .named
+            .iter()
+            .map(|(n, t)| (n.clone(), t.detach().contiguous()))
+            .collect();
+        TrialReport {
+            val,
+            test,
+            history: self.history,
+            steps: self.step,
+            parameters: model::parameter_count(&self.net.vs),
+            train_seconds,
+            weights,
+            pruned: self.pruned,
+            resumed_from: self.resumed_from,
+        }
+    }
+}
