@@ -189,6 +189,7 @@ async fn supervised(
         progress: p.progress.clone(),
         live: p.live.clone(),
         notify: notifier.as_ref().map(|n| n.sender()),
+        supersede: Default::default(),
     };
     let trial = matches!(kind, Kind::Trial(_));
     let mode = match kind {

@@ -51,6 +51,8 @@ event_kinds! {
     BudgetExhausted = "budget_exhausted",
     /// Stopped on request.
     Stopped = "stopped",
+    /// New inputs arrived mid-study: it stopped and a new study starts.
+    StudySuperseded = "study_superseded",
 }
 
 impl From<&str> for EventKind {

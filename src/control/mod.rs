@@ -105,6 +105,8 @@ struct Control {
     training: bool,
     /// A study request that came while busy.
     pending: Option<StudyRequest>,
+    /// The running study was asked to give way to `pending`.
+    superseding: bool,
     why: Option<Why>,
     /// When a stalled trainer is given up on.
     deadline: Option<Instant>,
@@ -128,6 +130,7 @@ pub async fn run(
         busy: None,
         training: false,
         pending: None,
+        superseding: false,
         why: None,
         deadline: None,
         watcher: None,
@@ -197,6 +200,7 @@ impl Control {
                 live: &s.live,
                 notify: s.notify.clone(),
                 force_new,
+                supersede: &s.supersede,
             };
             study::run_study(&ctx).map(Outcome::from)
         }));
@@ -265,11 +269,30 @@ impl Control {
             None => req,
         };
         if self.busy.is_some() {
+            if self.training && req.force {
+                self.supersede(&req);
+            }
             self.pending = Some(req);
         } else {
             self.start_request(req);
         }
         Ok(Flow::Go)
+    }
+
+    /// New inputs while a study trains: it stops at its next step
+    /// (checkpointed, journaled as superseded) and the pending request starts
+    /// as soon as the trainer is back ([`Control::on_report`]).
+    fn supersede(&mut self, req: &StudyRequest) {
+        let why = crate::pipeline::study::Supersession {
+            reason: req.reason.clone(),
+            commit: req.commit.clone(),
+        };
+        tracing::info!(reason = %why.reason, commit = ?why.commit, "new inputs: superseding the running study");
+        if let Ok(mut slot) = self.shared.supersede.lock() {
+            *slot = Some(why);
+        }
+        self.superseding = true;
+        self.shared.stop.raise();
     }
 
     fn on_report(&mut self, report: Report) -> anyhow::Result<Flow> {
@@ -284,6 +307,16 @@ impl Control {
         };
         if self.why == Some(Why::Stalled) {
             return Ok(Flow::End(Ending::clean(Outcome::Stalled)));
+        }
+        if std::mem::take(&mut self.superseding) && self.why.is_none() {
+            if let Ok(mut slot) = self.shared.supersede.lock() {
+                *slot = None;
+            }
+            self.shared.stop.lower();
+            if let Some(req) = self.pending.take() {
+                self.start_request(req);
+                return Ok(Flow::Go);
+            }
         }
         if !self.daemon || outcome == Outcome::Stopped {
             return Ok(Flow::End(Ending::clean(outcome)));
@@ -371,6 +404,7 @@ async fn bridge_watcher(
             reason: format!("{:?}", ev.reasons),
             config,
             force: true,
+            commit: ev.commit.clone(),
         };
         if requests.send(request).is_err() {
             return;
@@ -403,6 +437,7 @@ mod tests {
             progress: Arc::default(),
             live: Liveness::default(),
             notify: None,
+            supersede: Default::default(),
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Shared {
     pub live: Liveness,
     /// Where new events go besides the log (the webhook sink).
     pub notify: Option<UnboundedSender<Event>>,
+    /// Why the running study is being superseded (set before `stop` is raised).
+    pub supersede: crate::pipeline::study::SupersedeSlot,
 }
 
 /// One piece of training work: a study, or a single trial.

@@ -15,6 +15,8 @@ pub struct StudyRequest {
     /// Start a new study even if settings and data are unchanged (otherwise a
     /// request whose study already finished leaves the daemon idle).
     pub force: bool,
+    /// The workspace's commit when the request was made, if a checkout.
+    pub commit: Option<String>,
 }
 
 impl StudyRequest {
@@ -26,6 +28,7 @@ impl StudyRequest {
             reason: format!("{}; {}", self.reason, later.reason),
             config: later.config.or(self.config),
             force: self.force || later.force,
+            commit: later.commit.or(self.commit),
         }
     }
 }
@@ -53,6 +56,7 @@ mod tests {
                 Box::new(Config::resolve(&args).unwrap())
             }),
             force,
+            commit: None,
         };
         let m = req("config", Some(7), true).merge(req("data", None, false));
         assert_eq!(m.reason, "config; data");

@@ -199,6 +199,16 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             format!("stopped on request at step {step}"),
             json!({"step": step}),
         )],
+        Record::Superseded {
+            trial,
+            step,
+            reason,
+            commit,
+        } => vec![with(
+            event(e, EventKind::StudySuperseded, None, *trial),
+            format!("superseded at step {step}: {reason}"),
+            json!({"step": step, "reason": reason, "commit": commit}),
+        )],
         Record::StudyFinished {
             outcome,
             best_trial,

@@ -10,6 +10,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::UnboundedSender;
 
 use anyhow::Context as _;
@@ -37,7 +38,21 @@ pub struct Context<'a> {
     pub notify: Option<UnboundedSender<Event>>,
     /// Start a new study even when the journal's latest one has the same settings.
     pub force_new: bool,
+    /// Set by the control plane before it raises `stop` when new inputs
+    /// supersede this study: the stop is journaled as `Superseded`.
+    pub supersede: &'a SupersedeSlot,
 }
+
+/// Why the running study gives way to a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supersession {
+    pub reason: String,
+    /// The workspace's commit the new study trains on, if a checkout.
+    pub commit: Option<String>,
+}
+
+/// Shared between the control task (writes) and the study (reads at its stop).
+pub type SupersedeSlot = Arc<Mutex<Option<Supersession>>>;
 
 /// The journal and the event log, written together.
 pub(super) struct Chain {
@@ -167,6 +182,9 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
         .iter()
         .filter(|e| matches!(e.record, Record::StudyStarted { .. }))
         .count() as u32;
+    // A superseded study is never taken up again, even with the same settings
+    // (a commit that changed neither data nor config).
+    let latest = latest.filter(|(study, _)| !view(journal.study(study)).superseded);
     let mut chain = Chain {
         study: String::new(),
         target: plan.target,
@@ -224,7 +242,26 @@ fn finish(ctx: &Context<'_>, chain: &mut Chain, reason: String) -> anyhow::Resul
     Ok(end_of(outcome))
 }
 
-fn stopped(chain: &mut Chain, trial: Option<u32>, step: u64) -> anyhow::Result<StudyEnd> {
+/// Journals a stop: superseded (the study is over, its trial directories
+/// swept) when the control plane said so, else stopped on request.
+fn stopped(
+    ctx: &Context<'_>,
+    chain: &mut Chain,
+    trial: Option<u32>,
+    step: u64,
+) -> anyhow::Result<StudyEnd> {
+    let why = ctx.supersede.lock().ok().and_then(|s| s.clone());
+    if let Some(Supersession { reason, commit }) = why {
+        tracing::info!(study = %chain.study, %reason, ?commit, "study superseded by new inputs");
+        chain.record(Record::Superseded {
+            trial,
+            step,
+            reason,
+            commit,
+        })?;
+        remove_dir(&ctx.cfg.state_dir.join("study").join(&chain.study));
+        return Ok(StudyEnd::Stopped);
+    }
     let seq = chain.view().stopped;
     chain.record(Record::Stopped { seq, trial, step })?;
     Ok(StudyEnd::Stopped)
@@ -241,7 +278,7 @@ fn next_trial(
         return Ok(Ok(open));
     }
     if ctx.stop.is_raised() {
-        return stopped(chain, None, 0).map(Err);
+        return stopped(ctx, chain, None, 0).map(Err);
     }
     if let Some(limit) = ctx
         .cfg
@@ -347,7 +384,7 @@ fn drive(
         ctx.live.end();
         let report = match outcome? {
             TrialOutcome::Stopped { step } => {
-                return stopped(&mut chain.borrow_mut(), Some(current.trial), step)
+                return stopped(ctx, &mut chain.borrow_mut(), Some(current.trial), step)
             }
             TrialOutcome::Diverged(d) => {
                 finish_diverged(&mut chain.borrow_mut(), current.trial, *d, &v)?;

@@ -31,6 +31,8 @@ pub struct StudyView {
     pub stopped: u32,
     pub target: Option<f64>,
     pub outcome: Option<Outcome>,
+    /// It gave way to a newer study: never resumed.
+    pub superseded: bool,
 }
 
 impl StudyView {
@@ -78,6 +80,7 @@ pub fn view<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> StudyView {
             Record::StudyStarted { target, .. } => v.target = Some(*target),
             Record::Resumed { .. } => v.resumed += 1,
             Record::Stopped { .. } => v.stopped += 1,
+            Record::Superseded { .. } => v.superseded = true,
             Record::TrialStarted {
                 trial,
                 spec,

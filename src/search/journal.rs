@@ -132,6 +132,16 @@ pub enum Record {
         trial: Option<u32>,
         step: u64,
     },
+    /// New inputs (data, config or a commit) arrived mid-study: the study
+    /// stopped (`trial` checkpointed at `step`) and gives way to a new one;
+    /// it is never resumed.
+    Superseded {
+        trial: Option<u32>,
+        step: u64,
+        reason: String,
+        /// The workspace's commit the new study trains on, if a checkout.
+        commit: Option<String>,
+    },
     StudyFinished {
         outcome: Outcome,
         best_trial: Option<u32>,
@@ -147,7 +157,10 @@ impl Record {
         let epochs = |h: &[EpochRecord]| h.iter().all(EpochRecord::is_finite);
         match self {
             Record::StudyStarted { target, .. } => target.is_finite(),
-            Record::Resumed { .. } | Record::TrialStarted { .. } | Record::Stopped { .. } => true,
+            Record::Resumed { .. }
+            | Record::TrialStarted { .. }
+            | Record::Stopped { .. }
+            | Record::Superseded { .. } => true,
             Record::TrialPruned { history, .. } => epochs(history),
             Record::TrialFinished {
                 val_accuracy,

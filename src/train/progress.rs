@@ -13,6 +13,11 @@ impl StopFlag {
     pub fn raise(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// Lowers the flag again: only the control task does, once the study a
+    /// supersession stopped has returned and the next one starts.
+    pub fn lower(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
     pub fn is_raised(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
