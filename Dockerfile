@@ -53,9 +53,12 @@ RUN mkdir -p /out/bin \
 FROM debian:bookworm-slim AS runtime
 
 # ca-certificates: the daemon fetches MNIST over https when /data is empty.
+# apt's caches (package lists, pkgcache.bin, downloaded .debs) go in the same
+# layer, whatever the base image keeps.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb
 
 # A fixed non-root uid/gid; run with --user "$(id -u):$(id -g)" to own
 # bind-mounted host directories instead (see entrypoint/trainerd-entrypoint.sh).
@@ -73,8 +76,12 @@ COPY entrypoint/trainerd-entrypoint.sh /usr/local/bin/trainerd-entrypoint
 RUN ldd /usr/local/bin/trainerd \
  && ! ldd /usr/local/bin/trainerd | grep -q 'not found'
 
+# /metrics, /healthz and the push hooks on every interface of the container
+# (`-p 9464:9464`, or host networking); TRAINERD_METRICS_ADDR=off turns it off.
 ENV TRAINERD_STATE_DIR=/var/lib/trainerd \
-    TRAINERD_DATA_DIR=/data
+    TRAINERD_DATA_DIR=/data \
+    TRAINERD_METRICS_ADDR=0.0.0.0:9464
+EXPOSE 9464
 VOLUME ["/var/lib/trainerd", "/data"]
 USER 10001:10001
 WORKDIR /var/lib/trainerd

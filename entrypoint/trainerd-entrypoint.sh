@@ -2,7 +2,8 @@
 # Entrypoint of the trainerd image.
 #
 #   (no arguments)         -> trainerd run          (the image's CMD)
-#   run|train|status|...   -> trainerd <args>
+#   <subcommand> ...       -> trainerd <subcommand> ...  (every one trainerd has;
+#                             tests/entrypoint.rs checks the list against it)
 #   --flag ...             -> trainerd run --flag ...
 #   anything else          -> executed as is (e.g. `sh`)
 #
@@ -14,11 +15,18 @@ if [ $# -eq 0 ]; then
     set -- run
 fi
 case $1 in
-    run | train | status | health | predict | help | --help | -h | --version | -V)
+    run | train | trial | status | health | rollback | presets | predict | export | serve \
+        | help | --help | -h | --version | -V)
         set -- trainerd "$@" ;;
     -*) set -- trainerd run "$@" ;;
     *) exec "$@" ;;
 esac
+
+# The image runs as uid 10001; `--user 0:0` gives that up. Say so once.
+if [ "$(id -u)" = 0 ]; then
+    echo "trainerd-entrypoint: warning: running as root (uid 0): files on the volumes will be" \
+         "owned by root; run with --user \"\$(id -u):\$(id -g)\" to own them yourself" >&2
+fi
 
 # A bind-mounted state dir owned by another uid is the usual first-run
 # mistake; say how to fix it before the daemon exits 73 on it.

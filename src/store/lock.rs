@@ -143,6 +143,11 @@ fn not_writable(dir: &Path, e: &io::Error) -> StoreError {
     }
 }
 
+/// Docker and Podman leave these in every container's root.
+fn in_container() -> bool {
+    Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists()
+}
+
 /// The advice for one failure, in the words of someone running a container.
 fn fix_for(dir: &Path, e: &io::Error) -> String {
     // SAFETY: geteuid/getegid cannot fail and touch no memory.
@@ -151,9 +156,15 @@ fn fix_for(dir: &Path, e: &io::Error) -> String {
         Some(libc::EROFS) => "the volume is mounted read-only: mount it read-write \
              (with docker, drop `:ro` from the -v/--mount option)"
             .to_string(),
+        // In a container the path is the container's: the host's directory differs.
+        Some(libc::EACCES) | Some(libc::EPERM) if in_container() => format!(
+            "make the host directory mounted at {} writable by uid {uid} (gid {gid}), e.g. \
+             `chown -R {uid}:{gid} <that host directory>`, or run the container with --user \
+             set to its owner",
+            dir.display()
+        ),
         Some(libc::EACCES) | Some(libc::EPERM) => format!(
-            "make it writable by uid {uid} (gid {gid}), e.g. `chown -R {uid}:{gid} {}` on the \
-             host, or run the container with --user set to the volume's owner",
+            "make it writable by uid {uid} (gid {gid}), e.g. `chown -R {uid}:{gid} {}`",
             dir.display()
         ),
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => {

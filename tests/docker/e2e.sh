@@ -145,6 +145,11 @@ make_dirs() {
 start() {
     local name=$1 net=$2
     shift 2
+    # The image listens on 0.0.0.0:9464; with host networking that is the
+    # host's, so such a container gets a free loopback port instead.
+    if [ "$net" = host ]; then
+        set -- -e "TRAINERD_METRICS_ADDR=127.0.0.1:$(free_port)" "$@"
+    fi
     docker run -d --name "$prefix-$name" --network "$net" --user "$uid:$uid" \
         -v "$work/$name/state:/var/lib/trainerd" -v "$work/$name/data:/data" \
         -e TRAINERD_CHECKPOINT_EVERY=$every -e TRAINERD_SEED=7 -e TRAINERD_LOG_FORMAT=json \

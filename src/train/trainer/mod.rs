@@ -279,10 +279,12 @@ impl<'a> Trainer<'a> {
         lr
     }
 
-    /// Logs the training rate every five seconds.
+    /// Logs the training rate every five seconds, and the first step of a
+    /// run at once (so a log shows that training started).
     pub(super) fn log_rate(&mut self) {
         let c = &mut self.clocks;
-        if c.last_log.elapsed() < Duration::from_secs(5) {
+        let first = self.step == c.log_from.0 + 1 && c.last_log == c.run_start;
+        if !first && c.last_log.elapsed() < Duration::from_secs(5) {
             return;
         }
         let (step, batch) = (self.step, self.geo.batch);
