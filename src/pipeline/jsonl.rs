@@ -74,6 +74,18 @@ impl JsonlLog {
     }
 }
 
+/// Appends one record as a line to `path` (created if missing) and fsyncs
+/// it: for a log written a line at a time and never read back here (Katib's
+/// metrics file).
+pub fn append_one<T: Serialize>(path: &Path, item: &T) -> std::io::Result<()> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    JsonlLog {
+        path: path.to_path_buf(),
+        file,
+    }
+    .append(item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +99,17 @@ mod tests {
         assert_eq!(items, vec![1, 2]);
         log.append(&3u32).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "1\nnot json\n2\n3\n");
+    }
+
+    #[test]
+    fn append_one_creates_then_appends_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        append_one(&path, &serde_json::json!({"a": "1"})).unwrap();
+        append_one(&path, &serde_json::json!({"a": "2"})).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\"a\":\"1\"}\n{\"a\":\"2\"}\n"
+        );
     }
 }
