@@ -1,5 +1,6 @@
-//! Append-only JSON-lines logs (events, webhook deliveries): read what is
-//! there, cut a torn last line left by a crash mid-append, append fsynced lines.
+//! Append-only JSON-lines logs (events, webhook deliveries, the study
+//! journal, Katib's metrics file): read what is there, cut a torn last line
+//! left by a crash mid-append, append fsynced lines.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -46,19 +47,25 @@ impl JsonlLog {
             fs::create_dir_all(dir)?;
         }
         let (items, good, total) = read(path)?;
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
         if good < total {
             tracing::warn!(path = %path.display(), "log ends in a torn line (crash mid-append); dropping it");
+        }
+        Ok((JsonlLog::open_at(path, good, total)?, items))
+    }
+
+    /// Opens `path` (created if missing) for appending, first cutting it to
+    /// `good` bytes when it holds `total` (the complete-line prefix its
+    /// reader found: a crash mid-append leaves a torn tail).
+    pub fn open_at(path: &Path, good: usize, total: usize) -> std::io::Result<JsonlLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if good < total {
             file.set_len(good as u64)?;
             file.sync_all()?;
         }
-        Ok((
-            JsonlLog {
-                path: path.to_path_buf(),
-                file,
-            },
-            items,
-        ))
+        Ok(JsonlLog {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -69,7 +76,12 @@ impl JsonlLog {
     pub fn append<T: Serialize>(&mut self, item: &T) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(item).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
+        self.append_line(&line)
+    }
+
+    /// Appends one serialized line (ending in its newline) and fsyncs it.
+    pub fn append_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(line)?;
         self.file.sync_data()
     }
 }
