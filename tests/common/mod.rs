@@ -1,6 +1,11 @@
 //! Shared helpers for integration tests: tiny data sets, running the real binary.
 #![allow(dead_code)]
 
+pub mod synth;
+
+// What `synth` names through `super::`.
+use trainerd::data::{dataset, rng};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -10,8 +15,7 @@ pub fn bin() -> PathBuf {
 
 /// A tiny learnable IDX data set in `dir` (MNIST layout).
 pub fn synth_data(dir: &Path, n_train: usize, n_test: usize) {
-    trainerd::data::synth::write_synthetic_mnist(dir, n_train, n_test, 7)
-        .expect("write synthetic data");
+    synth::write_synthetic_mnist(dir, n_train, n_test, 7).expect("write synthetic data");
 }
 
 /// A command for the real binary with quiet, machine-readable logs.
