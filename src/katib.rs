@@ -3,8 +3,6 @@
 //! `<RFC3339> name=value ...`, and optionally a JSON-lines file whose values
 //! are all strings.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -74,7 +72,7 @@ pub fn stdout_line(rec: &EpochRecord) -> String {
 }
 
 /// One metrics record in Katib's JSON file format: every value a string.
-pub fn json_line(rec: &EpochRecord) -> String {
+pub fn json_record(rec: &EpochRecord) -> serde_json::Value {
     serde_json::json!({
         "timestamp": now_rfc3339(),
         "epoch": rec.epoch.to_string(),
@@ -82,7 +80,6 @@ pub fn json_line(rec: &EpochRecord) -> String {
         "loss": format!("{:.6}", rec.val_loss),
         "train_loss": format!("{:.6}", rec.train_loss),
     })
-    .to_string()
 }
 
 /// Runs the trial; returns how it ended (done, or stopped).
@@ -109,12 +106,7 @@ pub fn run(
     let on_epoch = move |_trial: u32, rec: &EpochRecord| {
         println!("{}", stdout_line(rec));
         if let Some(path) = &metrics_file {
-            let written = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut f| writeln!(f, "{}", json_line(rec)));
-            if let Err(e) = written {
+            if let Err(e) = pipeline::jsonl::append_one(path, &json_record(rec)) {
                 tracing::warn!(path = %path.display(), "cannot append Katib metrics: {e}");
             }
         }

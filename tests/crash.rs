@@ -4,29 +4,17 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Checkpoint every this many steps in these tests.
 const INTERVAL: u64 = 3;
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    data: PathBuf,
-    root: PathBuf,
-}
+type Setup = Workspace;
 
 fn setup() -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    synth_data(&data, 1500, 200);
-    let root = tmp.path().to_path_buf();
-    Setup {
-        _tmp: tmp,
-        data,
-        root,
-    }
+    workspace(1500, 200)
 }
 
 fn train_cmd(s: &Setup, state: &Path) -> Command {
@@ -64,14 +52,7 @@ fn reference_hash(s: &Setup) -> String {
 /// Steps of the committed checkpoints of trial 0, newest last.
 fn checkpoint_steps(state: &Path) -> Vec<u64> {
     // A study keeps its trials under study/<id>/trials/ (one study here).
-    let dir = std::fs::read_dir(state.join("study"))
-        .ok()
-        .and_then(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("trials/0000/checkpoints"))
-                .find(|d| d.is_dir())
-        })
-        .unwrap_or_else(|| state.join("trials/0000/checkpoints"));
+    let dir = trial0_checkpoints(state).unwrap_or_else(|| state.join("trials/0000/checkpoints"));
     let mut steps: Vec<u64> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| {
@@ -97,12 +78,6 @@ fn trial_promoted_and_cleaned(state: &Path) -> bool {
     card.is_some_and(|c| c["trial"].as_u64() == Some(0)) && checkpoint_steps(state).is_empty()
 }
 
-fn heartbeat(state: &Path) -> Option<serde_json::Value> {
-    std::fs::read(state.join("heartbeat.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-}
-
 fn heartbeat_step(state: &Path) -> u64 {
     heartbeat(state)
         .and_then(|v| v["step"].as_u64())
@@ -116,10 +91,8 @@ fn wait_until_training(child: &mut std::process::Child, state: &Path) {
         if child.try_wait().unwrap().is_some() {
             return;
         }
-        if let Some(hb) = heartbeat(state) {
-            if hb["pid"].as_u64() == Some(u64::from(child.id())) && hb["step"].as_u64() > Some(0) {
-                return;
-            }
+        if own_heartbeat(child, state).is_some_and(|hb| hb["step"].as_u64() > Some(0)) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -128,10 +101,7 @@ fn wait_until_training(child: &mut std::process::Child, state: &Path) {
 
 /// The step a run logged that it resumed from, if it did.
 fn resumed_step(log: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"].as_str() == Some("resumed from checkpoint"))
-        .and_then(|v| v["step"].as_u64())
+    step_of(log, "resumed from checkpoint")
 }
 
 /// A small deterministic generator for kill delays (no extra dependency).

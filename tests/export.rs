@@ -17,26 +17,10 @@ use trainerd::pipeline::promote::ModelCard;
 /// Test images: the 1,000.
 const TEST_IMAGES: usize = 1000;
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-}
+type Setup = Workspace;
 
 fn setup(n_train: usize) -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    let data = root.join("data");
-    synth_data(&data, n_train, TEST_IMAGES);
-    Setup {
-        _tmp: tmp,
-        root,
-        data,
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    workspace(n_train, TEST_IMAGES)
 }
 
 /// One epoch of `preset` (a name or a spec file) into `<root>/<label>/state`.

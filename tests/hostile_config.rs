@@ -20,26 +20,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 /// A temp dir with a small synthetic data set.
-struct Setup {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-}
+type Setup = Workspace;
 
 fn setup() -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    let data = root.join("data");
-    synth_data(&data, 600, 200);
-    Setup {
-        _tmp: tmp,
-        root,
-        data,
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    workspace(600, 200)
 }
 
 /// Flags for `command` on the setup's data into `state`: one quick MLP

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::synth::{idx_bytes, write_idx};
 use common::*;
-use trainerd::data::synth::{idx_bytes, write_idx};
 
 /// The address space every memory case runs in: a small run needs about
 /// half of it (libtorch included, one thread); each bomb, unchecked, would

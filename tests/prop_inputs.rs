@@ -8,9 +8,11 @@ use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
 
+mod common;
+
+use common::synth::idx_bytes;
 use proptest::prelude::*;
 use trainerd::data::idx::{self, Stream};
-use trainerd::data::synth::idx_bytes;
 use trainerd::predict::read_png;
 
 /// Counts live bytes per thread and keeps their peak.

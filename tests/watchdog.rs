@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -44,10 +44,6 @@ fn train_cmd(data: &Path, state: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-fn heartbeat(state: &Path) -> Option<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(state.join("heartbeat.json")).ok()?).ok()
-}
-
 /// Waits until `child` trains (its own heartbeat says so, past `after`).
 fn wait_until_training(child: &mut Child, state: &Path, after: u64, log: &Path) {
     let start = Instant::now();
@@ -55,11 +51,8 @@ fn wait_until_training(child: &mut Child, state: &Path, after: u64, log: &Path) 
         if let Some(status) = child.try_wait().unwrap() {
             panic!("exited before training: {status}\n{}", read_log(log));
         }
-        let hb = heartbeat(state);
-        let ours = hb
-            .as_ref()
-            .is_some_and(|h| h["pid"].as_u64() == Some(u64::from(child.id())));
-        if ours && hb.is_some_and(|h| h["training"] == true && h["step"].as_u64() > Some(after)) {
+        let hb = own_heartbeat(child, state);
+        if hb.is_some_and(|h| h["training"] == true && h["step"].as_u64() > Some(after)) {
             return;
         }
         assert!(
@@ -86,40 +79,10 @@ fn wait_exit(child: &mut Child, log: &Path) -> std::process::ExitStatus {
     }
 }
 
-fn json_lines(log: &str) -> impl Iterator<Item = serde_json::Value> + '_ {
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-}
-
-/// The step a log line starting with `message` names.
-fn step_of(log: &str, message: &str) -> Option<u64> {
-    json_lines(log)
-        .find(|v| {
-            v["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(message))
-        })
-        .and_then(|v| v["step"].as_u64())
-}
-
-/// The trial's checkpoint directory (one study, trial 0).
-fn checkpoints(state: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(state.join("study"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("trials/0000/checkpoints"))
-        .find(|d| d.is_dir())
-}
-
 fn quarantined(state: &Path) -> usize {
-    checkpoints(state)
+    trial0_checkpoints(state)
         .and_then(|d| std::fs::read_dir(d.join("quarantine")).ok())
         .map_or(0, |rd| rd.count())
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! - [`download`]: fetches MNIST from mirrors into an empty data dir, verified
 //! - [`split`]: the validation split: its default size, stratified by class
 //! - [`rng`]: the deterministic Rust-side random streams (split, epoch order)
-//! - [`synth`]: writes small learnable IDX data sets for tests
+//! - `synth` (tests only, `tests/common/synth.rs`): writes small learnable IDX data sets
 //!
 //! Every malformed input becomes a [`DataError`] whose one-line message names
 //! the file, what is wrong with it and, where there is one, the fix.
@@ -22,7 +22,11 @@ pub mod download;
 pub mod idx;
 pub mod rng;
 pub mod split;
-pub mod synth;
+#[cfg(test)]
+#[path = "../../tests/common/synth.rs"]
+pub(crate) mod synth;
+#[cfg(test)]
+mod synth_tests;
 
 pub use augment::{augment_shift, BatchSource};
 pub use dataset::{batch, Dataset, LoadOptions, Split};

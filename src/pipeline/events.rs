@@ -263,10 +263,6 @@ impl EventLog {
         })
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.seen.contains(id)
-    }
-
     /// Appends, logs and forwards `ev` unless its id was emitted before.
     pub fn emit(&mut self, ev: Event) -> Result<bool, EventError> {
         if self.seen.contains(&ev.id) {

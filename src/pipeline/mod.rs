@@ -10,7 +10,8 @@
 pub mod daemon;
 pub mod events;
 mod finish;
-pub mod jsonl;
+/// Moved to the store (the study journal appends through it too).
+pub use crate::store::jsonl;
 pub mod promote;
 pub mod study;
 pub mod webhook;

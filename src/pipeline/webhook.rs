@@ -173,7 +173,7 @@ pub fn spawn(state_dir: &Path, cfg: WebhookConfig) -> std::io::Result<Option<Not
     if cfg.secret.is_none() {
         tracing::warn!("no webhook secret (TRAINERD_WEBHOOK_SECRET or --webhook-secret-file): requests are unsigned");
     }
-    let path = state_dir.join("deliveries.jsonl");
+    let path = deliveries_path(state_dir);
     let (log, past) = JsonlLog::open::<Delivery>(&path)?;
     let pending = pending(&EventLog::path(state_dir), &past, &cfg);
     let (tx, rx) = mpsc::unbounded_channel::<Event>();
@@ -375,13 +375,6 @@ fn judge(code: u16, location: impl FnOnce() -> Option<String>) -> Attempt {
         429 | 500..=599 => Attempt::Retry(Some(code), format!("HTTP {code}")),
         _ => Attempt::Final(code),
     }
-}
-
-/// Reads the delivery log (for tests and `status`).
-pub fn read_deliveries(state_dir: &Path) -> Vec<Delivery> {
-    super::jsonl::read(&state_dir.join("deliveries.jsonl"))
-        .map(|(d, _, _)| d)
-        .unwrap_or_default()
 }
 
 /// Path of the delivery log.

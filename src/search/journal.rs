@@ -8,14 +8,14 @@
 //! A crash mid-append leaves a torn last line; opening the journal truncates
 //! it (with a warning), since the step it described had not been acted on.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::strategy::Move;
 use crate::model::TrialSpec;
+use crate::store::jsonl::JsonlLog;
 use crate::train::EpochRecord;
 
 /// Version of the records this build writes and reads.
@@ -200,8 +200,7 @@ pub enum Outcome {
 
 /// The open journal: its records so far and the file to append to.
 pub struct Journal {
-    path: PathBuf,
-    file: File,
+    log: JsonlLog,
     entries: Vec<Entry>,
 }
 
@@ -229,24 +228,14 @@ impl Journal {
             Err(e) => return Err(io(&path, e)),
         };
         let (entries, good_len) = parse(&path, &bytes)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
         if good_len < bytes.len() {
             tracing::warn!(
                 path = %path.display(), dropped_bytes = bytes.len() - good_len,
                 "journal ends in a torn record (crash mid-append); dropping it"
             );
-            file.set_len(good_len as u64).map_err(|e| io(&path, e))?;
-            file.sync_all().map_err(|e| io(&path, e))?;
         }
-        Ok(Journal {
-            path,
-            file,
-            entries,
-        })
+        let log = JsonlLog::open_at(&path, good_len, bytes.len()).map_err(|e| io(&path, e))?;
+        Ok(Journal { log, entries })
     }
 
     /// Reads the journal without creating, repairing or locking anything
@@ -276,18 +265,19 @@ impl Journal {
             time: crate::timestamp::now_rfc3339(),
             record,
         };
-        let mut line = serde_json::to_vec(&entry).map_err(|e| io(&self.path, e))?;
+        let path = self.log.path();
+        let mut line = serde_json::to_vec(&entry).map_err(|e| io(path, e))?;
         // serde_json writes NaN as null: never journal what would not read back.
         if !entry.record.is_finite() || serde_json::from_slice::<Entry>(&line).is_err() {
             return Err(JournalError::Unreadable {
-                path: self.path.clone(),
+                path: path.to_path_buf(),
                 what: String::from_utf8_lossy(&line).into_owned(),
             });
         }
         line.push(b'\n');
         crate::store::fault::point("journal.append");
-        self.file.write_all(&line).map_err(|e| io(&self.path, e))?;
-        self.file.sync_data().map_err(|e| io(&self.path, e))?;
+        let written = self.log.append_line(&line);
+        written.map_err(|e| io(self.log.path(), e))?;
         self.entries.push(entry.clone());
         Ok(entry)
     }

@@ -7,6 +7,7 @@
 //! - [`policy`]: the pure retention policy (newest K plus the best).
 //! - [`lock`]: one writer per state dir, and the writability check at start.
 //! - [`fault`]: fault-injection points for crash tests.
+//! - [`jsonl`]: append-only JSON-lines logs (events, webhook deliveries, the study journal).
 //!
 //! Failure behaviour: a failed save returns [`StoreError::Save`] (exit 74)
 //! and leaves the committed checkpoints untouched, with no temp file behind;
@@ -17,6 +18,7 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod fault;
+pub mod jsonl;
 pub mod lock;
 pub mod policy;
 #[cfg(test)]

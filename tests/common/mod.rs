@@ -1,6 +1,11 @@
 //! Shared helpers for integration tests: tiny data sets, running the real binary.
 #![allow(dead_code)]
 
+pub mod synth;
+
+// What `synth` names through `super::`.
+use trainerd::data::{dataset, rng};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -10,8 +15,7 @@ pub fn bin() -> PathBuf {
 
 /// A tiny learnable IDX data set in `dir` (MNIST layout).
 pub fn synth_data(dir: &Path, n_train: usize, n_test: usize) {
-    trainerd::data::synth::write_synthetic_mnist(dir, n_train, n_test, 7)
-        .expect("write synthetic data");
+    synth::write_synthetic_mnist(dir, n_train, n_test, 7).expect("write synthetic data");
 }
 
 /// A command for the real binary with quiet, machine-readable logs.
@@ -56,4 +60,64 @@ pub fn sha256_file(path: &Path) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A temp dir (`root`, removed on drop) with a synthetic data set in `root/data`.
+pub struct Workspace {
+    _tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub data: PathBuf,
+}
+
+pub fn workspace(n_train: usize, n_test: usize) -> Workspace {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let data = root.join("data");
+    synth_data(&data, n_train, n_test);
+    Workspace {
+        _tmp: tmp,
+        root,
+        data,
+    }
+}
+
+/// `state/heartbeat.json`, parsed (None while missing or half-written).
+pub fn heartbeat(state: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(state.join("heartbeat.json")).ok()?).ok()
+}
+
+/// The heartbeat, if `child` wrote it (not an earlier process).
+pub fn own_heartbeat(child: &Child, state: &Path) -> Option<serde_json::Value> {
+    heartbeat(state).filter(|h| h["pid"].as_u64() == Some(u64::from(child.id())))
+}
+
+/// Trial 0's checkpoint directory in a state dir holding one study.
+pub fn trial0_checkpoints(state: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(state.join("study"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("trials/0000/checkpoints"))
+        .find(|d| d.is_dir())
+}
+
+/// The step named by the first JSON log line whose message starts with `message`.
+pub fn step_of(log: &str, message: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+        .and_then(|v| v["step"].as_u64())
+}
+
+/// Sends `sig` to `child`.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }

@@ -1,5 +1,6 @@
-//! Append-only JSON-lines logs (events, webhook deliveries): read what is
-//! there, cut a torn last line left by a crash mid-append, append fsynced lines.
+//! Append-only JSON-lines logs (events, webhook deliveries, the study
+//! journal, Katib's metrics file): read what is there, cut a torn last line
+//! left by a crash mid-append, append fsynced lines.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -46,19 +47,25 @@ impl JsonlLog {
             fs::create_dir_all(dir)?;
         }
         let (items, good, total) = read(path)?;
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
         if good < total {
             tracing::warn!(path = %path.display(), "log ends in a torn line (crash mid-append); dropping it");
+        }
+        Ok((JsonlLog::open_at(path, good, total)?, items))
+    }
+
+    /// Opens `path` (created if missing) for appending, first cutting it to
+    /// `good` bytes when it holds `total` (the complete-line prefix its
+    /// reader found: a crash mid-append leaves a torn tail).
+    pub fn open_at(path: &Path, good: usize, total: usize) -> std::io::Result<JsonlLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if good < total {
             file.set_len(good as u64)?;
             file.sync_all()?;
         }
-        Ok((
-            JsonlLog {
-                path: path.to_path_buf(),
-                file,
-            },
-            items,
-        ))
+        Ok(JsonlLog {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -69,9 +76,26 @@ impl JsonlLog {
     pub fn append<T: Serialize>(&mut self, item: &T) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(item).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
+        self.append_line(&line)
+    }
+
+    /// Appends one serialized line (ending in its newline) and fsyncs it.
+    pub fn append_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(line)?;
         self.file.sync_data()
     }
+}
+
+/// Appends one record as a line to `path` (created if missing) and fsyncs
+/// it: for a log written a line at a time and never read back here (Katib's
+/// metrics file).
+pub fn append_one<T: Serialize>(path: &Path, item: &T) -> std::io::Result<()> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    JsonlLog {
+        path: path.to_path_buf(),
+        file,
+    }
+    .append(item)
 }
 
 #[cfg(test)]
@@ -87,5 +111,17 @@ mod tests {
         assert_eq!(items, vec![1, 2]);
         log.append(&3u32).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "1\nnot json\n2\n3\n");
+    }
+
+    #[test]
+    fn append_one_creates_then_appends_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        append_one(&path, &serde_json::json!({"a": "1"})).unwrap();
+        append_one(&path, &serde_json::json!({"a": "2"})).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\"a\":\"1\"}\n{\"a\":\"2\"}\n"
+        );
     }
 }
