@@ -13,6 +13,7 @@
 //! - [`report`]: `best/report.html` with SVG plots
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
 //! - [`predict`]: classify images with the champion
+//! - [`serve`]: `trainerd serve`: the champion over the Open Inference Protocol v2, hot-swapped, batched
 //! - [`export`]: the champion as ONNX, TorchScript, a Triton repository, a model card; checksums
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
@@ -34,6 +35,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod report;
 pub mod search;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod telemetry;
