@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// Log format: auto | human | json
     #[arg(long, env = "TRAINERD_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Notice promotions by polling `best/` every 2 s instead of file events
+    /// (network filesystems, where another node's renames raise no event).
+    #[arg(long, env = "TRAINERD_WATCH_POLL")]
+    pub watch_poll: bool,
+    /// Do not serve: ask the server at `--addr` whether it is ready (exit 0) or not (exit 1);
+    /// for container health checks.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args, Clone)]

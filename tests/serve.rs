@@ -2,7 +2,8 @@
 //! data: the Open Inference Protocol's health, metadata and inference
 //! routes; labels equal `trainerd predict`'s; bad requests answered with a
 //! 400 / 404 / 413 and a JSON error; readiness follows the champion; the
-//! real `tritonclient[http]` (tests/interop/check_triton.py) agrees.
+//! real `tritonclient[http]` (tests/interop/check_triton.py) agrees;
+//! `serve --probe` answers for container health checks.
 
 #[path = "serve_support.rs"]
 mod support;
@@ -184,8 +185,19 @@ fn ready_only_once_a_champion_appears() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
-    let srv = Serve::start(&state, &tmp.path().join("serve.log"), &[]);
+    // Polling (as on network filesystems): the inotify path is tests/serve_swap.rs's.
+    let srv = Serve::start(&state, &tmp.path().join("serve.log"), &["--watch-poll"]);
     let a = srv.addr;
+    let probe = || {
+        let out = run(&["serve", "--probe", "--addr", &a.to_string()]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = probe();
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("not ready"), "{said}");
     assert_eq!(call(a, "GET", "/v2/health/live", b"").0, 200);
     let (status, resp) = call(a, "GET", "/v2/health/ready", b"");
     assert_eq!(status, 503, "{resp}");
@@ -216,6 +228,7 @@ fn ready_only_once_a_champion_appears() {
     copy_dir(&t.state.join("best"), &staged);
     promote_dir(&state, &staged);
     wait_ready(a);
+    assert_eq!(probe().0, Some(0));
     let (status, resp) = call(a, "POST", "/v2/models/trainerd/infer", &ok);
     assert_eq!(status, 200, "{resp}");
     assert!(!state.join("serve.lock").exists() && !state.join("trainerd.lock").exists());

@@ -45,6 +45,8 @@ pub struct ServeOptions {
     pub batch: BatchSettings,
     pub max_connections: usize,
     pub memory_budget: u64,
+    /// Poll `best/` instead of waiting for file events.
+    pub watch_poll: bool,
 }
 
 impl ServeOptions {
@@ -60,6 +62,7 @@ impl ServeOptions {
             },
             max_connections: 1024,
             memory_budget: crate::data::budget::default_budget(),
+            watch_poll: false,
         }
     }
 }
@@ -95,6 +98,7 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
     swap::spawn(
         opts.state_dir.clone(),
         opts.memory_budget,
+        opts.watch_poll,
         batcher.clone(),
         metrics.clone(),
     )?;
@@ -199,7 +203,36 @@ pub fn options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     opts.batch.max_batch = args.max_batch;
     opts.max_connections = args.max_connections;
     opts.memory_budget = memory_budget;
+    opts.watch_poll = args.watch_poll;
     Ok(opts)
+}
+
+/// `trainerd serve --probe`: whether the server at `addr` (a wildcard
+/// address means this host) answers `/v2/health/ready` with 200.
+fn probe(mut addr: SocketAddr) -> crate::exit::Outcome {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/v2/health/ready");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    match agent.get(&url).call() {
+        Ok(r) if r.status() == 200 => {
+            println!("ready: {url}");
+            crate::exit::Outcome::Done
+        }
+        Ok(r) => {
+            println!("not ready: {url} answered {}", r.status());
+            crate::exit::Outcome::Declined
+        }
+        Err(e) => {
+            println!("not ready: {url}: {e}");
+            crate::exit::Outcome::Declined
+        }
+    }
 }
 
 /// `trainerd serve`: serves until SIGTERM or SIGINT.
@@ -208,6 +241,9 @@ pub fn run(
     source: crate::control::stops::StopSource,
 ) -> anyhow::Result<crate::exit::Outcome> {
     let opts = options(args)?;
+    if args.probe {
+        return Ok(probe(opts.addr));
+    }
     let format = match args.log_format.as_deref().unwrap_or("auto") {
         "json" => crate::config::LogFormat::Json,
         "human" => crate::config::LogFormat::Human,

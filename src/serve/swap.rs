@@ -18,6 +18,8 @@ use crate::predict::{self, PredictError};
 
 /// Quiet time after the last event before loading (a promotion is two renames).
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How often `--watch-poll` looks at the state dir.
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// Whether an event path is `best/` or inside it.
 fn touches_best(state_dir: &Path, path: &Path) -> bool {
@@ -27,23 +29,31 @@ fn touches_best(state_dir: &Path, path: &Path) -> bool {
         .is_some_and(|c| c.as_os_str() == "best")
 }
 
-/// Starts the watcher thread; it loads the first champion at once.
+/// Starts the watcher thread; it loads the first champion at once. `poll`:
+/// look at the state dir every [`POLL_EVERY`] (network filesystems) instead
+/// of waiting for file events.
 pub fn spawn(
     state_dir: PathBuf,
     memory_budget: u64,
+    poll: bool,
     batcher: Batcher,
     metrics: Arc<ServeMetrics>,
 ) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<()>();
     let dir = state_dir.clone();
-    let mut watcher =
-        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) if ev.paths.iter().any(|p| touches_best(&dir, p)) => {
-                let _ = tx.send(());
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("watching the state dir: {e}"),
-        })?;
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) if ev.paths.iter().any(|p| touches_best(&dir, p)) => {
+            let _ = tx.send(());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("watching the state dir: {e}"),
+    };
+    let mut watcher: Box<dyn Watcher + Send> = if poll {
+        let cfg = notify::Config::default().with_poll_interval(POLL_EVERY);
+        Box::new(notify::PollWatcher::new(handler, cfg)?)
+    } else {
+        Box::new(notify::recommended_watcher(handler)?)
+    };
     watcher
         .watch(&state_dir, RecursiveMode::NonRecursive)
         .map_err(|e| anyhow::anyhow!("{}: cannot watch: {e}", state_dir.display()))?;
@@ -58,7 +68,7 @@ pub fn spawn(
                 metrics,
                 last: None,
             };
-            swapper.run(&mut watcher, &rx);
+            swapper.run(watcher.as_mut(), &rx);
         })?;
     Ok(())
 }
@@ -74,7 +84,7 @@ struct Swapper {
 }
 
 impl Swapper {
-    fn run(&mut self, watcher: &mut notify::RecommendedWatcher, rx: &mpsc::Receiver<()>) {
+    fn run(&mut self, watcher: &mut dyn Watcher, rx: &mpsc::Receiver<()>) {
         loop {
             // Follow the directory now named best/ (a rename moves the old watch away).
             let _ = watcher.unwatch(&self.best);
