@@ -297,13 +297,14 @@ async fn infer_checked(
         n: v.n,
         reply,
     };
+    // No longer arriving once queued: the batcher waits its window only for others.
+    drop(arriving);
     if !app.batcher.submit(job) {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the inference queue is full; retry",
         );
     }
-    drop(arriving);
     match answer.await {
         Ok(Ok(a)) => json(
             StatusCode::OK,
