@@ -15,7 +15,7 @@ use support::*;
 #[test]
 fn health_metadata_and_inference_agree_with_predict() {
     let t = trained();
-    let srv = Serve::start(&t.state, &t.root.join("serve-api.log"), &[]);
+    let srv = Serve::ready(&t.state, &t.root.join("serve-api.log"), &[]);
     let a = srv.addr;
     assert_eq!(call(a, "GET", "/v2/health/live", b"").0, 200);
     assert_eq!(call(a, "GET", "/v2/health/ready", b"").0, 200);
@@ -107,7 +107,7 @@ fn health_metadata_and_inference_agree_with_predict() {
 #[test]
 fn bad_requests_are_answered_with_what_was_expected() {
     let t = trained();
-    let srv = Serve::start(&t.state, &t.root.join("serve-bad.log"), &[]);
+    let srv = Serve::ready(&t.state, &t.root.join("serve-bad.log"), &[]);
     let a = srv.addr;
     let tensor = |name: &str, shape: serde_json::Value, datatype: &str, len: usize| {
         serde_json::json!({"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": vec![0; len]}]})
@@ -241,7 +241,7 @@ fn python() -> std::path::PathBuf {
 #[test]
 fn tritonclient_talks_to_it() {
     let t = trained();
-    let srv = Serve::start(&t.state, &t.root.join("serve-triton.log"), &[]);
+    let srv = Serve::ready(&t.state, &t.root.join("serve-triton.log"), &[]);
     let (_, n, idx) = test_images(&t.data);
     let want = predict_labels(&t.state, &idx);
     let labels = t.root.join("predict-labels.json");

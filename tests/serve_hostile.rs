@@ -26,7 +26,7 @@ fn answer(s: &mut TcpStream) -> String {
 #[test]
 fn hostile_clients_get_4xx_or_a_closed_connection() {
     let t = trained();
-    let mut srv = Serve::start(&t.state, &t.root.join("serve-hostile.log"), &[]);
+    let mut srv = Serve::ready(&t.state, &t.root.join("serve-hostile.log"), &[]);
     let a = srv.addr;
 
     // Slowloris: the server answers others meanwhile, and closes it (head timeout).

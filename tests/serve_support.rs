@@ -101,6 +101,13 @@ impl Serve {
         }
     }
 
+    /// [`Serve::start`], then waits until the champion is loaded.
+    pub fn ready(state: &Path, log: &Path, extra: &[&str]) -> Serve {
+        let srv = Serve::start(state, log, extra);
+        wait_ready(srv.addr);
+        srv
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
