@@ -82,7 +82,12 @@ impl Serve {
     pub fn start(state: &Path, log: &Path, extra: &[&str]) -> Serve {
         let mut args = vec!["serve", "--state-dir", s(state), "--addr", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = spawn_logged(&mut trainerd(&args), log);
+        Serve::spawn(&args, log)
+    }
+
+    /// Any trainerd command that serves (`serve`, `run --serve-addr`).
+    pub fn spawn(args: &[&str], log: &Path) -> Serve {
+        let mut child = spawn_logged(&mut trainerd(args), log);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = read_log(log);

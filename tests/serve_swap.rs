@@ -2,6 +2,7 @@
 //! while five champions are promoted (renamed into place exactly as
 //! `promote()` does) and one damaged one is: no request fails, every answer
 //! names a promoted version, and one client never sees versions go back.
+//! `trainerd run --serve-addr` serves the champion its own study promotes.
 
 #[path = "serve_support.rs"]
 mod support;
@@ -126,4 +127,44 @@ fn five_promotions_under_load_fail_no_request() {
         metrics.contains("trainerd_serve_model_version 6"),
         "{metrics}"
     );
+}
+
+#[test]
+fn the_daemon_serves_what_it_promotes() {
+    let t = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let args = [
+        "run",
+        "--data-dir",
+        s(&t.data),
+        "--state-dir",
+        s(&state),
+        "--preset",
+        "linear",
+        "--epochs",
+        "1",
+        "--val-size",
+        "100",
+        "--batch-size",
+        "64",
+        "--max-trials",
+        "1",
+        "--target-accuracy",
+        "0.01",
+        "--serve-addr",
+        "127.0.0.1:0",
+    ];
+    let srv = Serve::spawn(&args, &tmp.path().join("run.log"));
+    wait_ready(srv.addr);
+    let (pixels, _, _) = test_images(&t.data);
+    let (status, resp) = call(
+        srv.addr,
+        "POST",
+        "/v2/models/trainerd/infer",
+        &infer_body(&pixels[..784 * 4], 4, "UINT8", false),
+    );
+    assert_eq!(status, 200, "{resp}");
+    let (labels, version) = labels_of(&resp);
+    assert_eq!((labels.len(), version), (4, 1));
 }
