@@ -1,6 +1,6 @@
 //! Hostile clients against `trainerd serve`: a slowloris sending a header
 //! byte a second, 1,000 idle connections, a 100 MB body, bytes that are not
-//! HTTP. Each gets a 4xx or a closed connection; the server does not crash
+//! HTTP, an idle kept-alive connection. Each gets a 4xx or a closed connection; the server does not crash
 //! and `/v2/health/live` still answers.
 
 #[path = "serve_support.rs"]
@@ -51,6 +51,10 @@ fn hostile_clients_get_4xx_or_a_closed_connection() {
     });
     std::thread::sleep(Duration::from_secs(2));
     live(a);
+
+    // A kept-alive connection left idle after a request.
+    let mut kept = Client::connect(a);
+    assert_eq!(kept.call("GET", "/v2/health/live", b"").unwrap().0, 200);
 
     // 1,000 idle connections (the cap is 1,024): others are still answered.
     let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(a).unwrap()).collect();

@@ -143,6 +143,12 @@ impl Client {
         }
     }
 
+    /// Whether the server closes this connection (reads until EOF or an error).
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+
     /// Sends one request; `(status, body)`, or the I/O error.
     pub fn call(
         &mut self,

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::oneshot;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::batcher::{Batcher, Job, JobError, Shared};
@@ -24,8 +23,11 @@ use super::protocol::{self, InferRequest, MODEL_NAME};
 
 /// Largest request body: 16 MiB (a thousand MNIST images as JSON text).
 pub const MAX_BODY: usize = 16 << 20;
-/// Inference requests read, parsed or queued at once (bounds their memory).
-pub const MAX_INFER_IN_FLIGHT: usize = 64;
+/// Request bodies being read, parsed or answered at once, in KiB (256 MiB):
+/// a request holds its body's length of it (the cap if undeclared) until
+/// answered, so bodies and the values parsed from them (at most twice a
+/// body's size) stay under 768 MiB however many clients send at once.
+pub const BODY_BUDGET_KIB: usize = 256 << 10;
 /// Time to answer one request, reading its body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies larger than this are parsed on a blocking thread, not a tokio worker.
@@ -35,6 +37,8 @@ const PARSE_INLINE: usize = 64 << 10;
 #[derive(Clone)]
 pub struct AppState {
     pub shared: Arc<Shared>,
+    /// [`BODY_BUDGET_KIB`] permits.
+    pub bodies: Arc<tokio::sync::Semaphore>,
     pub batcher: Batcher,
     pub metrics: Arc<ServeMetrics>,
 }
@@ -63,7 +67,6 @@ pub fn router(state: AppState) -> Router {
             "/v2/models/{name}/versions/{version}/infer",
             post(infer_version),
         )
-        .route_layer(GlobalConcurrencyLimitLayer::new(MAX_INFER_IN_FLIGHT))
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/v2/health/live", get(live))
@@ -270,6 +273,14 @@ async fn infer_checked(
             "the binary tensor extension is not supported; send the tensor as JSON `data`",
         );
     }
+    let declared = body_len(&headers);
+    if declared != usize::MAX && declared > MAX_BODY {
+        return too_large();
+    }
+    let kib = (declared.min(MAX_BODY) / 1024 + 1) as u32;
+    let Ok(_budget) = app.bodies.clone().acquire_many_owned(kib).await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(r) => return r,

@@ -104,6 +104,7 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
     )?;
     let app = http::router(http::AppState {
         shared,
+        bodies: Arc::new(Semaphore::new(http::BODY_BUDGET_KIB)),
         batcher,
         metrics,
     });
