@@ -81,15 +81,24 @@ impl Server {
 
 /// Binds, starts the inference and swap threads and serves on the current runtime.
 pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
+    // Exit 78 naming the setting, as other configuration problems.
+    let invalid = |key: &str, what: String| crate::config::ConfigError::Invalid {
+        key: key.into(),
+        what,
+    };
     if !opts.state_dir.is_dir() {
-        anyhow::bail!(
-            "{}: no such state directory (pass --state-dir, or TRAINERD_STATE_DIR)",
-            opts.state_dir.display()
-        );
+        return Err(invalid(
+            "state_dir",
+            format!(
+                "{} is not a directory (serve reads best/ from the trainer's state dir)",
+                opts.state_dir.display()
+            ),
+        )
+        .into());
     }
     let listener = TcpListener::bind(opts.addr)
         .await
-        .with_context(|| format!("serve: cannot listen on {}", opts.addr))?;
+        .map_err(|e| invalid("serve_addr", format!("cannot listen on {}: {e}", opts.addr)))?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::default());
     let metrics = Arc::new(metrics::ServeMetrics::default());
