@@ -2,8 +2,9 @@
 # Idempotent: the ecosystem's own software from PyPI in the project venv
 # (made by scripts/setup.sh, which holds torch), for the tests that prove
 # interoperability with it: `onnx` and `onnxruntime` (tests/export.rs),
-# `standardwebhooks` (tests/chain.rs). Skipped when the pinned versions are
-# already there.
+# `standardwebhooks` (tests/chain.rs), `tritonclient[http]` (tests/serve.rs,
+# which talks to `trainerd serve` with Triton's own client). Skipped when the
+# pinned versions are already there.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
@@ -11,6 +12,7 @@ pins=(
     "onnx==1.23.2"
     "onnxruntime==1.31.1"
     "standardwebhooks==1.1.0"
+    "tritonclient[http]==2.73.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -20,7 +22,8 @@ fi
 if ! "$venv/bin/python" - "${pins[@]}" 2>/dev/null <<'PY'
 import sys
 from importlib.metadata import version
-sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+pins = (p.split("==") for p in sys.argv[1:])
+sys.exit(any(version(n.split("[")[0]) != v for n, v in pins))
 PY
 then
     echo "setup-interop: installing ${pins[*]} into $venv" >&2

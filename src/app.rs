@@ -64,6 +64,7 @@ pub fn run(command: Command, stops: StopSource) -> anyhow::Result<Ending> {
             crate::export::command::run(&args)?;
             done(Outcome::Done)
         }
+        Command::Serve(args) => done(crate::serve::run(&args, stops)?),
     }
 }
 
@@ -114,6 +115,7 @@ struct Prepared {
     progress: Arc<Progress>,
     live: heartbeat::Liveness,
     _http: Option<telemetry::http::HttpServer>,
+    _serve: Option<crate::serve::Server>,
 }
 
 /// Prepares the process for training: logging, state dir, lock, heartbeat
@@ -142,12 +144,20 @@ async fn prepare(
         stalls,
     );
     let http = telemetry::http::start(cfg, &progress).await?;
+    let serve = match cfg.serve_addr {
+        Some(addr) => {
+            let opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), addr);
+            Some(crate::serve::start(&opts).await?)
+        }
+        None => None,
+    };
     telemetry::bar::spawn_if_terminal(progress.clone(), cfg.log_format != LogFormat::Json);
     Ok(Prepared {
         _lock: lock,
         progress,
         live,
         _http: http,
+        _serve: serve,
     })
 }
 

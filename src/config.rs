@@ -69,6 +69,44 @@ pub enum Command {
     Predict(PredictArgs),
     /// Write the champion (or a trial's checkpoint) as ONNX, TorchScript or a Triton repository.
     Export(ExportArgs),
+    /// Serve the champion over the Open Inference Protocol v2 (REST), hot-swapped on promotion.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// State directory to serve `best/` from (only read: several servers may share one).
+    #[arg(long, env = "TRAINERD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "TRAINERD_SERVE_ADDR", default_value = "0.0.0.0:8000")]
+    pub addr: String,
+    /// How long the batcher waits for more requests to join a forward pass.
+    #[arg(long, env = "TRAINERD_BATCH_WINDOW", default_value = "2ms")]
+    pub batch_window: String,
+    /// Most images in one forward pass.
+    #[arg(long, env = "TRAINERD_MAX_BATCH", default_value_t = 64)]
+    pub max_batch: usize,
+    /// Open connections at most (more wait in the kernel's backlog).
+    #[arg(long, env = "TRAINERD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most memory a champion's weights may take, e.g. `4G` (default: 3/4 of the memory limit).
+    #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
+    /// libtorch threads for the forward pass (default: libtorch's choice).
+    #[arg(long, env = "TRAINERD_THREADS")]
+    pub threads: Option<usize>,
+    /// Log format: auto | human | json
+    #[arg(long, env = "TRAINERD_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Notice promotions by polling `best/` every 2 s instead of file events
+    /// (network filesystems, where another node's renames raise no event).
+    #[arg(long, env = "TRAINERD_WATCH_POLL")]
+    pub watch_poll: bool,
+    /// Do not serve: ask the server at `--addr` whether it is ready (exit 0) or not (exit 1);
+    /// for container health checks.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -173,6 +211,10 @@ pub struct CommonArgs {
     /// `127.0.0.1:9464`; `off` or unset: no endpoint).
     #[arg(long, env = "TRAINERD_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Also serve the champion (Open Inference Protocol v2, as `trainerd serve`) on this
+    /// address (e.g. `0.0.0.0:8000`; `off` or unset: not served).
+    #[arg(long, env = "TRAINERD_SERVE_ADDR")]
+    pub serve_addr: Option<String>,
     /// Watch the workspace by polling instead of file events (network filesystems).
     #[arg(long, env = "TRAINERD_WATCH_POLL")]
     pub watch_poll: bool,
@@ -264,6 +306,7 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub mnist_mirrors: Option<String>,
     pub metrics_addr: Option<String>,
+    pub serve_addr: Option<String>,
     pub watch_poll: Option<bool>,
     pub git_remote: Option<String>,
     pub git_fetch_every: Option<String>,
@@ -325,6 +368,8 @@ pub struct Config {
     pub mnist_mirrors: Vec<String>,
     /// Where `/metrics` and `/healthz` listen (`None`: no endpoint).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the champion is served (`None`: not served).
+    pub serve_addr: Option<std::net::SocketAddr>,
     /// Watch the workspace by polling (network filesystems miss file events).
     pub watch_poll: bool,
     /// Remote to fetch and fast-forward the workspace checkout from.
@@ -457,6 +502,15 @@ impl Config {
                 )
             })?),
         };
+        let serve_addr = match a.serve_addr.clone().or(f.serve_addr).as_deref() {
+            None | Some("" | "off") => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                invalid(
+                    "serve_addr",
+                    format!("{s:?} is not an address such as 0.0.0.0:8000 (or off)"),
+                )
+            })?),
+        };
         let git_fetch_every = match a.git_fetch_every.clone().or(f.git_fetch_every) {
             Some(s) => parse_duration(&s).map_err(|w| invalid("git_fetch_every", w))?,
             None => Duration::from_secs(60),
@@ -514,6 +568,7 @@ impl Config {
                 None => crate::data::download::default_mirrors(),
             },
             metrics_addr,
+            serve_addr,
             watch_poll: a.watch_poll || f.watch_poll.unwrap_or(false),
             git_remote: a
                 .git_remote

@@ -14,6 +14,7 @@
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
 //! - [`hooks`]: `POST /hooks/git`: verified push events fast-forward the workspace
 //! - [`predict`]: classify images with the champion
+//! - [`serve`]: `trainerd serve`: the champion over the Open Inference Protocol v2, hot-swapped, batched
 //! - [`export`]: the champion as ONNX, TorchScript, a Triton repository, a model card; checksums
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
@@ -40,6 +41,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod report;
 pub mod search;
+pub mod serve;
 pub mod signing;
 pub mod status;
 pub mod store;

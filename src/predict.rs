@@ -22,11 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tch::nn::{self, ModuleT};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::config::{ConfigError, PredictArgs};
 use crate::data::{budget, idx, DataError};
-use crate::model::{self, InputShape};
 use crate::pipeline::promote::{self, ModelCard};
 
 /// Images classified per forward pass: the activations of a large model stay
@@ -225,31 +224,11 @@ pub fn load_champion_within(
             ),
         });
     }
-    let [channels, height, width] = card.input_shape;
-    let shape = InputShape {
-        channels,
-        height,
-        width,
-        classes: card.classes,
-    };
-    model::validate(&card.arch, shape).map_err(|w| model_err(format!("card architecture: {w}")))?;
-    let vs = nn::VarStore::new(Device::Cpu);
-    let net = model::build(&vs.root(), &card.arch, shape);
     let saved = Tensor::read_safetensors(&weights).map_err(|e| model_err(e.to_string()))?;
-    let saved: std::collections::HashMap<String, Tensor> = saved.into_iter().collect();
-    for (name, mut var) in vs.variables() {
-        let src = saved
-            .get(&name)
-            .ok_or_else(|| model_err(format!("weight {name} missing")))?;
-        if src.size() != var.size() {
-            return Err(model_err(format!(
-                "weight {name} has shape {:?}, the card's architecture needs {:?}",
-                src.size(),
-                var.size()
-            )));
-        }
-        tch::no_grad(|| var.copy_(src));
-    }
+    let (vs, net, _) = crate::export::weight_map(&card, &saved).map_err(|e| match e {
+        crate::export::ExportError::Weights { what } => model_err(what),
+        other => model_err(other.to_string()),
+    })?;
     Ok(Champion { card, _vs: vs, net })
 }
 
@@ -269,6 +248,23 @@ impl Champion {
     fn image_size(&self) -> (usize, usize) {
         let [_, h, w] = self.card.input_shape;
         (h.max(0) as usize, w.max(0) as usize)
+    }
+
+    /// Logits, row-major `[n, classes]`, of `n` images given as grey values
+    /// in [0, 1] (`n × C × H × W` of them), normalised as in training; for
+    /// `trainerd serve`. `None` if libtorch fails (the message is logged).
+    pub fn logits01(&self, pixels: &[f32], n: usize) -> Option<Vec<f32>> {
+        let [c, h, w] = self.card.input_shape;
+        let [mean, std] = self.card.normalisation;
+        let run = || -> Result<Vec<f32>, tch::TchError> {
+            let x = Tensor::f_from_slice(pixels)?.f_view([n as i64, c, h, w])?;
+            let x = (x - mean) / std;
+            let logits = tch::no_grad(|| self.net.forward_t(&x, false));
+            Vec::try_from(logits.contiguous().view([-1]))
+        };
+        run()
+            .map_err(|e| tracing::error!("forward pass failed: {e}"))
+            .ok()
     }
 
     /// Labels, probabilities and logits of `n` images of the model's size.

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Serving benchmark: `trainerd serve` on a champion trained on tiny generated
+# data, driven by examples/serve_bench.rs over kept-alive HTTP/1.1
+# connections: requests/s and p50/p99 latency for single-image requests at
+# 1, 8 and 64 concurrent clients, images/s for batch-64 requests, and beside
+# them the raw libtorch forward pass on batches of 64 in a loop.
+#   bench/serve.sh
+#   PRESET=fast   the champion's architecture
+#   SECONDS_EACH=10  length of each run
+#   THREADS=2     cores for the server (taskset) and its libtorch threads
+#   CLIENT_CORES= cores for the load generator (default: the others, or the same)
+# Timings mean something only on a quiet machine (check `uptime` first).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cargo build --release --quiet --bin trainerd --example serve_bench
+PRESET=${PRESET:-fast}
+SECONDS_EACH=${SECONDS_EACH:-10}
+THREADS=${THREADS:-2}
+bin=$PWD/target/release/trainerd
+load=$PWD/target/release/examples/serve_bench
+work=$(mktemp -d)
+server=
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+python3 scripts/tiny-mnist.py "$work/data" 1000 200 1 >/dev/null
+TRAINERD_LOG_FORMAT=json "$bin" train --data-dir "$work/data" --state-dir "$work/state" \
+    --preset "$PRESET" --epochs 1 --val-size 100 --max-trials 1 --target-accuracy 0.01 \
+    --threads "$THREADS" >/dev/null 2>&1
+cores=$(seq -s, 0 $((THREADS - 1)))
+n=$(nproc)
+client_cores=${CLIENT_CORES:-$([ "$n" -gt "$THREADS" ] && seq -s, "$THREADS" $((n - 1)) || echo "$cores")}
+port=$((20000 + RANDOM % 20000))
+TRAINERD_LOG_FORMAT=json taskset -c "$cores" "$bin" serve --state-dir "$work/state" \
+    --addr "127.0.0.1:$port" --threads "$THREADS" 2>"$work/serve.log" &
+server=$!
+for _ in $(seq 600); do
+    "$bin" serve --probe --addr "127.0.0.1:$port" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$bin" serve --probe --addr "127.0.0.1:$port"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $n cores; server on cores $cores, clients on $client_cores; preset $PRESET"
+for clients in 1 8 64; do
+    taskset -c "$client_cores" "$load" load "127.0.0.1:$port" "$clients" 1 "$SECONDS_EACH"
+done
+taskset -c "$client_cores" "$load" load "127.0.0.1:$port" 8 64 "$SECONDS_EACH"
+kill "$server"; wait "$server" 2>/dev/null || true; server=
+THREADS=$THREADS taskset -c "$cores" "$load" raw "$work/state" 64 "$SECONDS_EACH"

@@ -1,0 +1,135 @@
+//! Load generator for bench/serve.sh, and the raw forward pass to compare with.
+//!
+//!   serve_bench load ADDR CLIENTS IMAGES_PER_REQUEST SECONDS
+//!     CLIENTS threads, each on its own kept-alive connection, send UINT8
+//!     requests without pause; prints requests/s, images/s, p50/p99 latency.
+//!   serve_bench raw STATE_DIR BATCH SECONDS
+//!     the champion's forward pass on batches of BATCH in a loop (one
+//!     thread, libtorch's own threads), as the serve batcher runs it; images/s.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    match arg(1).as_str() {
+        "load" => load(&arg(2), num(&arg(3)), num(&arg(4)), num(&arg(5))),
+        "raw" => raw(&arg(2), num(&arg(3)), num(&arg(4))),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: serve_bench load ADDR CLIENTS IMAGES SECONDS | raw STATE_DIR BATCH SECONDS");
+    std::process::exit(64)
+}
+
+fn num(s: &str) -> usize {
+    s.parse().unwrap_or_else(|_| usage())
+}
+
+fn body(images: usize) -> Vec<u8> {
+    let data: Vec<u32> = (0..images * 784).map(|i| (i * 7 % 256) as u32).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "pixels", "shape": [images, 784], "datatype": "UINT8", "data": data}],
+        "outputs": [{"name": "label"}],
+    }))
+    .expect("request body")
+}
+
+/// One request on a kept-alive connection; false on anything but a 200.
+fn request(r: &mut BufReader<TcpStream>, head: &[u8], body: &[u8]) -> bool {
+    let s = r.get_mut();
+    if s.write_all(head).and_then(|_| s.write_all(body)).is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return false;
+    }
+    let ok = line.split_whitespace().nth(1) == Some("200");
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut buf = vec![0; len];
+    ok && r.read_exact(&mut buf).is_ok()
+}
+
+fn load(addr: &str, clients: usize, images: usize, seconds: usize) {
+    let body = body(images);
+    let head = format!(
+        "POST /v2/models/trainerd/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let end = Instant::now() + Duration::from_secs(seconds as u64);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (addr, head, body) = (addr.to_string(), head.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(TcpStream::connect(&addr).expect("connect"));
+                let _ = r.get_ref().set_nodelay(true);
+                let (mut lat, mut failed) = (Vec::new(), 0usize);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    if request(&mut r, head.as_bytes(), &body) {
+                        lat.push(t.elapsed());
+                    } else {
+                        failed += 1;
+                        r = BufReader::new(TcpStream::connect(&addr).expect("connect"));
+                    }
+                }
+                (lat, failed)
+            })
+        })
+        .collect();
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    for t in threads {
+        let (l, f) = t.join().expect("client thread");
+        lat.extend(l);
+        failed += f;
+    }
+    lat.sort();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
+    let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let rps = lat.len() as f64 / seconds as f64;
+    println!(
+        "clients={clients:<3} images/request={images:<3} requests/s={rps:9.1} images/s={:9.1} \
+         p50_ms={:7.3} p99_ms={:7.3} failed={failed}",
+        rps * images as f64,
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+    );
+}
+
+fn raw(state: &str, batch: usize, seconds: usize) {
+    if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
+        tch::set_num_threads(n);
+    }
+    let champion = trainerd::predict::load_champion(std::path::Path::new(state)).expect("champion");
+    let [c, h, w] = champion.card.input_shape;
+    let pixels: Vec<f32> = (0..batch * (c * h * w) as usize)
+        .map(|i| (i % 256) as f32 / 255.0)
+        .collect();
+    let end = Instant::now() + Duration::from_secs(seconds as u64);
+    let (start, mut done) = (Instant::now(), 0usize);
+    while Instant::now() < end {
+        champion.logits01(&pixels, batch).expect("forward pass");
+        done += batch;
+    }
+    println!(
+        "raw forward pass: batch={batch} images/s={:9.1}",
+        done as f64 / start.elapsed().as_secs_f64()
+    );
+}

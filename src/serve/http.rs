@@ -1,0 +1,343 @@
+//! The serving endpoint's axum router: the Open Inference Protocol v2 REST
+//! routes, `/metrics`, and the limits (body size, requests in flight,
+//! request timeout). Errors are JSON, `{"error": "..."}`, as the protocol
+//! specifies.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::oneshot;
+use tower_http::timeout::TimeoutLayer;
+
+use super::batcher::{Batcher, Job, JobError, Shared};
+use super::metrics::ServeMetrics;
+use super::protocol::{self, InferRequest, MODEL_NAME};
+
+/// Largest request body: 16 MiB (a thousand MNIST images as JSON text).
+pub const MAX_BODY: usize = 16 << 20;
+/// Request bodies being read, parsed or answered at once, in KiB (256 MiB):
+/// a request holds its body's length of it (the cap if undeclared) until
+/// answered, so bodies and the values parsed from them (at most twice a
+/// body's size) stay under 768 MiB however many clients send at once.
+pub const BODY_BUDGET_KIB: usize = 256 << 10;
+/// Time to answer one request, reading its body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies larger than this are parsed on a blocking thread, not a tokio worker.
+const PARSE_INLINE: usize = 64 << 10;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    /// [`BODY_BUDGET_KIB`] permits.
+    pub bodies: Arc<tokio::sync::Semaphore>,
+    pub batcher: Batcher,
+    pub metrics: Arc<ServeMetrics>,
+}
+
+/// A JSON response.
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn ok(value: serde_json::Value) -> Response {
+    json(StatusCode::OK, &value)
+}
+
+fn error(status: StatusCode, what: impl Into<String>) -> Response {
+    json(status, &serde_json::json!({ "error": what.into() }))
+}
+
+/// The router, limits applied.
+pub fn router(state: AppState) -> Router {
+    let infer_routes = Router::new()
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(version_ready),
+        )
+        .route("/metrics", get(metrics))
+        .merge(infer_routes)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+}
+
+async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    app.metrics
+        .observe(resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn live() -> Response {
+    ok(serde_json::json!({ "live": true }))
+}
+
+async fn ready(State(app): State<AppState>) -> Response {
+    match app.shared.loaded() {
+        Some(_) => ok(serde_json::json!({ "ready": true })),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no verified champion loaded yet",
+        ),
+    }
+}
+
+async fn server_metadata() -> Response {
+    ok(serde_json::json!({
+        "name": "trainerd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": [],
+    }))
+}
+
+/// The loaded model if `name` (and `version`, if given) name it, else a 404 / 503.
+fn lookup(
+    app: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<super::batcher::Loaded, (StatusCode, String)> {
+    if name != MODEL_NAME {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("unknown model {name:?}; this server serves \"{MODEL_NAME}\""),
+        ));
+    }
+    let Some(loaded) = app.shared.loaded() else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("model \"{MODEL_NAME}\" is not loaded yet (no verified champion)"),
+        ));
+    };
+    match version {
+        Some(v) if v != loaded.version.to_string() => Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "model \"{MODEL_NAME}\" version {v:?} is not loaded; version {} is",
+                loaded.version
+            ),
+        )),
+        _ => Ok(loaded),
+    }
+}
+
+async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    match lookup(&app, &name, None) {
+        Ok(l) => ok(protocol::model_metadata(l.geometry, l.version)),
+        Err((status, what)) => error(status, what),
+    }
+}
+
+async fn version_metadata(
+    State(app): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    match lookup(&app, &name, Some(&version)) {
+        Ok(l) => ok(protocol::model_metadata(l.geometry, l.version)),
+        Err((status, what)) => error(status, what),
+    }
+}
+
+fn ready_answer(found: Result<super::batcher::Loaded, (StatusCode, String)>) -> Response {
+    match found {
+        Ok(_) => ok(serde_json::json!({ "name": MODEL_NAME, "ready": true })),
+        Err((status, what)) => error(status, what),
+    }
+}
+
+async fn model_ready(State(app): State<AppState>, Path(name): Path<String>) -> Response {
+    ready_answer(lookup(&app, &name, None))
+}
+
+async fn version_ready(
+    State(app): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    ready_answer(lookup(&app, &name, Some(&version)))
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn infer(State(app): State<AppState>, Path(name): Path<String>, req: Request) -> Response {
+    infer_checked(app, name, None, req).await
+}
+
+async fn infer_version(
+    State(app): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    infer_checked(app, name, Some(version), req).await
+}
+
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {MAX_BODY} bytes; send fewer images per request"),
+    )
+}
+
+/// The body, at most [`MAX_BODY`] bytes; a declared length beyond it is
+/// refused before anything is read.
+async fn read_body(req: Request) -> Result<Bytes, Response> {
+    let declared = body_len(req.headers());
+    if declared != usize::MAX && declared > MAX_BODY {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("length limit exceeded") {
+                too_large()
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            }
+        })
+}
+
+/// Counts the request as arriving (the batcher waits its window for it) until dropped.
+struct Arriving(Arc<Shared>);
+
+impl Arriving {
+    fn new(shared: &Arc<Shared>) -> Arriving {
+        shared.arriving.fetch_add(1, Ordering::AcqRel);
+        Arriving(shared.clone())
+    }
+}
+
+impl Drop for Arriving {
+    fn drop(&mut self) {
+        self.0.arriving.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn infer_checked(
+    app: AppState,
+    name: String,
+    version: Option<String>,
+    req: Request,
+) -> Response {
+    let arriving = Arriving::new(&app.shared);
+    let loaded = match lookup(&app, &name, version.as_deref()) {
+        Ok(l) => l,
+        Err((status, what)) => return error(status, what),
+    };
+    let headers = req.headers().clone();
+    if headers.contains_key("inference-header-content-length") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the binary tensor extension is not supported; send the tensor as JSON `data`",
+        );
+    }
+    let declared = body_len(&headers);
+    if declared != usize::MAX && declared > MAX_BODY {
+        return too_large();
+    }
+    let kib = (declared.min(MAX_BODY) / 1024 + 1) as u32;
+    let Ok(_budget) = app.bodies.clone().acquire_many_owned(kib).await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let geo = loaded.geometry;
+    let parse = move || {
+        let req: InferRequest = serde_json::from_slice(&body)
+            .map_err(|e| format!("not an inference request (JSON): {e}"))?;
+        protocol::validate(req, geo)
+    };
+    let parsed = if body_len(&headers) > PARSE_INLINE {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .unwrap_or_else(|e| Err(format!("parsing failed: {e}")))
+    } else {
+        parse()
+    };
+    let mut v = match parsed {
+        Ok(v) => v,
+        Err(what) => return error(StatusCode::BAD_REQUEST, what),
+    };
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        pixels: std::mem::take(&mut v.pixels),
+        n: v.n,
+        reply,
+    };
+    // No longer arriving once queued: the batcher waits its window only for others.
+    drop(arriving);
+    if !app.batcher.submit(job) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the inference queue is full; retry",
+        );
+    }
+    match answer.await {
+        Ok(Ok(a)) => json(
+            StatusCode::OK,
+            &protocol::respond(&v, a.logits, a.classes, a.version),
+        ),
+        Ok(Err(JobError::Reshaped(per))) => error(
+            StatusCode::BAD_REQUEST,
+            format!("the model changed while the request waited; it takes {per} values per image"),
+        ),
+        Ok(Err(e @ JobError::NotReady)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the inference thread stopped",
+        ),
+    }
+}
+
+fn body_len(headers: &HeaderMap) -> usize {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX)
+}

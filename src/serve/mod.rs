@@ -1,0 +1,285 @@
+//! `trainerd serve` (and `trainerd run --serve-addr`): the champion in
+//! `best/` over the Open Inference Protocol v2 REST API, hot-swapped when a
+//! new one is promoted, requests grouped into batches for the forward pass.
+//!
+//! # Layout
+//! - [`protocol`]: the protocol's JSON types; request validation
+//! - [`batcher`]: the inference thread and its bounded queue
+//! - [`swap`]: watches `best/`, loads and verifies new champions
+//! - [`http`]: the axum routes and request limits
+//! - [`metrics`]: the Prometheus registry behind `/metrics`
+//!
+//! This module owns the listener: at most `max_connections` open (more wait
+//! in the kernel's backlog), keep-alive on, a connection idle or sending its
+//! request head for longer than [`HEAD_TIMEOUT`] closed. The state dir is
+//! only read (no lock, no recovery): several servers may share one.
+
+pub mod batcher;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod swap;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::config::ServeArgs;
+use batcher::{BatchSettings, Shared};
+
+/// Time to send a request head, and the longest a kept-alive connection may idle.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a server needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub state_dir: PathBuf,
+    pub addr: SocketAddr,
+    pub batch: BatchSettings,
+    pub max_connections: usize,
+    pub memory_budget: u64,
+    /// Poll `best/` instead of waiting for file events.
+    pub watch_poll: bool,
+}
+
+impl ServeOptions {
+    /// Defaults for `addr` serving `state_dir` (`trainerd run --serve-addr`).
+    pub fn new(state_dir: PathBuf, addr: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            state_dir,
+            addr,
+            batch: BatchSettings {
+                window: Duration::from_millis(2),
+                max_batch: 64,
+                queue: 1024,
+            },
+            max_connections: 1024,
+            memory_budget: crate::data::budget::default_budget(),
+            watch_poll: false,
+        }
+    }
+}
+
+/// A running server; dropping it stops accepting.
+pub struct Server {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Binds, starts the inference and swap threads and serves on the current runtime.
+pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
+    // Exit 78 naming the setting, as other configuration problems.
+    let invalid = |key: &str, what: String| crate::config::ConfigError::Invalid {
+        key: key.into(),
+        what,
+    };
+    if !opts.state_dir.is_dir() {
+        return Err(invalid(
+            "state_dir",
+            format!(
+                "{} is not a directory (serve reads best/ from the trainer's state dir)",
+                opts.state_dir.display()
+            ),
+        )
+        .into());
+    }
+    let listener = TcpListener::bind(opts.addr)
+        .await
+        .map_err(|e| invalid("serve_addr", format!("cannot listen on {}: {e}", opts.addr)))?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::default());
+    let metrics = Arc::new(metrics::ServeMetrics::default());
+    let batcher = batcher::spawn(opts.batch, shared.clone(), metrics.clone())
+        .context("starting the inference thread")?;
+    swap::spawn(
+        opts.state_dir.clone(),
+        opts.memory_budget,
+        opts.watch_poll,
+        batcher.clone(),
+        metrics.clone(),
+    )?;
+    let app = http::router(http::AppState {
+        shared,
+        bodies: Arc::new(Semaphore::new(http::BODY_BUDGET_KIB)),
+        batcher,
+        metrics,
+    });
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(accept_loop(listener, app, opts.max_connections, stopped));
+    tracing::info!(%addr, state_dir = %opts.state_dir.display(), "serving /v2 (Open Inference Protocol)");
+    Ok(Server { addr, _stop: stop })
+}
+
+/// Accepts while a connection slot is free, each connection on its own task.
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    max_connections: usize,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            _ = &mut stopped => return,
+        };
+        let Ok(slot) = slot else { return };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::debug!("serve: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("serve: connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, so the connection cap,
+/// not the descriptor table, is what limits clients.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 16);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The options `trainerd serve`'s flags give.
+pub fn options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+    use crate::config::{parse_duration, ConfigError};
+    let invalid = |key: &str, what: String| ConfigError::Invalid {
+        key: key.into(),
+        what,
+    };
+    let addr: SocketAddr = args.addr.parse().map_err(|_| {
+        invalid(
+            "addr",
+            format!("{:?} is not an address such as 0.0.0.0:8000", args.addr),
+        )
+    })?;
+    let window = parse_duration(&args.batch_window).map_err(|w| invalid("batch_window", w))?;
+    if window > Duration::from_secs(1) {
+        return Err(invalid("batch_window", "must be at most 1s".into()).into());
+    }
+    if !(1..=4096).contains(&args.max_batch) {
+        return Err(invalid("max_batch", "must be in 1..=4096".into()).into());
+    }
+    if !(1..=65536).contains(&args.max_connections) {
+        return Err(invalid("max_connections", "must be in 1..=65536".into()).into());
+    }
+    let memory_budget = crate::data::budget::resolve(args.memory_budget.as_deref())
+        .map_err(|w| invalid("memory_budget", w))?;
+    let mut opts = ServeOptions::new(args.state_dir.clone(), addr);
+    opts.batch.window = window;
+    opts.batch.max_batch = args.max_batch;
+    opts.max_connections = args.max_connections;
+    opts.memory_budget = memory_budget;
+    opts.watch_poll = args.watch_poll;
+    Ok(opts)
+}
+
+/// `trainerd serve --probe`: whether the server at `addr` (a wildcard
+/// address means this host) answers `/v2/health/ready` with 200.
+fn probe(mut addr: SocketAddr) -> crate::exit::Outcome {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/v2/health/ready");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    match agent.get(&url).call() {
+        Ok(r) if r.status() == 200 => {
+            println!("ready: {url}");
+            crate::exit::Outcome::Done
+        }
+        Ok(r) => {
+            println!("not ready: {url} answered {}", r.status());
+            crate::exit::Outcome::Declined
+        }
+        Err(e) => {
+            println!("not ready: {url}: {e}");
+            crate::exit::Outcome::Declined
+        }
+    }
+}
+
+/// `trainerd serve`: serves until SIGTERM or SIGINT.
+pub fn run(
+    args: &ServeArgs,
+    source: crate::control::stops::StopSource,
+) -> anyhow::Result<crate::exit::Outcome> {
+    let opts = options(args)?;
+    if args.probe {
+        return Ok(probe(opts.addr));
+    }
+    let format = match args.log_format.as_deref().unwrap_or("auto") {
+        "json" => crate::config::LogFormat::Json,
+        "human" => crate::config::LogFormat::Human,
+        _ => crate::config::LogFormat::Auto,
+    };
+    crate::telemetry::logging::init(format);
+    raise_fd_limit();
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n.clamp(1, 1024) as i32);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trainerd-serve")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let outcome = rt.block_on(async {
+        let flag = crate::train::StopFlag::default();
+        let mut stops =
+            crate::control::stops::listen(source, flag).context("installing signal handlers")?;
+        let server = start(&opts).await?;
+        stops.recv().await;
+        tracing::info!("stop requested; no longer serving");
+        drop(server);
+        anyhow::Ok(crate::exit::Outcome::Stopped)
+    });
+    rt.shutdown_timeout(Duration::from_millis(500));
+    outcome
+}

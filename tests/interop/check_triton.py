@@ -1,0 +1,65 @@
+"""`trainerd serve` through the real Triton client (tritonclient[http] from
+PyPI): server liveness, model readiness and metadata, and inference on a
+batch of test images whose labels must equal `trainerd predict`'s.
+
+Usage: check_triton.py HOST:PORT IMAGES.idx[.gz] PREDICT_LABELS.json
+"""
+
+import gzip
+import json
+import sys
+
+import numpy as np
+import tritonclient.http as httpclient
+
+MODEL = "trainerd"
+
+
+def read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    n, rows, cols = (int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
+    return np.frombuffer(raw[16:], np.uint8).reshape(n, 1, rows, cols)
+
+
+def main():
+    url, images_path, labels_path = sys.argv[1:4]
+    images = read_idx(images_path)
+    with open(labels_path) as f:
+        want = json.load(f)
+    client = httpclient.InferenceServerClient(url=url)
+    assert client.is_server_live(), "server not live"
+    assert client.is_server_ready(), "server not ready"
+    assert client.is_model_ready(MODEL), "model not ready"
+    meta = client.get_model_metadata(MODEL)
+    assert meta["name"] == MODEL, meta
+    assert meta["inputs"][0]["name"] == "pixels", meta
+    assert meta["inputs"][0]["shape"][1:] == list(images.shape[1:]), meta
+
+    pixels = (images.astype(np.float32) / 255.0)
+    inp = httpclient.InferInput("pixels", list(pixels.shape), "FP32")
+    inp.set_data_from_numpy(pixels, binary_data=False)
+    outputs = [
+        httpclient.InferRequestedOutput("label", binary_data=False),
+        httpclient.InferRequestedOutput("logits", binary_data=False),
+    ]
+    result = client.infer(MODEL, [inp], outputs=outputs)
+    labels = result.as_numpy("label")
+    logits = result.as_numpy("logits")
+    assert logits.shape == (len(images), meta["outputs"][0]["shape"][1]), logits.shape
+    assert labels.tolist() == want, "labels differ from trainerd predict's"
+    assert (logits.argmax(1) == labels).all(), "label is not the argmax of the logits"
+
+    # UINT8, one image per request on the client's kept-alive connection.
+    for i in range(8):
+        one = httpclient.InferInput("pixels", [1, images[0].size], "UINT8")
+        one.set_data_from_numpy(images[i].reshape(1, -1), binary_data=False)
+        r = client.infer(MODEL, [one], outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
+        assert r.as_numpy("label").tolist() == [want[i]], (i, r.get_response())
+    print(f"tritonclient: {len(images)} images agree with trainerd predict "
+          f"(model version {result.get_response()['model_version']})")
+
+
+if __name__ == "__main__":
+    main()
