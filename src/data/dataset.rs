@@ -995,6 +995,25 @@ mod tests {
     }
 
     #[test]
+    fn idx_of_any_size_loads_with_numbered_class_names() {
+        let d = tempfile::tempdir().unwrap();
+        let (n, m) = (12, 6);
+        let labels = |n: usize| (0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>();
+        let files: [(&str, Vec<usize>, Vec<u8>); 4] = [
+            ("train-images-idx3-ubyte", vec![n, 3, 5], vec![9; n * 15]),
+            ("train-labels-idx1-ubyte", vec![n], labels(n)),
+            ("t10k-images-idx3-ubyte", vec![m, 3, 5], vec![9; m * 15]),
+            ("t10k-labels-idx1-ubyte", vec![m], labels(m)),
+        ];
+        for (name, dims, data) in files {
+            write_idx(&d.path().join(name), &dims, &data, false).unwrap();
+        }
+        let ds = Dataset::load(d.path(), &opts(3, 0)).unwrap();
+        assert_eq!(ds.image_shape(), [1, 3, 5]);
+        assert_eq!(ds.class_names, ["0", "1", "2"]);
+    }
+
+    #[test]
     fn geometry_must_agree() {
         let d = tempfile::tempdir().unwrap();
         tiny(d.path(), 10, 5, 3);

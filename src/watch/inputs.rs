@@ -236,6 +236,62 @@ mod tests {
     }
 
     #[test]
+    fn an_image_added_or_removed_is_a_new_data_version_and_a_half_copy_is_not_one() {
+        use crate::data::synth_folders::{write_synthetic_folders, FolderSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let spec = FolderSpec {
+            n_train: 40,
+            n_test: 10,
+            seed: 1,
+            rgb: false,
+            side: 12,
+            ext: "png",
+        };
+        write_synthetic_folders(p, &spec).unwrap();
+        assert!(is_folders(p));
+        let fp = inspect_data(p).unwrap();
+        let opts = crate::data::LoadOptions {
+            val_size: Some(10),
+            ..Default::default()
+        };
+        let src = source::SourceOptions::default();
+        let loaded = crate::data::Dataset::load_from(p, &opts, &src).unwrap();
+        assert_eq!(fp, loaded.fingerprint, "the watcher and the trainer agree");
+        let sig = data_signature(p);
+        let extra = p.join("train/cup/new.png");
+        let bytes = fs::read(
+            p.join("train/cup")
+                .read_dir()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap();
+        fs::write(&extra, &bytes[..bytes.len() - 20]).unwrap();
+        assert_ne!(
+            data_signature(p),
+            sig,
+            "the stat signature sees the new file"
+        );
+        let err = inspect_data(p).unwrap_err().join("\n");
+        assert!(err.contains("new.png") && err.contains("copied"), "{err}");
+        fs::write(&extra, &bytes).unwrap();
+        let added = inspect_data(p).unwrap();
+        assert_ne!(added, fp, "an added image is a new version");
+        fs::remove_file(&extra).unwrap();
+        assert_eq!(
+            inspect_data(p).unwrap(),
+            fp,
+            "removed again: the old version"
+        );
+        fs::write(p.join("train/cup/notes.txt"), "not data").unwrap();
+        assert_eq!(inspect_data(p).unwrap(), fp);
+    }
+
+    #[test]
     fn data_file_names() {
         assert!(is_data_file("train-images-idx3-ubyte.gz"));
         assert!(is_data_file("t10k-labels.idx1-ubyte"));
