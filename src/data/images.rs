@@ -154,6 +154,7 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
     } = folders::scan(dir)?;
     let k = classes.len();
     let all: Vec<Entry> = train.iter().chain(test.iter().flatten()).cloned().collect();
+    let started = std::time::Instant::now();
     let probes = probe_all(&all)?;
     let target = target_of(&all, &probes, size)?;
     check_budget(dir, all.len(), &target, opts.memory_budget)?;
@@ -226,6 +227,12 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
         Ok((tr, va, te))
     };
     let (train, val, test) = build().map_err(tensor_err)?;
+    tracing::debug!(
+        dir = %dir.display(),
+        ms = started.elapsed().as_millis() as u64,
+        images = all.len(),
+        "data set loaded"
+    );
     Ok(Dataset {
         train,
         val,
