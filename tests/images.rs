@@ -89,7 +89,8 @@ fn forcing_idx_on_folders_names_the_missing_files() {
     write_synthetic_folders(&data, &spec(false, 28, "png", 0)).unwrap();
     let out = train(&data, &tmp.path().join("state"), &["--data-format", "idx"]);
     // The (refused) MNIST download is what IDX does for a dir without IDX files.
-    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("MNIST layout"), "{}", stderr(&out));
     let out = train(&data, &tmp.path().join("state"), &["--data-format", "csv"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("data_format"), "{}", stderr(&out));
@@ -170,4 +171,30 @@ fn bad_image_folders_exit_65_naming_the_file() {
         &[],
     );
     expect_data_error(|_| {}, "memory budget", &["--memory-budget", "64K"]);
+}
+
+#[test]
+fn the_default_cnn_preset_trains_on_rgb_32x32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut small = spec(true, 32, "png", 50);
+    small.n_train = 200;
+    write_synthetic_folders(&data, &small).unwrap();
+    let state = tmp.path().join("state");
+    let out = run(&[
+        "train",
+        "--data-dir",
+        s(&data),
+        "--state-dir",
+        s(&state),
+        "--epochs",
+        "1",
+        "--max-trials",
+        "1",
+    ]);
+    // 0: target reached, 2: below it; either way a CNN trained on 3x32x32.
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", stderr(&out));
+    let c = card(&state);
+    assert_eq!(c["preset"], "fast");
+    assert_eq!(c["input_shape"], serde_json::json!([3, 32, 32]));
 }
