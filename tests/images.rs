@@ -73,6 +73,16 @@ fn gray_png_and_rgb_jpeg_folders_train_to_a_modest_target() {
         let c = card(&state);
         assert_eq!(c["input_shape"], serde_json::json!(shape), "{what}");
         assert_eq!(c["classes"], 10, "{what}");
+        let mut names = trainerd::data::synth_folders::CLASS_NAMES.to_vec();
+        names.sort();
+        assert_eq!(c["class_names"], serde_json::json!(names), "{what}");
+        let report = fs::read_to_string(state.join("best/report.html")).unwrap();
+        for name in names {
+            assert!(
+                report.contains(&format!(">{name}<")),
+                "{what}: {name} not in the report"
+            );
+        }
         let acc = c["test_accuracy"].as_f64().unwrap();
         assert!(acc >= 0.8, "{what}: test accuracy {acc}");
         assert!(
