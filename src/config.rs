@@ -152,7 +152,7 @@ pub struct CommonArgs {
     /// TOML config file (keys as the flags, with underscores).
     #[arg(long, env = "TRAINERD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory holding the IDX files (MNIST layout).
+    /// Directory holding the data set: IDX files (MNIST layout) or image folders.
     #[arg(long, env = "TRAINERD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// State directory: checkpoints, journal, events, best model.
@@ -260,6 +260,14 @@ pub struct CommonArgs {
     /// (default: the largest training label + 1, every class present).
     #[arg(long, env = "TRAINERD_CLASSES")]
     pub classes: Option<usize>,
+    /// Format of the data dir: `idx` (MNIST layout), `folders`
+    /// (train/<class>/*.png|jpg), or `auto` (default: folders when train/ exists).
+    #[arg(long, env = "TRAINERD_DATA_FORMAT")]
+    pub data_format: Option<String>,
+    /// Resize every image of an image-folder set to HxW, e.g. `32x32`
+    /// (triangle filter); default: all images must share one size.
+    #[arg(long, env = "TRAINERD_IMAGE_SIZE")]
+    pub image_size: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -320,6 +328,8 @@ pub struct FileConfig {
     pub hook_secret_file: Option<PathBuf>,
     pub memory_budget: Option<String>,
     pub classes: Option<usize>,
+    pub data_format: Option<String>,
+    pub image_size: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,6 +400,8 @@ pub struct Config {
     pub memory_budget: u64,
     /// `--classes K`, else `None`: the classes are the training labels.
     pub classes: Option<usize>,
+    /// `--data-format`, `--image-size` (see `data::source`).
+    pub data_source: crate::data::source::SourceOptions,
 }
 
 /// Ladder used when none is configured: softmax regression up to the deep
@@ -406,7 +418,10 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Self::merge(args, file)
+        let cfg = Self::merge(args, file)?;
+        // The data loader's callers pass only `LoadOptions`: it reads these from here.
+        crate::data::source::configure(cfg.data_source);
+        Ok(cfg)
     }
 
     fn merge(a: &CommonArgs, f: FileConfig) -> Result<Config, ConfigError> {
@@ -418,6 +433,7 @@ impl Config {
             ));
         }
         let chain = chain_settings(a, &f, target_accuracy)?;
+        let data_source = data_source(a, &f)?;
         let threads = a.threads.or(f.threads).unwrap_or_else(default_threads);
         let max_threads = max_threads();
         if !(1..=max_threads).contains(&threads) {
@@ -586,8 +602,26 @@ impl Config {
             hook_secret: chain.hook_secret,
             memory_budget,
             classes,
+            data_source,
         })
     }
+}
+
+/// `data_format` and `image_size`, parsed.
+fn data_source(
+    a: &CommonArgs,
+    f: &FileConfig,
+) -> Result<crate::data::source::SourceOptions, ConfigError> {
+    use crate::data::source::{DataFormat, ImageSize, SourceOptions};
+    let format = match a.data_format.as_deref().or(f.data_format.as_deref()) {
+        Some(s) => DataFormat::parse(s).map_err(|w| invalid("data_format", w))?,
+        None => DataFormat::Auto,
+    };
+    let image_size = match a.image_size.as_deref().or(f.image_size.as_deref()) {
+        Some(s) => Some(ImageSize::parse(s).map_err(|w| invalid("image_size", w))?),
+        None => None,
+    };
+    Ok(SourceOptions { format, image_size })
 }
 
 /// The job chain's keys (search, promotion, notifications), validated.

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::idx::{self, Header, Images, Labels};
+use super::source::{self, DataFormat, SourceOptions};
 use super::{split, DataError};
 
 /// One of the four files of the MNIST layout.
@@ -128,6 +129,9 @@ pub struct Dataset {
     /// `[mean, std]` of `pixel/255` over the training split: what `predict`
     /// must apply to new images, `(p/255 − mean) / std`.
     pub normalisation: [f64; 2],
+    /// The classes' names, label `i` is `class_names[i]`: the folder names of
+    /// an image-folder set, `"0"`..`"K-1"` for IDX.
+    pub class_names: Vec<String>,
 }
 
 /// How to load: validation size and the seed that picks it, the memory
@@ -394,7 +398,7 @@ pub fn locate(dir: &Path) -> Result<[PathBuf; 4], DataError> {
 
 /// Counts of each byte value, with four sub-histograms so that runs of equal
 /// bytes (most of MNIST is 0) do not serialise on one counter.
-fn histogram(bytes: &[u8]) -> [u64; 256] {
+pub(super) fn histogram(bytes: &[u8]) -> [u64; 256] {
     let mut h = [[0u64; 256]; 4];
     let mut chunks = bytes.chunks_exact(4);
     for c in &mut chunks {
@@ -415,7 +419,7 @@ fn histogram(bytes: &[u8]) -> [u64; 256] {
 
 /// Mean and standard deviation of `value/255` from a histogram. A constant
 /// image set (std 0) gets std 1, so normalisation never divides by zero.
-fn mean_std(hist: &[u64; 256]) -> [f64; 2] {
+pub(super) fn mean_std(hist: &[u64; 256]) -> [f64; 2] {
     let n: u64 = hist.iter().sum();
     if n == 0 {
         return [0.0, 1.0];
@@ -447,7 +451,7 @@ fn images_tensor(all: &Tensor, idx: &Tensor, norm: [f64; 2]) -> Result<Tensor, T
 }
 
 /// Builds a split's tensors from the raw bytes of its records.
-fn split_tensors(
+pub(super) fn split_tensors(
     all_images: &Tensor,
     all_labels: &Tensor,
     idx: &[i64],
@@ -521,8 +525,26 @@ fn fingerprint(images: [&Loaded<Images>; 2], labels: [&Loaded<Labels>; 2]) -> St
 }
 
 impl Dataset {
-    /// Loads and checks the data set in `dir` (MNIST layout) into CPU tensors.
+    /// Loads and checks the data set in `dir` into CPU tensors, in the format
+    /// and with the image size the process is configured for ([`source::current`]).
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+        Self::load_from(dir, opts, &source::current())
+    }
+
+    /// [`Dataset::load`] with explicit source options.
+    pub fn load_from(
+        dir: &Path,
+        opts: &LoadOptions,
+        src: &SourceOptions,
+    ) -> Result<Dataset, DataError> {
+        match src.format.resolve(dir) {
+            DataFormat::Folders => super::images::load(dir, opts, src.image_size),
+            _ => Self::load_idx(dir, opts),
+        }
+    }
+
+    /// Loads and checks the data set in `dir` (MNIST layout) into CPU tensors.
+    pub fn load_idx(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         let paths = locate(dir)?;
         let headers = check_headers(&paths, opts.memory_budget)?;
         let started = std::time::Instant::now();
@@ -581,6 +603,7 @@ impl Dataset {
             num_classes: num_classes as i64,
             fingerprint,
             normalisation,
+            class_names: (0..num_classes).map(|c| c.to_string()).collect(),
         })
     }
 
@@ -969,6 +992,25 @@ mod tests {
             "{msg}"
         );
         assert_eq!(msg.matches("os error").count(), 1, "{msg}");
+    }
+
+    #[test]
+    fn idx_of_any_size_loads_with_numbered_class_names() {
+        let d = tempfile::tempdir().unwrap();
+        let (n, m) = (12, 6);
+        let labels = |n: usize| (0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>();
+        let files: [(&str, Vec<usize>, Vec<u8>); 4] = [
+            ("train-images-idx3-ubyte", vec![n, 3, 5], vec![9; n * 15]),
+            ("train-labels-idx1-ubyte", vec![n], labels(n)),
+            ("t10k-images-idx3-ubyte", vec![m, 3, 5], vec![9; m * 15]),
+            ("t10k-labels-idx1-ubyte", vec![m], labels(m)),
+        ];
+        for (name, dims, data) in files {
+            write_idx(&d.path().join(name), &dims, &data, false).unwrap();
+        }
+        let ds = Dataset::load(d.path(), &opts(3, 0)).unwrap();
+        assert_eq!(ds.image_shape(), [1, 3, 5]);
+        assert_eq!(ds.class_names, ["0", "1", "2"]);
     }
 
     #[test]

@@ -147,7 +147,11 @@ impl<'a> DownloadOptions<'a> {
 /// Makes sure `dir` holds a data set: a no-op when all four files of the
 /// MNIST layout are there; otherwise downloads the missing MNIST files from
 /// the mirrors (base URLs, tried in order).
+/// A data dir read as image folders (see [`super::source`]) is left alone.
 pub fn ensure_mnist(dir: &Path, opts: &DownloadOptions<'_>) -> Result<(), DataError> {
+    if super::source::current().format.resolve(dir) == super::source::DataFormat::Folders {
+        return Ok(());
+    }
     ensure_files(dir, opts, &mnist_files())
 }
 

@@ -1,6 +1,10 @@
-//! Data: IDX files on disk -> a validated, in-memory [`Dataset`] of tensors.
+//! Data: IDX files or image folders on disk -> a validated, in-memory [`Dataset`] of tensors.
 //!
+//! - [`source`]: which format a data dir holds (`--data-format`), `--image-size`
 //! - [`idx`]: reads one IDX file (raw or gzip) and checks it against its header
+//! - [`folders`]: lists and fingerprints `train/<class>/*.png|jpg` (and `test/`)
+//! - [`decode`]: image headers and pixels (the `image` crate), on two threads
+//! - [`images`]: image folders -> the same [`Dataset`] as IDX
 //! - [`budget`]: the memory budget input data is held to before it is allocated
 //! - [`dataset`]: the MNIST layout in a directory, the validation split,
 //!   normalisation, the fingerprint, batches
@@ -9,6 +13,8 @@
 //! - [`split`]: the validation split: its default size, stratified by class
 //! - [`rng`]: the deterministic Rust-side random streams (split, epoch order)
 //! - `synth` (tests only, `tests/common/synth.rs`): writes small learnable IDX data sets
+//! - `synth_folders` (tests only, `tests/common/synth_folders.rs`): the same
+//!   patterns as image folders (PNG/JPEG, gray/RGB)
 //!
 //! Every malformed input becomes a [`DataError`] whose one-line message names
 //! the file, what is wrong with it and, where there is one, the fix.
@@ -18,13 +24,20 @@ use std::path::PathBuf;
 pub mod augment;
 pub mod budget;
 pub mod dataset;
+pub mod decode;
 pub mod download;
+pub mod folders;
 pub mod idx;
+pub mod images;
 pub mod rng;
+pub mod source;
 pub mod split;
 #[cfg(test)]
 #[path = "../../tests/common/synth.rs"]
 pub(crate) mod synth;
+#[cfg(test)]
+#[path = "../../tests/common/synth_folders.rs"]
+pub(crate) mod synth_folders;
 #[cfg(test)]
 mod synth_tests;
 
@@ -47,7 +60,7 @@ pub enum DataError {
     /// A file's content is malformed or inconsistent with the rest of the set.
     #[error("{}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
-    /// The directory lacks files of the MNIST layout.
+    /// The directory lacks files of the MNIST layout (or a `train/` folder).
     #[error("{}: {what}", dir.display())]
     Missing { dir: PathBuf, what: String },
     /// A loading option does not fit the data (e.g. `val_size` too large).

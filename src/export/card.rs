@@ -184,6 +184,7 @@ pub(crate) mod tests {
             val_size: 200,
             files: vec![],
             version: 0,
+            class_names: Vec::new(),
         }
     }
 

@@ -193,6 +193,7 @@ fn trial_card(
         val_size,
         files: Vec::new(),
         version: 0,
+        class_names: Vec::new(),
     }
 }
 

@@ -80,6 +80,10 @@ pub struct ModelCard {
     /// Serving names its model version with it, so versions only grow.
     #[serde(default)]
     pub version: u64,
+    /// The classes' names, label `i` is `class_names[i]`: the folder names
+    /// of an image-folder data set, `"0"`..`"K-1"` for IDX; empty in older cards.
+    #[serde(default)]
+    pub class_names: Vec<String>,
 }
 
 pub const MODEL_CARD_FORMAT: u32 = 1;

@@ -271,6 +271,32 @@ pub fn parse_spec(text: &str, is_toml: bool, label: &str) -> Result<TrialSpec, S
 mod tests {
     use super::*;
 
+    /// Image-folder sets bring other inputs than MNIST's: every preset (so
+    /// every rung of the default ladder) passes the layer walk for them. (No
+    /// build here: initialising weights draws from libtorch's global RNG,
+    /// which other tests seed; `tests/images.rs` trains on such inputs.)
+    #[test]
+    fn every_preset_validates_for_gray_and_rgb_inputs_of_other_sizes() {
+        for (c, h, w, k) in [
+            (1, 28, 28, 10),
+            (3, 32, 32, 10),
+            (3, 20, 24, 3),
+            (1, 64, 48, 7),
+        ] {
+            let input = crate::model::InputShape {
+                channels: c,
+                height: h,
+                width: w,
+                classes: k,
+            };
+            for (name, _) in PRESET_NAMES {
+                let spec = preset(name).unwrap();
+                spec.validate_for(input)
+                    .unwrap_or_else(|e| panic!("{name} on {c}x{h}x{w}: {e}"));
+            }
+        }
+    }
+
     #[test]
     fn every_listed_preset_exists_and_round_trips() {
         for (name, _) in PRESET_NAMES {

@@ -99,6 +99,7 @@ pub(super) fn finish_trial(
         commit: crate::watch::git::commit_of(&cfg.data_dir),
         files: Vec::new(),
         version: 0,
+        class_names: data.class_names.clone(),
     };
     let champion = promote::load_card(&cfg.state_dir).unwrap_or_else(|e| {
         // Replaced like a champion from other data: it moves to best.previous/, kept.
@@ -203,7 +204,7 @@ fn render_report(
         target_accuracy: Some(ctx.cfg.target_accuracy),
         study: Some(card.study.as_str()),
         commit: card.commit.as_deref(),
-        class_names: None,
+        class_names: (!card.class_names.is_empty()).then_some(card.class_names.as_slice()),
     };
     crate::report::render(&inputs)
 }

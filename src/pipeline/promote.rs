@@ -279,6 +279,7 @@ mod tests {
             val_size: 10,
             files: Vec::new(),
             version: 0,
+            class_names: Vec::new(),
         }
     }
 

@@ -260,6 +260,7 @@ mod tests {
             val_size: 10,
             files: Vec::new(),
             version: 0,
+            class_names: Vec::new(),
         }
     }
 
@@ -308,6 +309,14 @@ mod tests {
         ] {
             assert!(html.contains(needle), "missing {needle}");
         }
+    }
+
+    #[test]
+    fn cards_without_class_names_still_read() {
+        let mut v = serde_json::to_value(card(1)).unwrap();
+        v.as_object_mut().unwrap().remove("class_names");
+        let c: ModelCard = serde_json::from_value(v).unwrap();
+        assert!(c.class_names.is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! fingerprint), the config file (parses?), and cheap stat signatures that
 //! say whether either may have changed since the last look.
 //!
-//! The data checks use the data module's IDX reader (the checks training
+//! The data checks use the data module's IDX reader and image-folder lister (the checks training
 //! makes, short of building tensors), so what the watcher accepts loads.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::data::dataset::locate;
-use crate::data::idx;
+use crate::data::{folders, idx, source};
 
 /// Is `name` one of the data set's files (`train-images-idx3-ubyte[.gz]` …)?
 /// Hidden names and anything not ending in `ubyte`/`ubyte.gz` (a temp file
@@ -48,16 +48,49 @@ fn stat_sig(path: &Path) -> Option<StatSig> {
     ))
 }
 
-/// Cheap signature of the data dir: every data file's [`StatSig`].
+/// Cheap signature of the data dir: every data file's [`StatSig`] (for image
+/// folders: every class folder and image file under `train/` and `test/`).
 pub fn data_signature(dir: &Path) -> BTreeMap<PathBuf, Option<StatSig>> {
-    data_files(dir)
-        .unwrap_or_default()
+    let mut files = data_files(dir).unwrap_or_default();
+    if is_folders(dir) {
+        folder_files(dir, &mut files);
+    }
+    files
         .into_iter()
         .map(|p| {
             let sig = stat_sig(&p);
             (p, sig)
         })
         .collect()
+}
+
+/// Is `dir` read as image folders (with the configured `--data-format`)?
+pub fn is_folders(dir: &Path) -> bool {
+    source::current().format.resolve(dir) == source::DataFormat::Folders
+}
+
+/// The class folders and image files under `dir/train` and `dir/test`
+/// (bounded by [`folders::MAX_FILES`]).
+fn folder_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let list = |d: &Path| -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(d) else {
+            return Vec::new();
+        };
+        let mut v: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        v.sort();
+        v
+    };
+    for split in ["train", "test"] {
+        for class in list(&dir.join(split)).into_iter().filter(|p| p.is_dir()) {
+            for f in list(&class) {
+                let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if (folders::is_image_name(name) || f.is_dir()) && out.len() < folders::MAX_FILES {
+                    out.push(f);
+                }
+            }
+            out.push(class);
+        }
+    }
 }
 
 /// Cheap signature of one file (the config).
@@ -72,6 +105,9 @@ pub fn file_signature(path: &Path) -> Option<StatSig> {
 ///
 /// [`Dataset::load`]: crate::data::Dataset::load
 pub fn inspect_data(dir: &Path) -> Result<String, Vec<String>> {
+    if is_folders(dir) {
+        return inspect_folders(dir);
+    }
     let [train_x, train_y, test_x, test_y] = locate(dir).map_err(|e| vec![e.to_string()])?;
     let mut problems = Vec::new();
     let mut hasher = Sha256::new();
@@ -109,6 +145,36 @@ pub fn inspect_data(dir: &Path) -> Result<String, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// Image folders: the layout's rules, every image's header, and that every
+/// file ends as a complete PNG or JPEG does (a half-copied file is a
+/// problem, looked at again); the fingerprint [`Dataset::load`] records.
+///
+/// [`Dataset::load`]: crate::data::Dataset::load
+fn inspect_folders(dir: &Path) -> Result<String, Vec<String>> {
+    let layout = folders::scan(dir).map_err(|e| vec![e.to_string()])?;
+    let mut problems = Vec::new();
+    let mut shas = Vec::new();
+    for e in layout.entries() {
+        let checked = folders::file_sha256_complete(&e.path)
+            .and_then(|sha| crate::data::decode::probe(&e.path).map(|_| sha));
+        match checked {
+            Ok(sha) => shas.push(sha),
+            Err(err) => {
+                problems.push(err.to_string());
+                shas.push([0; 32]);
+            }
+        }
+        if problems.len() >= 10 {
+            break;
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let size = source::current().image_size;
+    Ok(folders::fingerprint(layout.entries().zip(&shas), size))
 }
 
 /// Reads the config file and checks that it parses as trainerd's TOML
@@ -167,6 +233,62 @@ mod tests {
         assert!(err.contains("60 labels") && err.contains("70"), "{err}");
         fs::remove_file(&images).unwrap();
         assert!(inspect_data(p).is_err(), "a missing file is a problem");
+    }
+
+    #[test]
+    fn an_image_added_or_removed_is_a_new_data_version_and_a_half_copy_is_not_one() {
+        use crate::data::synth_folders::{write_synthetic_folders, FolderSpec};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let spec = FolderSpec {
+            n_train: 40,
+            n_test: 10,
+            seed: 1,
+            rgb: false,
+            side: 12,
+            ext: "png",
+        };
+        write_synthetic_folders(p, &spec).unwrap();
+        assert!(is_folders(p));
+        let fp = inspect_data(p).unwrap();
+        let opts = crate::data::LoadOptions {
+            val_size: Some(10),
+            ..Default::default()
+        };
+        let src = source::SourceOptions::default();
+        let loaded = crate::data::Dataset::load_from(p, &opts, &src).unwrap();
+        assert_eq!(fp, loaded.fingerprint, "the watcher and the trainer agree");
+        let sig = data_signature(p);
+        let extra = p.join("train/cup/new.png");
+        let bytes = fs::read(
+            p.join("train/cup")
+                .read_dir()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap();
+        fs::write(&extra, &bytes[..bytes.len() - 20]).unwrap();
+        assert_ne!(
+            data_signature(p),
+            sig,
+            "the stat signature sees the new file"
+        );
+        let err = inspect_data(p).unwrap_err().join("\n");
+        assert!(err.contains("new.png") && err.contains("copied"), "{err}");
+        fs::write(&extra, &bytes).unwrap();
+        let added = inspect_data(p).unwrap();
+        assert_ne!(added, fp, "an added image is a new version");
+        fs::remove_file(&extra).unwrap();
+        assert_eq!(
+            inspect_data(p).unwrap(),
+            fp,
+            "removed again: the old version"
+        );
+        fs::write(p.join("train/cup/notes.txt"), "not data").unwrap();
+        assert_eq!(inspect_data(p).unwrap(), fp);
     }
 
     #[test]

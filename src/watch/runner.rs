@@ -217,7 +217,8 @@ impl Runner {
             // `..data` & co: the symlink swap of a Kubernetes ConfigMap/Secret volume.
             let swap = name.starts_with("..");
             d.data |= path == &self.data_dir
-                || (path.parent() == Some(&self.data_dir) && (inputs::is_data_file(name) || swap));
+                || (path.parent() == Some(&self.data_dir) && (inputs::is_data_file(name) || swap))
+                || self.image_dirs().iter().any(|d| path.starts_with(d));
             d.config |= self.config.as_ref().is_some_and(|c| {
                 c.parent() == path.parent() && (c.file_name() == path.file_name() || swap)
             });
@@ -231,6 +232,15 @@ impl Runner {
         }
     }
 
+    /// `train/` and `test/` of an image-folder data dir (none for IDX).
+    fn image_dirs(&self) -> Vec<PathBuf> {
+        if inputs::is_folders(&self.data_dir) {
+            vec![self.data_dir.join("train"), self.data_dir.join("test")]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The directories that must be watched for the inputs.
     fn desired(&self) -> Vec<(PathBuf, RecursiveMode)> {
         let mut want: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
@@ -241,6 +251,9 @@ impl Runner {
             }
         };
         add(&self.data_dir, RecursiveMode::NonRecursive);
+        for d in self.image_dirs().into_iter().filter(|d| d.is_dir()) {
+            add(&d, RecursiveMode::Recursive);
+        }
         // The parent sees the data dir itself being replaced or created.
         if let Some(p) = self.data_dir.parent() {
             add(p, RecursiveMode::NonRecursive);

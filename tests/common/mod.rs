@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 pub mod synth;
+pub mod synth_folders;
 
-// What `synth` names through `super::`.
+// What `synth` and `synth_folders` name through `super::`.
 use trainerd::data::{dataset, rng};
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,344 @@
+//! An image-folder data set ([`super::folders`]) -> the same [`Dataset`] the
+//! IDX loader builds: `[N, C, H, W]` tensors, classes, fingerprint, normalisation.
+//!
+//! Order of work, so that nothing large is allocated for bad data: list the
+//! files, read every header ([`decode::probe`]: size, colour), check sizes
+//! and the memory budget, and only then decode the pixels (two threads).
+//!
+//! - **Test split**: `test/` when present; else a tenth of the training
+//!   images (at most 5,000, at least five per class), stratified by class and
+//!   keyed by the seed, is held out as the test set (logged).
+//! - **Validation** and **normalisation** as for IDX ([`super::dataset`]):
+//!   one mean and std over every channel's pixels of the training split.
+
+use std::path::Path;
+
+use tch::{Kind, TchError, Tensor};
+
+use super::dataset::{histogram, mean_std, split_tensors, Dataset, LoadOptions};
+use super::decode::{self, Probe, Target};
+use super::folders::{self, Entry, Layout};
+use super::source::ImageSize;
+use super::{split, DataError};
+
+/// Mixed into the seed for the test split, so it differs from the validation split's draw.
+const TEST_SPLIT_KEY: u64 = 0x7465_7374_5f73_706c;
+
+/// Reads every header on two threads, in order.
+fn probe_all(entries: &[Entry]) -> Result<Vec<Probe>, DataError> {
+    let (a, b) = entries.split_at(entries.len().div_ceil(2));
+    let run = |es: &[Entry]| -> Result<Vec<Probe>, DataError> {
+        es.iter().map(|e| decode::probe(&e.path)).collect()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let worker = s.spawn(|| run(b));
+        let a = run(a);
+        (a, worker.join().unwrap_or_else(|_| run(b)))
+    });
+    let mut out = a?;
+    out.extend(b?);
+    Ok(out)
+}
+
+/// The decoding target: gray when every image is, the size of `--image-size`
+/// or of the first training image (every other image must match it).
+fn target_of(
+    entries: &[Entry],
+    probes: &[Probe],
+    size: Option<ImageSize>,
+) -> Result<Target, DataError> {
+    let channels = if probes.iter().all(|p| p.gray) { 1 } else { 3 };
+    let first = probes.first().copied().unwrap_or(Probe {
+        width: 1,
+        height: 1,
+        gray: true,
+    });
+    let target = Target {
+        channels,
+        height: size.map_or(first.height, |s| s.height),
+        width: size.map_or(first.width, |s| s.width),
+        resize: size.is_some(),
+    };
+    for (e, p) in entries.iter().zip(probes) {
+        if p.width == 0 || p.height == 0 {
+            return Err(DataError::invalid(
+                &e.path,
+                "is an empty (0-pixel) image; remove it",
+            ));
+        }
+        if !target.resize && (p.height, p.width) != (target.height, target.width) {
+            return Err(decode::wrong_size(&e.path, p.height, p.width, &target));
+        }
+    }
+    Ok(target)
+}
+
+/// Bytes the set takes while it loads and trains (as [`super::dataset::memory_cost`]
+/// for IDX): every pixel decoded (1), as uint8 (1) and float32 (4) tensors,
+/// the padded training copy (bounded), labels, and the listing itself.
+fn memory_cost(records: usize, target: &Target) -> u64 {
+    let n = records as u64;
+    let pixels = n.saturating_mul(target.image_len() as u64);
+    let padded = n
+        .saturating_mul(target.channels as u64)
+        .saturating_mul(u64::from(target.height) + 4)
+        .saturating_mul(u64::from(target.width) + 4)
+        .saturating_mul(4)
+        .min(super::augment::PAD_ONCE_LIMIT_BYTES as u64);
+    pixels
+        .saturating_mul(6)
+        .saturating_add(padded)
+        .saturating_add(n.saturating_mul(17 + 256))
+}
+
+fn check_budget(dir: &Path, records: usize, target: &Target, budget: u64) -> Result<(), DataError> {
+    let cost = memory_cost(records, target);
+    if cost <= budget {
+        return Ok(());
+    }
+    Err(DataError::invalid(
+        dir,
+        format!(
+            "holds {records} images of {}x{}x{} (channels x height x width), which as tensors \
+             need about {}, more than {}; use fewer images or a smaller --image-size",
+            target.channels,
+            target.height,
+            target.width,
+            super::budget::human(cost),
+            super::budget::describe(budget)
+        ),
+    ))
+}
+
+/// Decodes `entries` into a uint8 `[N, C, H, W]` tensor; also their SHA-256s
+/// and the raw bytes' histogram source (the buffer itself).
+fn decode_set(entries: &[Entry], target: &Target) -> Result<(Vec<u8>, Vec<[u8; 32]>), DataError> {
+    let mut buf = vec![0u8; entries.len() * target.image_len()];
+    let paths: Vec<_> = entries.iter().map(|e| e.path.clone()).collect();
+    let shas = decode::decode_all(&paths, target, &mut buf)?;
+    Ok((buf, shas))
+}
+
+fn u8_tensor(buf: &[u8], n: usize, t: &Target) -> Result<Tensor, TchError> {
+    let shape = [
+        n as i64,
+        t.channels as i64,
+        i64::from(t.height),
+        i64::from(t.width),
+    ];
+    Tensor::f_from_slice(buf)?.f_view(shape)
+}
+
+fn labels_tensor(entries: &[Entry]) -> Result<Tensor, TchError> {
+    let l: Vec<u8> = entries.iter().map(|e| e.label).collect();
+    Tensor::f_from_slice(&l)?.f_to_kind(Kind::Int64)
+}
+
+/// Indices of `labels` marked (`true`) and not, by a stratified pick of `size`.
+fn pick_split(
+    labels: &[u8],
+    classes: usize,
+    size: usize,
+    seed: u64,
+) -> Result<(Vec<i64>, Vec<i64>), split::DoesNotFit> {
+    let marked = split::pick(labels, classes, size, seed)?;
+    Ok((0..labels.len() as i64).partition(|&i| marked[i as usize]))
+}
+
+/// Loads the image folders in `dir`.
+pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<Dataset, DataError> {
+    let Layout {
+        classes,
+        train,
+        test,
+    } = folders::scan(dir)?;
+    let k = classes.len();
+    let all: Vec<Entry> = train.iter().chain(test.iter().flatten()).cloned().collect();
+    let started = std::time::Instant::now();
+    let probes = probe_all(&all)?;
+    let target = target_of(&all, &probes, size)?;
+    check_budget(dir, all.len(), &target, opts.memory_budget)?;
+    let (train_buf, train_shas) = decode_set(&train, &target)?;
+    let (test_buf, test_shas) = decode_set(test.as_deref().unwrap_or(&[]), &target)?;
+    let shas: Vec<_> = train_shas.iter().chain(&test_shas).collect();
+    let fingerprint = folders::fingerprint(all.iter().zip(shas), size);
+
+    let train_labels: Vec<u8> = train.iter().map(|e| e.label).collect();
+    // Indices into the training folders: the test records (when test/ is missing) and the rest.
+    let (held_test, pool) = if test.is_some() {
+        (Vec::new(), (0..train.len() as i64).collect::<Vec<_>>())
+    } else {
+        let size = split::auto_size(train.len(), k);
+        let split = pick_split(&train_labels, k, size, opts.seed ^ TEST_SPLIT_KEY);
+        let split = split.map_err(|_| too_few(dir, "a test set"))?;
+        tracing::info!(
+            dir = %dir.display(),
+            test = split.0.len(),
+            "no test/ folder: {} training images held out as the test set (by the seed)",
+            split.0.len()
+        );
+        split
+    };
+    let pool_labels: Vec<u8> = pool.iter().map(|&i| train_labels[i as usize]).collect();
+    let val_size = opts
+        .val_size
+        .unwrap_or_else(|| split::auto_size(pool.len(), k));
+    let (val_at, train_at) = pick_split(&pool_labels, k, val_size, opts.seed).map_err(
+        |split::DoesNotFit { largest }| DataError::Option {
+            key: "val_size",
+            what: format!(
+                "{val_size} does not fit the {} training images of {}: it must be between 1 \
+                 and {largest}, so that every class keeps a training image; lower --val-size, \
+                 or leave it unset for a tenth of the data",
+                pool.len(),
+                dir.display()
+            ),
+        },
+    )?;
+    let val_idx: Vec<i64> = val_at.iter().map(|&i| pool[i as usize]).collect();
+    let train_idx: Vec<i64> = train_at.iter().map(|&i| pool[i as usize]).collect();
+
+    let len = target.image_len();
+    let mut hist = [0u64; 256];
+    for &i in &train_idx {
+        let at = i as usize * len;
+        for (h, c) in hist.iter_mut().zip(histogram(&train_buf[at..at + len])) {
+            *h += c;
+        }
+    }
+    let normalisation = mean_std(&hist);
+    let tensor_err = |e: TchError| DataError::Tensor {
+        path: dir.to_path_buf(),
+        what: e.to_string(),
+    };
+    let build = || -> Result<_, TchError> {
+        let train_u8 = u8_tensor(&train_buf, train.len(), &target)?;
+        let train_y = labels_tensor(&train)?;
+        let tr = split_tensors(&train_u8, &train_y, &train_idx, normalisation)?;
+        let va = split_tensors(&train_u8, &train_y, &val_idx, normalisation)?;
+        let te = match &test {
+            Some(t) => {
+                let all_test: Vec<i64> = (0..t.len() as i64).collect();
+                let x = u8_tensor(&test_buf, t.len(), &target)?;
+                split_tensors(&x, &labels_tensor(t)?, &all_test, normalisation)?
+            }
+            None => split_tensors(&train_u8, &train_y, &held_test, normalisation)?,
+        };
+        Ok((tr, va, te))
+    };
+    let (train, val, test) = build().map_err(tensor_err)?;
+    tracing::debug!(
+        dir = %dir.display(),
+        ms = started.elapsed().as_millis() as u64,
+        images = all.len(),
+        "data set loaded"
+    );
+    Ok(Dataset {
+        train,
+        val,
+        test,
+        num_classes: k as i64,
+        fingerprint,
+        normalisation,
+        class_names: classes,
+    })
+}
+
+fn too_few(dir: &Path, what: &str) -> DataError {
+    DataError::invalid(
+        dir.join("train"),
+        format!(
+            "has too few images to hold out {what}: add images (a few per class), or add a \
+             test/ folder"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::source::{DataFormat, SourceOptions};
+    use crate::data::synth_folders::{write_synthetic_folders, FolderSpec, CLASS_NAMES};
+
+    fn spec(rgb: bool, side: u32, ext: &str, n_test: usize) -> FolderSpec<'_> {
+        FolderSpec {
+            n_train: 200,
+            n_test,
+            seed: 5,
+            rgb,
+            side,
+            ext,
+        }
+    }
+
+    fn load_dir(dir: &Path, size: Option<ImageSize>) -> Result<Dataset, DataError> {
+        let src = SourceOptions {
+            format: DataFormat::Auto,
+            image_size: size,
+        };
+        Dataset::load_from(dir, &LoadOptions::default(), &src)
+    }
+
+    #[test]
+    fn gray_and_rgb_sets_load_with_sorted_class_names() {
+        for (rgb, side, ext, c) in [(false, 28, "png", 1), (true, 20, "jpg", 3)] {
+            let d = tempfile::tempdir().unwrap();
+            write_synthetic_folders(d.path(), &spec(rgb, side, ext, 50)).unwrap();
+            let ds = load_dir(d.path(), None).unwrap();
+            assert_eq!(ds.image_shape(), [c, side as i64, side as i64]);
+            let mut names = CLASS_NAMES.map(String::from).to_vec();
+            names.sort();
+            assert_eq!(ds.class_names, names);
+            assert_eq!(ds.num_classes, 10);
+            assert_eq!((ds.train.len() + ds.val.len(), ds.test.len()), (200, 50));
+            let [mean, std] = ds.normalisation;
+            assert!(mean > 0.0 && mean < 1.0 && std > 0.0, "{mean} {std}");
+            let again = load_dir(d.path(), None).unwrap();
+            assert_eq!(again.fingerprint, ds.fingerprint);
+            let resized = load_dir(d.path(), ImageSize::parse("12x16").ok()).unwrap();
+            assert_eq!(resized.image_shape(), [c, 12, 16]);
+            assert_ne!(resized.fingerprint, ds.fingerprint);
+        }
+    }
+
+    #[test]
+    fn a_missing_test_folder_is_split_off_by_the_seed() {
+        let d = tempfile::tempdir().unwrap();
+        write_synthetic_folders(d.path(), &spec(false, 28, "png", 0)).unwrap();
+        let ds = load_dir(d.path(), None).unwrap();
+        assert_eq!(ds.test.len(), 50, "five per class of ten");
+        assert_eq!(ds.train.len() + ds.val.len() + ds.test.len(), 200);
+        let counts = ds.test.labels.bincount(None::<tch::Tensor>, 10);
+        assert_eq!(counts.min().int64_value(&[]), 5, "stratified");
+    }
+
+    #[test]
+    fn mixed_sizes_and_the_budget_are_refused_before_decoding() {
+        let d = tempfile::tempdir().unwrap();
+        write_synthetic_folders(d.path(), &spec(false, 28, "png", 0)).unwrap();
+        let odd = d.path().join("train/cup/odd.png");
+        image::GrayImage::new(30, 28).save(&odd).unwrap();
+        let e = load_dir(d.path(), None).err().unwrap().to_string();
+        assert!(
+            e.contains("odd.png") && e.contains("--image-size 28x28"),
+            "{e}"
+        );
+        std::fs::remove_file(&odd).unwrap();
+        let opts = LoadOptions {
+            memory_budget: 100_000,
+            ..LoadOptions::default()
+        };
+        let src = SourceOptions {
+            format: DataFormat::Folders,
+            image_size: None,
+        };
+        let e = Dataset::load_from(d.path(), &opts, &src)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("memory budget") && e.contains("200 images"),
+            "{e}"
+        );
+    }
+}
