@@ -51,7 +51,7 @@ impl Trainer {
             .spawn(move || {
                 // On the thread that runs the kernels (OpenMP's setting is per thread).
                 tch::set_num_threads(threads);
-                tracing::info!(threads, "libtorch intra-op threads");
+                tracing::info!(threads, "intra-op threads for training");
                 for (job, reply) in queue {
                     let _ = reply.send(job(&shared));
                 }
