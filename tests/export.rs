@@ -254,8 +254,27 @@ fn predict_and_export_refuse_a_damaged_champion_naming_the_file() {
     let bad = predict(&state, &image);
     assert_eq!(bad.status.code(), Some(65), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("model.onnx"), "{}", stderr(&bad));
+    // `status` checks the same checksums: the table and the JSON name the file.
+    let status = |json: bool| {
+        let mut args = vec!["status", "--state-dir", s(&state)];
+        if json {
+            args.push("--json");
+        }
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let v: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let damaged = v["best"]["damaged"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(damaged.contains("model.onnx"), "{v}");
+    assert!(status(false).contains("DAMAGED"), "{}", status(false));
     fs::write(&onnx, &bytes).unwrap();
     assert_eq!(predict(&state, &image).status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert!(v["best"]["damaged"].is_null(), "{v}");
 }
 
 #[test]
