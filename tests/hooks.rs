@@ -9,10 +9,10 @@ mod common;
 use std::fs;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{read_log, spawn_logged, synth_data, trainerd};
+use common::{spawn_logged, synth_data, trainerd, wait_for};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
@@ -95,20 +95,6 @@ fn champion_commit(state: &Path) -> Option<String> {
     let card: Value =
         serde_json::from_slice(&fs::read(state.join("best/model.json")).ok()?).ok()?;
     card["commit"].as_str().map(str::to_string)
-}
-
-fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "trainerd exited {status} waiting for {what}: {}",
-                read_log(log)
-            );
-        }
-        assert!(Instant::now() < deadline, "no {what}: {}", read_log(log));
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A bare remote, the daemon's workspace cloned from it, a developer's clone.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{read_log, spawn_logged, synth_data, trainerd};
+use common::{spawn_logged, synth_data, trainerd, wait_for};
 use serde_json::Value;
 
 fn s(p: &Path) -> &str {
@@ -55,20 +55,6 @@ fn daemon(data: &Path, state: &Path, log: &Path) -> Child {
     cmd.args(["--preset", "mlp", "--epochs", "200", "--max-trials", "1"])
         .args(["--checkpoint-every", "10"]);
     spawn_logged(&mut cmd, log)
-}
-
-fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "trainerd exited {status} waiting for {what}: {}",
-                read_log(log)
-            );
-        }
-        assert!(Instant::now() < deadline, "no {what}: {}", read_log(log));
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Writes data set number `n` elsewhere, then renames its files into `data`

@@ -26,12 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::ServeArgs;
+use crate::telemetry::http::{accept_loop, ConnectionPolicy};
 use batcher::{BatchSettings, Shared};
 
 /// Time to send a request head, and the longest a kept-alive connection may idle.
@@ -118,53 +117,15 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         metrics,
     });
     let (stop, stopped) = oneshot::channel();
-    tokio::spawn(accept_loop(listener, app, opts.max_connections, stopped));
+    let policy = ConnectionPolicy {
+        max_connections: opts.max_connections,
+        head_timeout: HEAD_TIMEOUT,
+        keep_alive: true,
+        name: "serve",
+    };
+    tokio::spawn(accept_loop(listener, app, policy, stopped));
     tracing::info!(%addr, state_dir = %opts.state_dir.display(), "serving /v2 (Open Inference Protocol)");
     Ok(Server { addr, _stop: stop })
-}
-
-/// Accepts while a connection slot is free, each connection on its own task.
-async fn accept_loop(
-    listener: TcpListener,
-    app: axum::Router,
-    max_connections: usize,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
-    loop {
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s,
-            _ = &mut stopped => return,
-        };
-        let Ok(slot) = slot else { return };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = &mut stopped => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::debug!("serve: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!("serve: connection ended: {e}");
-            }
-        });
-    }
 }
 
 /// Raises the soft open-files limit to the hard one, so the connection cap,

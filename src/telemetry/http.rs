@@ -156,7 +156,13 @@ pub async fn serve(addr: SocketAddr, app: Router) -> Result<HttpServer, HttpErro
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let bound = listener.local_addr().map_err(bind_err)?;
     let (stop, stopped) = oneshot::channel();
-    tokio::spawn(accept_loop(listener, app, stopped));
+    let policy = ConnectionPolicy {
+        max_connections: MAX_CONNECTIONS,
+        head_timeout: HEAD_TIMEOUT,
+        keep_alive: false,
+        name: "metrics endpoint",
+    };
+    tokio::spawn(accept_loop(listener, app, policy, stopped));
     tracing::info!(addr = %bound, "metrics endpoint listening (/metrics, /healthz)");
     Ok(HttpServer {
         addr: bound,
@@ -164,9 +170,28 @@ pub async fn serve(addr: SocketAddr, app: Router) -> Result<HttpServer, HttpErro
     })
 }
 
-/// Accepts while a connection slot is free, each connection on its own task.
-async fn accept_loop(listener: TcpListener, app: Router, mut stopped: oneshot::Receiver<()>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// How [`accept_loop`] treats connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionPolicy {
+    /// Open connections at most (more wait in the kernel's backlog).
+    pub max_connections: usize,
+    /// Time for a request head (also an idle kept-alive connection's limit).
+    pub head_timeout: Duration,
+    /// Keep connections open between requests (serving) or close after one (scrapes).
+    pub keep_alive: bool,
+    /// Names the endpoint in debug logs.
+    pub name: &'static str,
+}
+
+/// Accepts while a connection slot is free, each connection on its own task,
+/// until `stopped` fires.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    policy: ConnectionPolicy,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(policy.max_connections.max(1)));
     loop {
         let slot = tokio::select! {
             s = slots.clone().acquire_owned() => s,
@@ -181,22 +206,25 @@ async fn accept_loop(listener: TcpListener, app: Router, mut stopped: oneshot::R
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::debug!("metrics endpoint: accept failed: {e}");
+                tracing::debug!("{}: accept failed: {e}", policy.name);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        if policy.keep_alive {
+            let _ = stream.set_nodelay(true);
+        }
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .keep_alive(false)
+                .header_read_timeout(policy.head_timeout)
+                .keep_alive(policy.keep_alive)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             if let Err(e) = served {
-                tracing::debug!("metrics request failed: {e}");
+                tracing::debug!("{}: connection ended: {e}", policy.name);
             }
         });
     }

@@ -122,3 +122,23 @@ pub fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
+
+/// Waits (up to two minutes) until `done`, failing with the child's log
+/// when it exits first or the time runs out.
+pub fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "trainerd exited {status} waiting for {what}: {}",
+                read_log(log)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what}: {}",
+            read_log(log)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
