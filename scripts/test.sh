@@ -17,6 +17,9 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 
+step "module graph: no module imports one that imports it back"
+python3 scripts/check-module-cycles.py
+
 step "unit and integration tests"
 cargo test --release -- --test-threads=2
 

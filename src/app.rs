@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{parse_duration, Command, CommonArgs, Config, ConfigError, LogFormat};
+use crate::cli::Command;
+use crate::config::{parse_duration, Config, ConfigError, LogFormat, Options};
 use crate::control::stops::{self, StopRequest, StopSource};
 use crate::control::trainer::Shared;
 use crate::control::{self, Ending, Inputs, Mode};
 use crate::exit::Outcome;
-use crate::katib::TrialArgs;
+use crate::katib::TrialSettings;
 use crate::pipeline::promote;
 use crate::pipeline::webhook::{self, WebhookConfig};
 use crate::store;
@@ -30,7 +31,10 @@ pub fn run(command: Command, stops: StopSource) -> anyhow::Result<Ending> {
     match command {
         Command::Train(args) => supervise(&args, stops, Kind::Train),
         Command::Run(args) => supervise(&args, stops, Kind::Daemon),
-        Command::Trial(args) => supervise(&args.common.clone(), stops, Kind::Trial(Box::new(args))),
+        Command::Trial(args) => {
+            let settings = Box::new(args.settings());
+            supervise(&args.common, stops, Kind::Trial(settings))
+        }
         Command::Presets { json } => {
             print_presets(json)?;
             done(Outcome::Done)
@@ -57,14 +61,14 @@ pub fn run(command: Command, stops: StopSource) -> anyhow::Result<Ending> {
         }
         Command::Rollback(args) => done(rollback(&args.state_dir, args.json)?),
         Command::Predict(args) => {
-            crate::predict::run(&args)?;
+            crate::predict::run(&args.request()?)?;
             done(Outcome::Done)
         }
         Command::Export(args) => {
-            crate::export::command::run(&args)?;
+            crate::export::command::run(&args.request())?;
             done(Outcome::Done)
         }
-        Command::Serve(args) => done(crate::serve::run(&args, stops)?),
+        Command::Serve(args) => done(crate::serve::run(&args.options()?, args.process()?, stops)?),
     }
 }
 
@@ -75,7 +79,7 @@ enum Kind {
     /// Study, then idle until a new study is requested or a stop.
     Daemon,
     /// One trial from flags (Katib).
-    Trial(Box<TrialArgs>),
+    Trial(Box<TrialSettings>),
 }
 
 /// The process's tokio runtime: the control task, HTTP, heartbeat and
@@ -92,7 +96,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `train`, `run`, `trial`: the runtime, the stop listener (before anything
 /// else, so an early SIGTERM is not lost), then the supervised command. An
 /// abandoned trainer is not waited for (nor are its blocking tasks).
-fn supervise(args: &CommonArgs, source: StopSource, kind: Kind) -> anyhow::Result<Ending> {
+fn supervise(args: &Options, source: StopSource, kind: Kind) -> anyhow::Result<Ending> {
     let rt = runtime()?;
     let stop = StopFlag::default();
     let requests = {
@@ -181,7 +185,7 @@ fn webhook_config(cfg: &Config) -> WebhookConfig {
 /// control plane, then lets the sink finish; the heartbeat judges progress
 /// only while a trial trains.
 async fn supervised(
-    args: &CommonArgs,
+    args: &Options,
     stop: StopFlag,
     stops: tokio::sync::mpsc::UnboundedReceiver<StopRequest>,
     kind: Kind,
@@ -259,7 +263,7 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> 
             } else {
                 println!(
                     "nothing to roll back to: {} holds no previous champion",
-                    state_dir.join("best.previous").display()
+                    crate::state_dir::best_previous(state_dir).display()
                 );
             }
             Ok(Outcome::Declined)

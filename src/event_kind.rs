@@ -55,6 +55,14 @@ event_kinds! {
     StudySuperseded = "study_superseded",
 }
 
+/// Events sent when `--webhook-events` is not given.
+pub const DEFAULT_WEBHOOK_EVENTS: &[&str] = &[
+    "new_best",
+    "below_target",
+    "target_reached",
+    "budget_exhausted",
+];
+
 impl From<&str> for EventKind {
     fn from(name: &str) -> EventKind {
         EventKind::ALL

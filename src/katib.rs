@@ -5,27 +5,21 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
-
-use crate::config::{CommonArgs, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::exit::Outcome;
 use crate::model::OptimSpec;
 use crate::pipeline;
 use crate::timestamp::now_rfc3339;
 use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
-#[derive(Debug, Args, Clone)]
-pub struct TrialArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
+/// What `trainerd trial` adds to the training options.
+#[derive(Debug, Clone, Default)]
+pub struct TrialSettings {
     /// Trial number (names its checkpoint dir and seeds its streams).
-    #[arg(long, env = "TRAINERD_TRIAL", default_value_t = 0)]
     pub trial: u32,
-    /// Optimizer: sgd | adamw | adadelta (default: the preset's).
-    #[arg(long, env = "TRAINERD_OPTIMIZER")]
+    /// Optimizer by name: sgd | adamw | adadelta (default: the preset's).
     pub optimizer: Option<String>,
     /// Also append metrics as JSON lines (all values strings) to this file.
-    #[arg(long, env = "TRAINERD_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
 }
 
@@ -84,7 +78,7 @@ pub fn json_record(rec: &EpochRecord) -> serde_json::Value {
 
 /// Runs the trial; returns how it ended (done, or stopped).
 pub fn run(
-    args: &TrialArgs,
+    args: &TrialSettings,
     cfg: &Config,
     stop: &StopFlag,
     progress: &Progress,

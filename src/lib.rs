@@ -26,6 +26,7 @@
 //! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod data;
@@ -43,7 +44,9 @@ pub mod report;
 pub mod search;
 pub mod serve;
 pub mod signing;
+pub mod state_dir;
 pub mod status;
+pub mod stop_flag;
 pub mod store;
 pub mod telemetry;
 pub mod timestamp;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use trainerd::config::Cli;
+use trainerd::cli::Cli;
 use trainerd::control::stops::StopSource;
 use trainerd::control::Ending;
 use trainerd::exit::{self, Outcome};
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     install_panic_hook();
     // Before clap reads them: a variable trainerd reads that is not UTF-8 is
     // named here (exit 78), not reported as a usage error that names nothing.
-    if let Err(e) = trainerd::config::check_environment() {
+    if let Err(e) = trainerd::cli::check_environment() {
         eprintln!("trainerd: error: {e}");
         return ExitCode::from(exit::CONFIG);
     }

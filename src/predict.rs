@@ -24,13 +24,12 @@ use serde::Serialize;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use crate::config::{ConfigError, PredictArgs};
 use crate::data::{budget, idx, DataError};
 use crate::pipeline::promote::{self, ModelCard};
 
 /// Images classified per forward pass: the activations of a large model stay
 /// in the tens of megabytes whatever the file holds.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = crate::model::limits::INFERENCE_BATCH;
 
 /// What the PNG decoder may allocate besides the image (text chunks, ICC
 /// profiles): a 28x28 image needs a few kilobytes.
@@ -196,7 +195,7 @@ pub fn load_champion_within(
     state_dir: &Path,
     memory_budget: u64,
 ) -> Result<Champion, PredictError> {
-    let best = state_dir.join("best");
+    let best = crate::state_dir::best(state_dir);
     let card = promote::load_card(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
     if card.diverged() {
         return Err(promote::CardError::Diverged {
@@ -371,14 +370,23 @@ impl Champion {
     }
 }
 
+/// What `trainerd predict` classifies, and how it prints.
+#[derive(Debug, Clone)]
+pub struct PredictRequest {
+    pub state_dir: PathBuf,
+    /// Most bytes the champion's weights may take.
+    pub memory_budget: u64,
+    /// IDX image files (optionally gzipped) or PNG images.
+    pub files: Vec<PathBuf>,
+    /// One JSON object per image instead of a table.
+    pub json: bool,
+    /// With `json`: each image's raw logits too.
+    pub logits: bool,
+}
+
 /// `trainerd predict`: one line per image (`--json`: one JSON object per line).
-pub fn run(args: &PredictArgs) -> anyhow::Result<u8> {
-    let memory_budget =
-        budget::resolve(args.memory_budget.as_deref()).map_err(|what| ConfigError::Invalid {
-            key: "memory_budget".into(),
-            what,
-        })?;
-    let champion = load_champion_within(&args.state_dir, memory_budget)?;
+pub fn run(args: &PredictRequest) -> anyhow::Result<()> {
+    let champion = load_champion_within(&args.state_dir, args.memory_budget)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for file in &args.files {
         let name = file.display().to_string();
@@ -399,5 +407,5 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<u8> {
         champion.classify(file, &mut emit)?;
     }
     out.flush()?;
-    Ok(crate::exit::OK)
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::pipeline::promote::load_card;
+use crate::model::card::load_champion as load_card;
 use crate::store::{is_held, pid_alive};
 use crate::telemetry::heartbeat::{self, Heartbeat};
 use crate::telemetry::metrics::tally_events;
@@ -18,16 +18,7 @@ use crate::train::now_ms;
 /// A heartbeat older than this means no daemon is running (it beats every 5 s).
 const STALE_MS: u64 = 30_000;
 
-/// "12s", "4m 05s", "3h 02m", "2d 04h".
-pub fn format_age(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
-        3600..=86399 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
+pub use crate::timestamp::format_age;
 
 /// What the process is doing: its heartbeat, when `alive` (its pid exists
 /// and the state dir's lock is held) and fresh.
@@ -56,13 +47,13 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 /// The newest checkpoint file on disk and its time (Unix ms): studies' trials
 /// (`study/<id>/trials/NNNN/checkpoints/`) and `trainerd trial`'s (`trials/NNNN/checkpoints/`).
 fn newest_checkpoint(state_dir: &Path) -> Option<(PathBuf, u64)> {
-    let mut trials = subdirs(&state_dir.join("trials"));
-    for study in subdirs(&state_dir.join("study")) {
+    let mut trials = subdirs(&crate::state_dir::standalone_trials(state_dir));
+    for study in subdirs(&crate::state_dir::studies(state_dir)) {
         trials.extend(subdirs(&study.join("trials")));
     }
     trials
         .iter()
-        .flat_map(|t| subdirs(&t.join("checkpoints")))
+        .flat_map(|t| subdirs(&crate::state_dir::checkpoints(t)))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
@@ -74,7 +65,7 @@ fn newest_checkpoint(state_dir: &Path) -> Option<(PathBuf, u64)> {
 
 /// The last line of the event log, parsed.
 fn last_event(state_dir: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(state_dir.join("events.jsonl")).ok()?;
+    let text = std::fs::read_to_string(crate::state_dir::events(state_dir)).ok()?;
     let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
     serde_json::from_str(line).ok()
 }
@@ -87,7 +78,7 @@ pub fn collect(state_dir: &Path) -> Value {
         Ok(card) => (card, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let tally = tally_events(&state_dir.join("events.jsonl"));
+    let tally = tally_events(&crate::state_dir::events(state_dir));
     let age = |ms: u64| (ms > 0).then(|| now.saturating_sub(ms) as f64 / 1000.0);
     // The newest checkpoint on disk, or this process's last one if newer
     // (a finished trial's checkpoints are removed).
@@ -117,7 +108,7 @@ pub fn collect(state_dir: &Path) -> Value {
         "best": card.map(|c| {
             // Checksums of every listed file (hashing them reads the model
             // once: status is run by people, not by health checks).
-            let damaged = crate::export::verify(&state_dir.join("best"), &c)
+            let damaged = crate::export::verify(&crate::state_dir::best(state_dir), &c)
                 .err()
                 .map(|e| e.to_string());
             let mut v = json!({

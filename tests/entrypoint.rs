@@ -29,7 +29,7 @@ fn through_entrypoint(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_subcommand_reaches_trainerd() {
-    let cli = trainerd::config::Cli::command();
+    let cli = trainerd::cli::Cli::command();
     let names: Vec<String> = cli
         .get_subcommands()
         .map(|c| c.get_name().to_string())

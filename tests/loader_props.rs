@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use trainerd::config::{parse_checkpoint_every, parse_duration, CommonArgs, Config, FileConfig};
+use trainerd::config::{parse_checkpoint_every, parse_duration, Config, Options};
 use trainerd::model::{self, ArchSpec, ConvBlock, InputShape, TrialSpec};
 
 const VALID_CONFIG: &str = r#"seed = 3
@@ -59,7 +59,7 @@ fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
 fn resolve_config(dir: &Path, bytes: &[u8]) -> Result<Config, String> {
     let path = dir.join("c.toml");
     std::fs::write(&path, bytes).unwrap();
-    Config::resolve(&CommonArgs {
+    Config::resolve(&Options {
         config: Some(path),
         ..Default::default()
     })
@@ -88,7 +88,7 @@ proptest! {
     fn config_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let dir = tempfile::tempdir().unwrap();
         let _ = resolve_config(dir.path(), &bytes);
-        let _ = FileConfig::parse(&String::from_utf8_lossy(&bytes));
+        let _ = Options::parse_file(&String::from_utf8_lossy(&bytes));
     }
 
     #[test]

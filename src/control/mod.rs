@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
-use crate::config::{CommonArgs, Config};
+use crate::config::{Config, Options};
 use crate::data::download::DownloadOptions;
 use crate::exit::Outcome;
 use crate::pipeline::daemon::StudyRequest;
@@ -41,7 +41,7 @@ pub enum Mode {
     Train,
     /// Studies until stopped; workspace changes request new ones (`run`).
     /// The flags are kept to re-read a changed config file.
-    Daemon(Box<CommonArgs>),
+    Daemon(Box<Options>),
     /// One job, then end with its outcome (`trial`).
     Single(Job),
 }
@@ -339,7 +339,7 @@ impl Control {
 fn prepare_daemon(
     cfg: &Config,
     stop: StopFlag,
-    args: CommonArgs,
+    args: Options,
     requests: UnboundedSender<StudyRequest>,
 ) -> Busy {
     let fetch_cfg = cfg.clone();
@@ -348,8 +348,9 @@ fn prepare_daemon(
     let (events_tx, events) = mpsc::unbounded_channel::<WatchEvent>();
     tokio::spawn(bridge_watcher(events, args, requests));
     let setup = tokio::task::spawn_blocking(move || {
-        let fetch = DownloadOptions::from_config(&fetch_cfg, &stop);
-        crate::data::ensure_mnist(&fetch_cfg.data_dir, &fetch)?;
+        let fetch =
+            DownloadOptions::within_watchdog(&fetch_cfg.mnist_mirrors, &stop, fetch_cfg.watchdog);
+        crate::data::ensure_mnist(&fetch_cfg.data_dir, fetch_cfg.data_source.format, &fetch)?;
         let sink = Box::new(move |ev| events_tx.send(ev).is_ok());
         Ok(match Watcher::spawn_into(paths, opts, sink) {
             Ok(w) => Some(w),
@@ -371,7 +372,7 @@ fn prepare_daemon(
 /// validated first: a bad one is logged and the running configuration kept.
 async fn bridge_watcher(
     mut events: UnboundedReceiver<WatchEvent>,
-    args: CommonArgs,
+    args: Options,
     requests: UnboundedSender<StudyRequest>,
 ) {
     while let Some(ev) = events.recv().await {
@@ -417,16 +418,12 @@ mod tests {
     use super::*;
     use crate::telemetry::heartbeat::Liveness;
     use crate::train::StopFlag;
-    use clap::Parser;
     use std::sync::Arc;
 
     fn cfg() -> Config {
-        let cli = crate::config::Cli::try_parse_from(["trainerd", "train", "--threads", "1"]);
-        let Ok(crate::config::Cli {
-            command: crate::config::Command::Train(args),
-        }) = cli
-        else {
-            panic!("train flags parse")
+        let args = Options {
+            threads: Some(1),
+            ..Default::default()
         };
         Config::resolve(&args).unwrap()
     }

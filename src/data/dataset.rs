@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::idx::{self, Header, Images, Labels};
-use super::source::{self, DataFormat, SourceOptions};
+use super::source::{DataFormat, SourceOptions};
 use super::{split, DataError};
 
 /// One of the four files of the MNIST layout.
@@ -147,6 +147,8 @@ pub struct LoadOptions {
     /// `--classes K`: labels are `0..K-1`, not all need appear. `None`: the
     /// largest training label + 1, every class present.
     pub classes: Option<usize>,
+    /// Which format the data dir is read as, and `--image-size`.
+    pub source: SourceOptions,
 }
 
 impl Default for LoadOptions {
@@ -156,6 +158,7 @@ impl Default for LoadOptions {
             seed: 0,
             memory_budget: super::budget::default_budget(),
             classes: None,
+            source: SourceOptions::default(),
         }
     }
 }
@@ -525,18 +528,10 @@ fn fingerprint(images: [&Loaded<Images>; 2], labels: [&Loaded<Labels>; 2]) -> St
 }
 
 impl Dataset {
-    /// Loads and checks the data set in `dir` into CPU tensors, in the format
-    /// and with the image size the process is configured for ([`source::current`]).
+    /// Loads and checks the data set in `dir` into CPU tensors, in the
+    /// format and with the image size `opts.source` gives.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
-        Self::load_from(dir, opts, &source::current())
-    }
-
-    /// [`Dataset::load`] with explicit source options.
-    pub fn load_from(
-        dir: &Path,
-        opts: &LoadOptions,
-        src: &SourceOptions,
-    ) -> Result<Dataset, DataError> {
+        let src = &opts.source;
         match src.format.resolve(dir) {
             DataFormat::Folders => super::images::load(dir, opts, src.image_size),
             _ => Self::load_idx(dir, opts),

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use super::dataset::Part;
 use super::idx::MAX_FILE_BYTES;
 use super::DataError;
-use crate::train::StopFlag;
+use crate::stop_flag::StopFlag;
 
 /// Where MNIST is fetched from unless configured otherwise (torchvision's and
 /// TensorFlow's mirrors of the original files).
@@ -135,11 +135,11 @@ impl<'a> DownloadOptions<'a> {
         }
     }
 
-    /// The configured mirrors; a stall longer than the watchdog is not waited out.
-    pub fn from_config(cfg: &'a crate::config::Config, stop: &'a StopFlag) -> Self {
+    /// `mirrors`, where a stall longer than the `watchdog` is not waited out.
+    pub fn within_watchdog(mirrors: &'a [String], stop: &'a StopFlag, watchdog: Duration) -> Self {
         DownloadOptions {
-            stall: cfg.watchdog.clamp(Duration::from_secs(1), DEFAULT_STALL),
-            ..Self::new(&cfg.mnist_mirrors, stop)
+            stall: watchdog.clamp(Duration::from_secs(1), DEFAULT_STALL),
+            ..Self::new(mirrors, stop)
         }
     }
 }
@@ -147,9 +147,13 @@ impl<'a> DownloadOptions<'a> {
 /// Makes sure `dir` holds a data set: a no-op when all four files of the
 /// MNIST layout are there; otherwise downloads the missing MNIST files from
 /// the mirrors (base URLs, tried in order).
-/// A data dir read as image folders (see [`super::source`]) is left alone.
-pub fn ensure_mnist(dir: &Path, opts: &DownloadOptions<'_>) -> Result<(), DataError> {
-    if super::source::current().format.resolve(dir) == super::source::DataFormat::Folders {
+/// A data dir read as image folders (`format`, see [`super::source`]) is left alone.
+pub fn ensure_mnist(
+    dir: &Path,
+    format: super::source::DataFormat,
+    opts: &DownloadOptions<'_>,
+) -> Result<(), DataError> {
+    if format.resolve(dir) == super::source::DataFormat::Folders {
         return Ok(());
     }
     ensure_files(dir, opts, &mnist_files())
@@ -812,6 +816,7 @@ mod tests {
         let mirrors = vec![dead_mirror(), format!("{}/mnist/", server.base)];
         ensure_mnist(
             dst.path(),
+            crate::data::source::DataFormat::Auto,
             &DownloadOptions::new(&mirrors, &StopFlag::default()),
         )
         .unwrap();
@@ -824,6 +829,7 @@ mod tests {
         let before = server.hits.lock().unwrap().len();
         ensure_mnist(
             dst.path(),
+            crate::data::source::DataFormat::Auto,
             &DownloadOptions::new(&mirrors, &StopFlag::default()),
         )
         .unwrap();

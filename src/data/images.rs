@@ -276,7 +276,13 @@ mod tests {
             format: DataFormat::Auto,
             image_size: size,
         };
-        Dataset::load_from(dir, &LoadOptions::default(), &src)
+        Dataset::load(
+            dir,
+            &LoadOptions {
+                source: src,
+                ..LoadOptions::default()
+            },
+        )
     }
 
     #[test]
@@ -326,16 +332,13 @@ mod tests {
         std::fs::remove_file(&odd).unwrap();
         let opts = LoadOptions {
             memory_budget: 100_000,
+            source: SourceOptions {
+                format: DataFormat::Folders,
+                image_size: None,
+            },
             ..LoadOptions::default()
         };
-        let src = SourceOptions {
-            format: DataFormat::Folders,
-            image_size: None,
-        };
-        let e = Dataset::load_from(d.path(), &opts, &src)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = Dataset::load(d.path(), &opts).err().unwrap().to_string();
         assert!(
             e.contains("memory budget") && e.contains("200 images"),
             "{e}"

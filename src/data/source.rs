@@ -11,7 +11,6 @@
 //! download step, whose callers pass only [`super::LoadOptions`], read them.
 
 use std::path::Path;
-use std::sync::RwLock;
 
 /// The format of the data dir.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,23 +84,6 @@ impl ImageSize {
 pub struct SourceOptions {
     pub format: DataFormat,
     pub image_size: Option<ImageSize>,
-}
-
-static CURRENT: RwLock<SourceOptions> = RwLock::new(SourceOptions {
-    format: DataFormat::Auto,
-    image_size: None,
-});
-
-/// Records the options [`current`] returns from now on.
-pub fn configure(opts: SourceOptions) {
-    if let Ok(mut c) = CURRENT.write() {
-        *c = opts;
-    }
-}
-
-/// The options last [`configure`]d (the defaults before that).
-pub fn current() -> SourceOptions {
-    CURRENT.read().map(|c| *c).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{source, write_formats, ExportError};
-use crate::config::ExportArgs;
 
 /// Refuses an `--out` inside the state dir's champion directories: files
 /// written there would not match the manifest in their `model.json`.
@@ -31,8 +30,21 @@ fn check_out(state_dir: &Path, out: &Path) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// What `trainerd export` writes, and from where.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub state_dir: PathBuf,
+    pub format: super::Format,
+    /// Directory to write into (not inside the state dir's best/).
+    pub out: PathBuf,
+    /// This trial's newest checkpoint instead of the champion.
+    pub trial: Option<u32>,
+    /// The study of `trial` (default: the newest that started it).
+    pub study: Option<String>,
+}
+
 /// Runs `trainerd export`.
-pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
+pub fn run(args: &ExportRequest) -> anyhow::Result<()> {
     check_out(&args.state_dir, &args.out)?;
     let src = match args.trial {
         Some(n) => source::trial(&args.state_dir, n, args.study.as_deref())?,

@@ -48,7 +48,7 @@ fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>, ExportError> {
 
 /// The champion: `best/model.json` and its weights, checksums verified.
 pub fn champion(state_dir: &Path) -> Result<Source, ExportError> {
-    let best = state_dir.join("best");
+    let best = crate::state_dir::best(state_dir);
     let card = card::read(&best)?.ok_or_else(|| {
         not_found(format!(
             "no champion model in {} (train one first: trainerd train)",
@@ -124,7 +124,7 @@ fn checkpoints_newest_first(dir: &Path) -> Vec<PathBuf> {
 /// Trial `trial`'s newest checkpoint that verifies, as an exportable model.
 pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source, ExportError> {
     let (id, spec, test_accuracy) = find_trial(state_dir, trial, study)?;
-    let dir = crate::pipeline::study::trial_dir(state_dir, &id, trial).join("checkpoints");
+    let dir = crate::state_dir::checkpoints(&crate::state_dir::trial(state_dir, &id, trial));
     let ckpt = checkpoints_newest_first(&dir)
         .into_iter()
         .find_map(|p| crate::store::checkpoint::read_file(&p).ok())
@@ -212,7 +212,7 @@ fn parameters(weights: &[(String, Tensor)]) -> i64 {
 /// Input shape, classes, normalisation and validation size: from the
 /// checkpoint's meta, else from a champion trained on the same data.
 fn data_fields(state_dir: &Path, meta: &serde_json::Value) -> Option<DataFields> {
-    let champion = card::read(&state_dir.join("best"))
+    let champion = card::read(&crate::state_dir::best(state_dir))
         .ok()
         .flatten()
         .filter(|c| meta["fingerprint"].as_str() == Some(c.data_fingerprint.as_str()));

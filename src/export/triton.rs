@@ -11,7 +11,7 @@ use crate::model::card::ModelCard;
 /// so clients keep their URL when a new champion is promoted.
 pub const MODEL_NAME: &str = "trainerd";
 /// Largest batch Triton may form (predict's batch size).
-pub const MAX_BATCH_SIZE: usize = crate::predict::BATCH;
+pub const MAX_BATCH_SIZE: usize = crate::model::limits::INFERENCE_BATCH;
 
 /// `config.pbtxt` for the card's model (dims without the batch dimension,
 /// which `max_batch_size` > 0 makes implicit).

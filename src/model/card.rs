@@ -160,3 +160,16 @@ pub fn read(dir: &Path) -> Result<Option<ModelCard>, CardError> {
         .map(Some)
         .map_err(|e| corrupt(e.to_string()))
 }
+
+/// The champion's card (`best/model.json`): `None` when there is no
+/// champion, an error when `best/` holds one whose card is missing,
+/// unreadable or malformed.
+pub fn load_champion(state_dir: &Path) -> Result<Option<ModelCard>, CardError> {
+    read(&crate::state_dir::best(state_dir))
+}
+
+/// [`load_champion`], where a damaged card counts as none (for metrics;
+/// everything that reports or uses the champion calls `load_champion`).
+pub fn read_champion(state_dir: &Path) -> Option<ModelCard> {
+    load_champion(state_dir).ok().flatten()
+}

@@ -26,3 +26,7 @@ pub const MAX_PARAMETERS: u64 = 100_000_000;
 /// (2^31: 8 GiB of float32, and the most one libtorch CPU kernel indexes
 /// safely).
 pub const MAX_BATCH_ACTIVATIONS: u64 = 1 << 31;
+
+/// Images in one inference forward pass (`predict`, and the largest batch
+/// the exported Triton model declares).
+pub const INFERENCE_BATCH: usize = 256;

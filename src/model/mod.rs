@@ -13,6 +13,6 @@ mod validate;
 pub use build::{build, parameter_count, validate, InputShape};
 pub use layout::{channels_last, use_channels_last};
 pub(crate) use presets::read_bounded;
-pub use presets::{parse_spec, preset, resolve_preset, MAX_SPEC_BYTES, PRESET_NAMES};
+pub use presets::{parse_ladder, parse_spec, preset, resolve_preset, MAX_SPEC_BYTES, PRESET_NAMES};
 pub use spec::*;
 pub use validate::{Footprint, SpecError};

@@ -267,6 +267,35 @@ pub fn parse_spec(text: &str, is_toml: bool, label: &str) -> Result<TrialSpec, S
     Ok(spec)
 }
 
+/// Parses a ladder: comma-separated preset names (or files), each optionally
+/// `NAME:EPOCHS` to set its schedule length, e.g. `linear,mlp,fast,bn3:12`.
+pub fn parse_ladder(list: &str) -> Result<Vec<TrialSpec>, String> {
+    let mut rungs = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, epochs) = match entry.rsplit_once(':') {
+            Some((n, e)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => {
+                let epochs: u32 = e.parse().map_err(|_| format!("{entry:?}: bad epochs"))?;
+                if epochs == 0 {
+                    return Err(format!("{entry:?}: epochs must be at least 1"));
+                }
+                (n, Some(epochs))
+            }
+            _ => (entry, None),
+        };
+        let mut spec = resolve_preset(name)?;
+        if let Some(e) = epochs {
+            spec.recipe.epochs = e;
+            spec.validate().map_err(|e| format!("{entry:?}: {e}"))?;
+        }
+        spec.preset = entry.to_string();
+        rungs.push(spec);
+    }
+    if rungs.is_empty() {
+        return Err(format!("{list:?} names no preset"));
+    }
+    Ok(rungs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

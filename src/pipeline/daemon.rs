@@ -36,22 +36,15 @@ impl StudyRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn merged_requests_keep_the_newest_config_and_any_force() {
         let req = |reason: &str, config: Option<u64>, force| StudyRequest {
             reason: reason.into(),
             config: config.map(|seed| {
-                let seed = seed.to_string();
-                let cli =
-                    crate::config::Cli::try_parse_from(["trainerd", "train", "--seed", &seed]);
-                let Ok(crate::config::Cli {
-                    command: crate::config::Command::Train(args),
-                    ..
-                }) = cli
-                else {
-                    panic!("train flags parse")
+                let args = crate::config::Options {
+                    seed: Some(seed),
+                    ..Default::default()
                 };
                 Box::new(Config::resolve(&args).unwrap())
             }),

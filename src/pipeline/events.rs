@@ -245,7 +245,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> EventError {
 
 impl EventLog {
     pub fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("events.jsonl")
+        crate::state_dir::events(state_dir)
     }
 
     /// Opens the log; a torn last line (crash mid-append) is cut off.

@@ -109,10 +109,10 @@ pub(super) fn finish_trial(
     let promoted = match promote::verdict(champion.as_ref(), &card, cfg.promote_margin) {
         Verdict::AlreadyChampion => {
             // Promoted by builds that wrote the report after the renames, and crashed in between.
-            if !cfg.state_dir.join("best").join(REPORT).exists() {
+            if !crate::state_dir::best(&cfg.state_dir).join(REPORT).exists() {
                 let html = render_report(ctx, &card, t, report, v);
                 match crate::store::write_bytes_atomic(
-                    &cfg.state_dir.join("best").join(REPORT),
+                    &crate::state_dir::best(&cfg.state_dir).join(REPORT),
                     html.as_bytes(),
                 ) {
                     Ok(()) => tracing::info!("report of the champion written again"),

@@ -115,7 +115,11 @@ pub fn check_specs(
 /// Loads the data set named by the config (exit 65 on bad data), downloading
 /// MNIST first into an empty data dir (a stop during it: exit 143).
 pub fn load_data(cfg: &Config, device: Device, stop: &StopFlag) -> anyhow::Result<Dataset> {
-    crate::data::ensure_mnist(&cfg.data_dir, &DownloadOptions::from_config(cfg, stop))?;
+    crate::data::ensure_mnist(
+        &cfg.data_dir,
+        cfg.data_source.format,
+        &DownloadOptions::within_watchdog(&cfg.mnist_mirrors, stop, cfg.watchdog),
+    )?;
     let data = Dataset::load(
         &cfg.data_dir,
         &LoadOptions {
@@ -123,6 +127,7 @@ pub fn load_data(cfg: &Config, device: Device, stop: &StopFlag) -> anyhow::Resul
             seed: cfg.seed,
             memory_budget: cfg.memory_budget,
             classes: cfg.classes,
+            source: cfg.data_source,
         },
     )?;
     Ok(data.to_device(device))
@@ -145,7 +150,7 @@ pub fn open_checkpoints(
                 .collect::<std::path::PathBuf>(),
         );
     Ok(
-        crate::store::CheckpointDir::open(&trial_dir.join("checkpoints"), keep)?
+        crate::store::CheckpointDir::open(&crate::state_dir::checkpoints(trial_dir), keep)?
             .quarantine_into(quarantine),
     )
 }
@@ -153,5 +158,5 @@ pub fn open_checkpoints(
 /// Directory of a standalone trial's checkpoints (`trainerd trial`); trials of
 /// a study live under their study (see [`study::trial_dir`]).
 pub fn trial_dir(cfg: &Config, trial: u32) -> std::path::PathBuf {
-    cfg.state_dir.join("trials").join(format!("{trial:04}"))
+    crate::state_dir::standalone_trial(&cfg.state_dir, trial)
 }

@@ -43,8 +43,8 @@ pub fn promote(
     card: &ModelCard,
     extras: &[(&str, &[u8])],
 ) -> Result<PathBuf, StoreError> {
-    let best = state_dir.join("best");
-    let staging = state_dir.join("best.staging");
+    let best = crate::state_dir::best(state_dir);
+    let staging = crate::state_dir::best_staging(state_dir);
     if card.diverged() {
         return Err(io_err(
             &staging,
@@ -71,7 +71,7 @@ pub fn promote(
     let json = serde_json::to_vec_pretty(&card).map_err(|e| io_err(&staging, e))?;
     write_bytes_atomic(&staging.join(CARD), &json).map_err(atomic_err)?;
     fault::point("promote.staged");
-    let previous = state_dir.join("best.previous");
+    let previous = crate::state_dir::best_previous(state_dir);
     if best.exists() {
         if previous.exists() {
             fs::remove_dir_all(&previous).map_err(|e| io_err(&previous, e))?;
@@ -143,10 +143,10 @@ pub fn verdict(champion: Option<&ModelCard>, candidate: &ModelCard, margin: f64)
 
 /// Finishes a promotion or rollback that a crash interrupted (see the module doc).
 pub fn recover(state_dir: &Path) -> Result<(), StoreError> {
-    let best = state_dir.join("best");
-    let previous = state_dir.join("best.previous");
-    let staging = state_dir.join("best.staging");
-    let parked = state_dir.join("best.rollback");
+    let best = crate::state_dir::best(state_dir);
+    let previous = crate::state_dir::best_previous(state_dir);
+    let staging = crate::state_dir::best_staging(state_dir);
+    let parked = crate::state_dir::best_rollback(state_dir);
     let rename = |from: &Path, to: &Path| -> Result<(), StoreError> {
         tracing::warn!(from = %from.display(), to = %to.display(), "completing an interrupted promotion or rollback");
         fs::rename(from, to).map_err(|e| io_err(from, e))
@@ -213,9 +213,9 @@ pub fn rollback(state_dir: &Path) -> Result<Option<ModelCard>, StoreError> {
         other => other,
     })?;
     recover(state_dir)?;
-    let best = state_dir.join("best");
-    let previous = state_dir.join("best.previous");
-    let parked = state_dir.join("best.rollback");
+    let best = crate::state_dir::best(state_dir);
+    let previous = crate::state_dir::best_previous(state_dir);
+    let parked = crate::state_dir::best_rollback(state_dir);
     if !previous.join("model.json").exists() {
         return Ok(None);
     }
@@ -233,17 +233,8 @@ pub fn rollback(state_dir: &Path) -> Result<Option<ModelCard>, StoreError> {
     Ok(read_card(state_dir))
 }
 
-/// Reads `best/model.json`, if a champion exists and its card reads
-/// (for metrics; everything that reports or uses the champion calls [`load_card`]).
-pub fn read_card(state_dir: &Path) -> Option<ModelCard> {
-    load_card(state_dir).ok().flatten()
-}
-
-/// The champion's card: `None` when there is no champion, an error when
-/// `best/` holds one whose card is missing, unreadable or malformed.
-pub fn load_card(state_dir: &Path) -> Result<Option<ModelCard>, CardError> {
-    crate::model::card::read(&state_dir.join("best"))
-}
+/// The champion's card (see [`crate::model::card::load_champion`]).
+pub use crate::model::card::{load_champion as load_card, read_champion as read_card};
 
 #[cfg(test)]
 mod tests {

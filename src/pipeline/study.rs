@@ -119,11 +119,7 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Plan> {
 
 /// Directory of one trial's checkpoints.
 pub fn trial_dir(state_dir: &Path, study: &str, trial: u32) -> PathBuf {
-    state_dir
-        .join("study")
-        .join(study)
-        .join("trials")
-        .join(format!("{trial:04}"))
+    crate::state_dir::trial(state_dir, study, trial)
 }
 
 /// Emits the events of every journal record that the event log lacks.
@@ -238,7 +234,7 @@ fn finish(ctx: &Context<'_>, chain: &mut Chain, reason: String) -> anyhow::Resul
         best_val_accuracy: best_val,
         reason,
     })?;
-    remove_dir(&ctx.cfg.state_dir.join("study").join(&chain.study));
+    remove_dir(&crate::state_dir::study(&ctx.cfg.state_dir, &chain.study));
     Ok(end_of(outcome))
 }
 
@@ -259,7 +255,7 @@ fn stopped(
             reason,
             commit,
         })?;
-        remove_dir(&ctx.cfg.state_dir.join("study").join(&chain.study));
+        remove_dir(&crate::state_dir::study(&ctx.cfg.state_dir, &chain.study));
         return Ok(StudyEnd::Stopped);
     }
     let seq = chain.view().stopped;

@@ -20,7 +20,7 @@
 //! operator can point `--webhook` at the final URL.
 //!
 //! URLs may carry credentials (`user:pass@`, `?token=`): they are written
-//! only through [`redact`], in the log and in `deliveries.jsonl` alike.
+//! only through [`crate::config::redact_url`], in the log and in `deliveries.jsonl` alike.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,13 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{read_events, Event, EventLog};
 use super::jsonl::JsonlLog;
 
-/// Events sent when `--webhook-events` is not given.
-pub const DEFAULT_EVENTS: &[&str] = &[
-    "new_best",
-    "below_target",
-    "target_reached",
-    "budget_exhausted",
-];
+pub use crate::event_kind::DEFAULT_WEBHOOK_EVENTS as DEFAULT_EVENTS;
 /// Version of the delivery lines.
 pub const DELIVERY_FORMAT: u32 = 1;
 
@@ -66,7 +60,7 @@ pub struct WebhookConfig {
 pub struct Delivery {
     pub v: u32,
     pub event: String,
-    /// The URL with its credentials redacted ([`redact`]).
+    /// The URL with its credentials redacted ([`crate::config::redact_url`]).
     pub url: String,
     /// `delivered`, `rejected` (4xx: final) or `failed` (retried after a restart).
     pub status: String,
@@ -77,58 +71,13 @@ pub struct Delivery {
     pub time: String,
 }
 
-/// The URL as it may be written down: a password in `user:pass@` and every
-/// query value replaced by `***` (tokens travel in both). Idempotent, so
-/// redacted and raw URLs compare equal after redacting both.
-pub fn redact(url: &str) -> String {
-    let (head, fragment) = match url.split_once('#') {
-        Some((h, f)) => (h, Some(f)),
-        None => (url, None),
-    };
-    let (base, query) = match head.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (head, None),
-    };
-    let (scheme, rest) = base.split_once("://").unwrap_or(("", base));
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut out = String::with_capacity(url.len());
-    if !scheme.is_empty() {
-        out.push_str(scheme);
-        out.push_str("://");
-    }
-    match authority.rsplit_once('@') {
-        Some((_, host)) => {
-            out.push_str("***@");
-            out.push_str(host);
-        }
-        None => out.push_str(authority),
-    }
-    out.push_str(path);
-    if let Some(q) = query {
-        let pairs: Vec<String> = q
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) => format!("{k}=***"),
-                None => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
-    }
-    if let Some(f) = fragment {
-        out.push('#');
-        out.push_str(f);
-    }
-    out
-}
-
 /// `text` with every URL in it (a word holding `://`) redacted: for error
 /// messages that may quote the URL.
 pub fn redact_in(text: &str) -> String {
     text.split(' ')
         .map(|w| {
             if w.contains("://") {
-                redact(w)
+                crate::config::redact_url(w)
             } else {
                 w.to_string()
             }
@@ -195,7 +144,7 @@ fn pending(events: &Path, past: &[Delivery], cfg: &WebhookConfig) -> Vec<(Event,
     let settled: HashSet<(&str, String)> = past
         .iter()
         .filter(|d| d.status != "failed")
-        .map(|d| (d.event.as_str(), redact(&d.url)))
+        .map(|d| (d.event.as_str(), crate::config::redact_url(&d.url)))
         .collect();
     let mut out = Vec::new();
     for ev in events
@@ -203,7 +152,7 @@ fn pending(events: &Path, past: &[Delivery], cfg: &WebhookConfig) -> Vec<(Event,
         .filter(|e| e.study == latest && cfg.events.contains(e.kind.as_str()))
     {
         for url in &cfg.urls {
-            if !settled.contains(&(ev.id.as_str(), redact(url))) {
+            if !settled.contains(&(ev.id.as_str(), crate::config::redact_url(url))) {
                 out.push((ev.clone(), url.clone()));
             }
         }
@@ -306,7 +255,7 @@ impl Sink {
                 resp.headers()
                     .get("location")
                     .and_then(|v| v.to_str().ok())
-                    .map(redact)
+                    .map(crate::config::redact_url)
             }),
             Ok(Err(e)) => Attempt::Retry(None, redact_in(&e.to_string())),
             Err(e) => Attempt::Retry(None, format!("request task failed: {e}")),
@@ -319,7 +268,7 @@ impl Sink {
             Ok(b) => b,
             Err(e) => return tracing::warn!("cannot encode event {}: {e}", ev.id),
         };
-        let shown = redact(url);
+        let shown = crate::config::redact_url(url);
         let mut delay = self.cfg.backoff;
         let mut tries = 0;
         let (status, http, error) = loop {
@@ -379,7 +328,7 @@ fn judge(code: u16, location: impl FnOnce() -> Option<String>) -> Attempt {
 
 /// Path of the delivery log.
 pub fn deliveries_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("deliveries.jsonl")
+    crate::state_dir::deliveries(state_dir)
 }
 
 #[cfg(test)]
@@ -411,9 +360,9 @@ mod tests {
             ("http://h/a@b", "http://h/a@b"),
         ];
         for (raw, want) in cases {
-            let got = redact(raw);
+            let got = crate::config::redact_url(raw);
             assert_eq!(got, want, "{raw}");
-            assert_eq!(redact(&got), got, "idempotent: {raw}");
+            assert_eq!(crate::config::redact_url(&got), got, "idempotent: {raw}");
             assert!(!got.contains("s3cret") && !got.contains("abc"), "{got}");
         }
         assert_eq!(
@@ -424,7 +373,11 @@ mod tests {
 
     #[test]
     fn a_redirect_is_a_retried_failure_naming_its_target_never_final() {
-        let at = || Some(redact("https://u:pw@elsewhere/hook?key=k"));
+        let at = || {
+            Some(crate::config::redact_url(
+                "https://u:pw@elsewhere/hook?key=k",
+            ))
+        };
         match judge(301, at) {
             Attempt::Retry(Some(301), why) => {
                 assert!(why.contains("https://***@elsewhere/hook?key=***"), "{why}");

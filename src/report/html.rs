@@ -44,7 +44,7 @@ fn opt_pct(v: Option<f64>) -> String {
 }
 
 fn secs(s: f64) -> String {
-    crate::status::format_age(s)
+    crate::timestamp::format_age(s)
 }
 
 fn card(out: &mut String, k: &str, v: &str, small: bool) {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::card::ModelCard;
 use crate::model::{ArchSpec, OptimSpec, Recipe, ScheduleSpec, TrialSpec};
-use crate::pipeline::promote::ModelCard;
 use crate::train::EpochRecord;
 
 /// One trial of the study, as the report shows it.
@@ -64,7 +64,7 @@ pub fn render(inputs: &ReportInputs) -> String {
 /// Writes `<state_dir>/best/report.html` atomically (temp file, fsync,
 /// rename), so a reader never sees half a report.
 pub fn write(state_dir: &Path, inputs: &ReportInputs) -> Result<PathBuf, ReportError> {
-    let dir = state_dir.join("best");
+    let dir = crate::state_dir::best(state_dir);
     let path = dir.join("report.html");
     let html = render(inputs);
     crate::store::write_bytes_atomic(&path, html.as_bytes()).map_err(|e| ReportError::Io {
@@ -235,7 +235,7 @@ mod tests {
     fn card(trial: u32) -> ModelCard {
         let spec = preset("fast").unwrap();
         ModelCard {
-            format: crate::pipeline::promote::MODEL_CARD_FORMAT,
+            format: crate::model::card::MODEL_CARD_FORMAT,
             trial,
             preset: spec.preset,
             arch: spec.arch,

@@ -213,7 +213,7 @@ fn io(path: &Path, e: impl std::fmt::Display) -> JournalError {
 
 impl Journal {
     pub fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("study").join("journal.jsonl")
+        crate::state_dir::journal(state_dir)
     }
 
     /// Opens (creating) the journal, reads every record, and truncates a torn

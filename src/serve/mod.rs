@@ -29,7 +29,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::config::ServeArgs;
 use crate::telemetry::http::{accept_loop, ConnectionPolicy};
 use batcher::{BatchSettings, Shared};
 
@@ -144,40 +143,6 @@ fn raise_fd_limit() {
     }
 }
 
-/// The options `trainerd serve`'s flags give.
-pub fn options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
-    use crate::config::{parse_duration, ConfigError};
-    let invalid = |key: &str, what: String| ConfigError::Invalid {
-        key: key.into(),
-        what,
-    };
-    let addr: SocketAddr = args.addr.parse().map_err(|_| {
-        invalid(
-            "addr",
-            format!("{:?} is not an address such as 0.0.0.0:8000", args.addr),
-        )
-    })?;
-    let window = parse_duration(&args.batch_window).map_err(|w| invalid("batch_window", w))?;
-    if window > Duration::from_secs(1) {
-        return Err(invalid("batch_window", "must be at most 1s".into()).into());
-    }
-    if !(1..=4096).contains(&args.max_batch) {
-        return Err(invalid("max_batch", "must be in 1..=4096".into()).into());
-    }
-    if !(1..=65536).contains(&args.max_connections) {
-        return Err(invalid("max_connections", "must be in 1..=65536".into()).into());
-    }
-    let memory_budget = crate::data::budget::resolve(args.memory_budget.as_deref())
-        .map_err(|w| invalid("memory_budget", w))?;
-    let mut opts = ServeOptions::new(args.state_dir.clone(), addr);
-    opts.batch.window = window;
-    opts.batch.max_batch = args.max_batch;
-    opts.max_connections = args.max_connections;
-    opts.memory_budget = memory_budget;
-    opts.watch_poll = args.watch_poll;
-    Ok(opts)
-}
-
 /// `trainerd serve --probe`: whether the server at `addr` (a wildcard
 /// address means this host) answers `/v2/health/ready` with 200.
 fn probe(mut addr: SocketAddr) -> crate::exit::Outcome {
@@ -206,23 +171,28 @@ fn probe(mut addr: SocketAddr) -> crate::exit::Outcome {
     }
 }
 
+/// How the `trainerd serve` process runs, besides what it serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeProcess {
+    /// Only ask the server at the address whether it is ready.
+    pub probe: bool,
+    pub log_format: crate::config::LogFormat,
+    /// Threads for the forward pass (default: the library's choice).
+    pub threads: Option<usize>,
+}
+
 /// `trainerd serve`: serves until SIGTERM or SIGINT.
 pub fn run(
-    args: &ServeArgs,
+    opts: &ServeOptions,
+    process: ServeProcess,
     source: crate::control::stops::StopSource,
 ) -> anyhow::Result<crate::exit::Outcome> {
-    let opts = options(args)?;
-    if args.probe {
+    if process.probe {
         return Ok(probe(opts.addr));
     }
-    let format = match args.log_format.as_deref().unwrap_or("auto") {
-        "json" => crate::config::LogFormat::Json,
-        "human" => crate::config::LogFormat::Human,
-        _ => crate::config::LogFormat::Auto,
-    };
-    crate::telemetry::logging::init(format);
+    crate::telemetry::logging::init(process.log_format);
     raise_fd_limit();
-    if let Some(n) = args.threads {
+    if let Some(n) = process.threads {
         tch::set_num_threads(n.clamp(1, 1024) as i32);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -235,7 +205,7 @@ pub fn run(
         let flag = crate::train::StopFlag::default();
         let mut stops =
             crate::control::stops::listen(source, flag).context("installing signal handlers")?;
-        let server = start(&opts).await?;
+        let server = start(opts).await?;
         stops.recv().await;
         tracing::info!("stop requested; no longer serving");
         drop(server);

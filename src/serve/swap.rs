@@ -61,7 +61,7 @@ pub fn spawn(
         .name("trainerd-swap".into())
         .spawn(move || {
             let mut swapper = Swapper {
-                best: state_dir.join("best"),
+                best: crate::state_dir::best(&state_dir),
                 state_dir,
                 memory_budget,
                 batcher,
@@ -101,7 +101,7 @@ impl Swapper {
 
     /// Loads `best/` if it holds another champion; false once the batcher is gone.
     fn load(&mut self) -> bool {
-        let card = match crate::pipeline::promote::load_card(&self.state_dir) {
+        let card = match crate::model::card::load_champion(&self.state_dir) {
             Ok(Some(card)) => serde_json::to_string(&card).ok(),
             // Between a promotion's two renames, or no champion yet: wait for the next event.
             Ok(None) => return true,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use super::StoreError;
 
 /// Name of the lock file inside the state dir.
-pub const LOCK_FILE: &str = "trainerd.lock";
+pub use crate::state_dir::LOCK_FILE;
 
 /// Held for the life of the process; dropping it releases the lock.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ impl StateLock {
     /// (exit 73). Creates the dir if needed.
     pub fn acquire(state_dir: &Path) -> Result<StateLock, StoreError> {
         fs::create_dir_all(state_dir).map_err(|e| not_writable(state_dir, &e))?;
-        let path = state_dir.join(LOCK_FILE);
+        let path = crate::state_dir::lock(state_dir);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -76,7 +76,7 @@ impl StateLock {
 /// the kernel's lock table cannot be read.
 pub fn is_held(state_dir: &Path) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = fs::metadata(state_dir.join(LOCK_FILE)) else {
+    let Ok(meta) = fs::metadata(crate::state_dir::lock(state_dir)) else {
         return Some(false);
     };
     let table = fs::read_to_string("/proc/locks").ok()?;

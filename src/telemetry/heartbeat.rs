@@ -62,7 +62,7 @@ impl Heartbeat {
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join("heartbeat.json")
+    crate::state_dir::heartbeat(state_dir)
 }
 
 /// Reads the heartbeat, if any.

@@ -158,7 +158,7 @@ impl std::fmt::Debug for Sampler {
 impl Sampler {
     /// The event counts, re-read only when the log's size changed.
     fn tally(&self) -> Tally {
-        let path = self.state_dir.join("events.jsonl");
+        let path = crate::state_dir::events(&self.state_dir);
         let len = std::fs::metadata(&path).map_or(0, |m| m.len());
         let Ok(mut cache) = self.tally.lock() else {
             return tally_events(&path);
@@ -247,7 +247,7 @@ impl Sampler {
 
     /// What the state dir says: the champion's accuracies, the event counts.
     fn encode_state(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
-        let card = crate::pipeline::promote::read_card(&self.state_dir);
+        let card = crate::model::card::read_champion(&self.state_dir);
         gauge(
             enc,
             "trainerd_best_val_accuracy",

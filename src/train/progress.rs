@@ -1,27 +1,11 @@
-//! Shared progress counters and the stop flag: how the training thread talks
+//! Shared progress counters (and the stop flag, re-exported): how the training thread talks
 //! to signal handlers, the watchdog and the heartbeat without locks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Raised once to ask the training loop to checkpoint and return.
-#[derive(Clone, Default)]
-pub struct StopFlag(pub Arc<AtomicBool>);
-
-impl StopFlag {
-    pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Lowers the flag again: only the control task does, once the study a
-    /// supersession stopped has returned and the next one starts.
-    pub fn lower(&self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-    pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+pub use crate::stop_flag::StopFlag;
 
 /// Step counter with the wall-clock time of its last change, and what the
 /// heartbeat, `/metrics` and the progress bar show about the current trial.

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::data::dataset::locate;
-use crate::data::{folders, idx, source};
+use crate::data::source::{self, SourceOptions};
+use crate::data::{folders, idx};
 
 /// Is `name` one of the data set's files (`train-images-idx3-ubyte[.gz]` …)?
 /// Hidden names and anything not ending in `ubyte`/`ubyte.gz` (a temp file
@@ -50,9 +51,9 @@ fn stat_sig(path: &Path) -> Option<StatSig> {
 
 /// Cheap signature of the data dir: every data file's [`StatSig`] (for image
 /// folders: every class folder and image file under `train/` and `test/`).
-pub fn data_signature(dir: &Path) -> BTreeMap<PathBuf, Option<StatSig>> {
+pub fn data_signature(dir: &Path, src: &SourceOptions) -> BTreeMap<PathBuf, Option<StatSig>> {
     let mut files = data_files(dir).unwrap_or_default();
-    if is_folders(dir) {
+    if is_folders(dir, src) {
         folder_files(dir, &mut files);
     }
     files
@@ -64,9 +65,9 @@ pub fn data_signature(dir: &Path) -> BTreeMap<PathBuf, Option<StatSig>> {
         .collect()
 }
 
-/// Is `dir` read as image folders (with the configured `--data-format`)?
-pub fn is_folders(dir: &Path) -> bool {
-    source::current().format.resolve(dir) == source::DataFormat::Folders
+/// Is `dir` read as image folders (with `--data-format` as `src` gives)?
+pub fn is_folders(dir: &Path, src: &SourceOptions) -> bool {
+    src.format.resolve(dir) == source::DataFormat::Folders
 }
 
 /// The class folders and image files under `dir/train` and `dir/test`
@@ -104,9 +105,9 @@ pub fn file_signature(path: &Path) -> Option<StatSig> {
 /// compared with a model card's `data_fingerprint`; or the problems.
 ///
 /// [`Dataset::load`]: crate::data::Dataset::load
-pub fn inspect_data(dir: &Path) -> Result<String, Vec<String>> {
-    if is_folders(dir) {
-        return inspect_folders(dir);
+pub fn inspect_data(dir: &Path, src: &SourceOptions) -> Result<String, Vec<String>> {
+    if is_folders(dir, src) {
+        return inspect_folders(dir, src.image_size);
     }
     let [train_x, train_y, test_x, test_y] = locate(dir).map_err(|e| vec![e.to_string()])?;
     let mut problems = Vec::new();
@@ -152,7 +153,7 @@ pub fn inspect_data(dir: &Path) -> Result<String, Vec<String>> {
 /// problem, looked at again); the fingerprint [`Dataset::load`] records.
 ///
 /// [`Dataset::load`]: crate::data::Dataset::load
-fn inspect_folders(dir: &Path) -> Result<String, Vec<String>> {
+fn inspect_folders(dir: &Path, size: Option<source::ImageSize>) -> Result<String, Vec<String>> {
     let layout = folders::scan(dir).map_err(|e| vec![e.to_string()])?;
     let mut problems = Vec::new();
     let mut shas = Vec::new();
@@ -173,7 +174,6 @@ fn inspect_folders(dir: &Path) -> Result<String, Vec<String>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    let size = source::current().image_size;
     Ok(folders::fingerprint(layout.entries().zip(&shas), size))
 }
 
@@ -181,14 +181,18 @@ fn inspect_folders(dir: &Path) -> Result<String, Vec<String>> {
 /// config; returns a hash of its contents.
 pub fn inspect_config(path: &Path) -> Result<String, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    toml::from_str::<crate::config::FileConfig>(&text)
-        .map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))?;
+    crate::config::Options::parse_file(&text)?;
     Ok(hex::encode(Sha256::digest(text.as_bytes())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AUTO: SourceOptions = SourceOptions {
+        format: source::DataFormat::Auto,
+        image_size: None,
+    };
     use crate::data::synth::write_synthetic_mnist;
 
     #[test]
@@ -196,7 +200,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         write_synthetic_mnist(p, 60, 20, 3).unwrap();
-        let fp = inspect_data(p).unwrap();
+        let fp = inspect_data(p, &AUTO).unwrap();
         let opts = crate::data::LoadOptions {
             val_size: Some(10),
             ..Default::default()
@@ -204,9 +208,9 @@ mod tests {
         let loaded = crate::data::Dataset::load(p, &opts).unwrap();
         assert_eq!(fp, loaded.fingerprint, "the watcher and the trainer agree");
         fs::write(p.join("README"), "not data").unwrap();
-        assert_eq!(inspect_data(p).unwrap(), fp);
+        assert_eq!(inspect_data(p, &AUTO).unwrap(), fp);
         write_synthetic_mnist(p, 60, 20, 4).unwrap();
-        assert_ne!(inspect_data(p).unwrap(), fp);
+        assert_ne!(inspect_data(p, &AUTO).unwrap(), fp);
     }
 
     #[test]
@@ -218,10 +222,10 @@ mod tests {
         let images = name(crate::data::dataset::Part::TrainImages);
         let full = fs::read(&images).unwrap();
         fs::write(&images, &full[..full.len() / 2]).unwrap();
-        let err = inspect_data(p).unwrap_err().join("\n");
+        let err = inspect_data(p, &AUTO).unwrap_err().join("\n");
         assert!(err.contains(&images.display().to_string()), "{err}");
         fs::write(&images, &full).unwrap();
-        inspect_data(p).unwrap();
+        inspect_data(p, &AUTO).unwrap();
         // New training images, old labels: a pair caught half-updated.
         let other = tempfile::tempdir().unwrap();
         write_synthetic_mnist(other.path(), 70, 20, 3).unwrap();
@@ -229,10 +233,13 @@ mod tests {
             .find(other.path())
             .unwrap();
         fs::copy(&new_images, &images).unwrap();
-        let err = inspect_data(p).unwrap_err().join("\n");
+        let err = inspect_data(p, &AUTO).unwrap_err().join("\n");
         assert!(err.contains("60 labels") && err.contains("70"), "{err}");
         fs::remove_file(&images).unwrap();
-        assert!(inspect_data(p).is_err(), "a missing file is a problem");
+        assert!(
+            inspect_data(p, &AUTO).is_err(),
+            "a missing file is a problem"
+        );
     }
 
     #[test]
@@ -249,16 +256,15 @@ mod tests {
             ext: "png",
         };
         write_synthetic_folders(p, &spec).unwrap();
-        assert!(is_folders(p));
-        let fp = inspect_data(p).unwrap();
+        assert!(is_folders(p, &AUTO));
+        let fp = inspect_data(p, &AUTO).unwrap();
         let opts = crate::data::LoadOptions {
             val_size: Some(10),
             ..Default::default()
         };
-        let src = source::SourceOptions::default();
-        let loaded = crate::data::Dataset::load_from(p, &opts, &src).unwrap();
+        let loaded = crate::data::Dataset::load(p, &opts).unwrap();
         assert_eq!(fp, loaded.fingerprint, "the watcher and the trainer agree");
-        let sig = data_signature(p);
+        let sig = data_signature(p, &AUTO);
         let extra = p.join("train/cup/new.png");
         let bytes = fs::read(
             p.join("train/cup")
@@ -272,23 +278,23 @@ mod tests {
         .unwrap();
         fs::write(&extra, &bytes[..bytes.len() - 20]).unwrap();
         assert_ne!(
-            data_signature(p),
+            data_signature(p, &AUTO),
             sig,
             "the stat signature sees the new file"
         );
-        let err = inspect_data(p).unwrap_err().join("\n");
+        let err = inspect_data(p, &AUTO).unwrap_err().join("\n");
         assert!(err.contains("new.png") && err.contains("copied"), "{err}");
         fs::write(&extra, &bytes).unwrap();
-        let added = inspect_data(p).unwrap();
+        let added = inspect_data(p, &AUTO).unwrap();
         assert_ne!(added, fp, "an added image is a new version");
         fs::remove_file(&extra).unwrap();
         assert_eq!(
-            inspect_data(p).unwrap(),
+            inspect_data(p, &AUTO).unwrap(),
             fp,
             "removed again: the old version"
         );
         fs::write(p.join("train/cup/notes.txt"), "not data").unwrap();
-        assert_eq!(inspect_data(p).unwrap(), fp);
+        assert_eq!(inspect_data(p, &AUTO).unwrap(), fp);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct WatchOptions {
     /// Remote (name or URL) to fetch and fast-forward from, when a git checkout.
     pub git_remote: Option<String>,
     pub git_fetch_every: Duration,
+    /// How the data dir is read (`--data-format`, `--image-size`).
+    pub source: crate::data::source::SourceOptions,
 }
 
 impl Default for WatchOptions {
@@ -57,6 +59,7 @@ impl Default for WatchOptions {
             rescan_every: Duration::from_secs(10),
             git_remote: None,
             git_fetch_every: Duration::from_secs(60),
+            source: Default::default(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl WatchOptions {
             poll: cfg.watch_poll,
             git_remote: cfg.git_remote.clone(),
             git_fetch_every: cfg.git_fetch_every,
+            source: cfg.data_source,
             ..WatchOptions::default()
         }
     }

@@ -234,7 +234,7 @@ impl Runner {
 
     /// `train/` and `test/` of an image-folder data dir (none for IDX).
     fn image_dirs(&self) -> Vec<PathBuf> {
-        if inputs::is_folders(&self.data_dir) {
+        if inputs::is_folders(&self.data_dir, &self.opts.source) {
             vec![self.data_dir.join("train"), self.data_dir.join("test")]
         } else {
             Vec::new()
@@ -313,7 +313,7 @@ impl Runner {
         self.refresh_repo();
         self.resync_watches();
         let now = Sigs {
-            data: inputs::data_signature(&self.data_dir),
+            data: inputs::data_signature(&self.data_dir, &self.opts.source),
             config: self.config.as_deref().and_then(inputs::file_signature),
             commit: self.commit_now(),
         };
@@ -346,13 +346,13 @@ impl Runner {
             self.sigs.commit = self.seen.commit.clone();
         }
         if d.data {
-            let sig = inputs::data_signature(&self.data_dir);
+            let sig = inputs::data_signature(&self.data_dir, &self.opts.source);
             // Stat first, hash only what may have changed: a nudge, a rescan
             // or an event on unchanged files reads no data. Only a usable
             // data set is trusted to its stats (a failure is looked at again).
             let unchanged = self.seen.data.is_ok() && self.hashed.as_ref() == Some(&sig);
             if !unchanged {
-                self.seen.data = inputs::inspect_data(&self.data_dir);
+                self.seen.data = inputs::inspect_data(&self.data_dir, &self.opts.source);
                 self.hashed = Some(sig.clone());
             }
             self.sigs.data = sig;

@@ -13,7 +13,8 @@ use std::ffi::OsStr;
 
 use clap::CommandFactory;
 
-use super::{Cli, ConfigError};
+use super::Cli;
+use crate::config::ConfigError;
 
 /// Variables read as paths (or raw bytes): any bytes are fine.
 pub const OS_STRING_VARS: &[&str] = &[
