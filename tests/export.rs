@@ -26,25 +26,7 @@ fn setup(n_train: usize) -> Setup {
 /// One epoch of `preset` (a name or a spec file) into `<root>/<label>/state`.
 fn train(st: &Setup, label: &str, preset: &str, extra: &[&str]) -> PathBuf {
     let state = st.root.join(label).join("state");
-    let mut args = vec![
-        "train",
-        "--data-dir",
-        s(&st.data),
-        "--state-dir",
-        s(&state),
-        "--preset",
-        preset,
-        "--epochs",
-        "1",
-        "--val-size",
-        "100",
-        "--batch-size",
-        "64",
-        "--max-trials",
-        "1",
-        "--target-accuracy",
-        "0.01",
-    ];
+    let mut args = one_quick_trial("train", s(&st.data), s(&state), preset);
     args.extend_from_slice(extra);
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{label}: {}", stderr(&out));

@@ -5,12 +5,11 @@
 //! real `tritonclient[http]` (tests/interop/check_triton.py) agrees;
 //! `serve --probe` answers for container health checks.
 
-#[path = "serve_support.rs"]
-mod support;
+mod common;
 
+use common::serve::*;
 use std::path::Path;
 use std::process::Command;
-use support::*;
 
 #[test]
 fn health_metadata_and_inference_agree_with_predict() {

@@ -3,13 +3,12 @@
 //! HTTP, an idle kept-alive connection. Each gets a 4xx or a closed connection; the server does not crash
 //! and `/v2/health/live` still answers.
 
-#[path = "serve_support.rs"]
-mod support;
+mod common;
 
+use common::serve::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use support::*;
 
 fn live(addr: std::net::SocketAddr) {
     let (status, body) = call(addr, "GET", "/v2/health/live", b"");

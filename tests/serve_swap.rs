@@ -4,13 +4,12 @@
 //! names a promoted version, and one client never sees versions go back.
 //! `trainerd run --serve-addr` serves the champion its own study promotes.
 
-#[path = "serve_support.rs"]
-mod support;
+mod common;
 
+use common::serve::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 struct Seen {
     versions: Vec<u64>,
@@ -134,27 +133,8 @@ fn the_daemon_serves_what_it_promotes() {
     let t = trained();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let args = [
-        "run",
-        "--data-dir",
-        s(&t.data),
-        "--state-dir",
-        s(&state),
-        "--preset",
-        "linear",
-        "--epochs",
-        "1",
-        "--val-size",
-        "100",
-        "--batch-size",
-        "64",
-        "--max-trials",
-        "1",
-        "--target-accuracy",
-        "0.01",
-        "--serve-addr",
-        "127.0.0.1:0",
-    ];
+    let mut args = one_quick_trial("run", s(&t.data), s(&state), "linear");
+    args.extend(["--serve-addr", "127.0.0.1:0"]);
     let srv = Serve::spawn(&args, &tmp.path().join("run.log"));
     wait_ready(srv.addr);
     let (pixels, _, _) = test_images(&t.data);

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: tiny data sets, running the real binary.
 #![allow(dead_code)]
 
+pub mod serve;
 pub mod synth;
 pub mod synth_folders;
 
@@ -17,6 +18,36 @@ pub fn bin() -> PathBuf {
 /// A tiny learnable IDX data set in `dir` (MNIST layout).
 pub fn synth_data(dir: &Path, n_train: usize, n_test: usize) {
     synth::write_synthetic_mnist(dir, n_train, n_test, 7).expect("write synthetic data");
+}
+
+/// `command` (`train` or `run`) for one quick trial of `preset`: one epoch
+/// of 64-image batches, a 100-image validation split, a target any model
+/// reaches. Callers add their own flags.
+pub fn one_quick_trial<'a>(
+    command: &'a str,
+    data: &'a str,
+    state: &'a str,
+    preset: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        command,
+        "--data-dir",
+        data,
+        "--state-dir",
+        state,
+        "--preset",
+        preset,
+        "--epochs",
+        "1",
+        "--val-size",
+        "100",
+        "--batch-size",
+        "64",
+        "--max-trials",
+        "1",
+        "--target-accuracy",
+        "0.01",
+    ]
 }
 
 /// A command for the real binary with quiet, machine-readable logs.

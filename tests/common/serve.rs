@@ -1,12 +1,8 @@
-//! Shared by the `trainerd serve` tests (included with `#[path]`): one
-//! champion trained per test binary, the server as a child process, a small
-//! HTTP/1.1 client (keep-alive), test images and `trainerd predict`'s labels.
-#![allow(dead_code)]
+//! Shared by the `trainerd serve` tests: one champion trained per test
+//! binary, the server as a child process, a small HTTP/1.1 client
+//! (keep-alive), test images and `trainerd predict`'s labels.
 
-#[path = "common/mod.rs"]
-mod common;
-
-pub use common::*;
+pub use super::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -31,25 +27,7 @@ pub fn trained() -> &'static Trained {
         let data = root.join("data");
         synth_data(&data, 300, 200);
         let state = root.join("state");
-        let out = run(&[
-            "train",
-            "--data-dir",
-            s(&data),
-            "--state-dir",
-            s(&state),
-            "--preset",
-            "linear",
-            "--epochs",
-            "1",
-            "--val-size",
-            "100",
-            "--batch-size",
-            "64",
-            "--max-trials",
-            "1",
-            "--target-accuracy",
-            "0.01",
-        ]);
+        let out = run(&one_quick_trial("train", s(&data), s(&state), "linear"));
         assert_eq!(out.status.code(), Some(0), "train: {}", stderr(&out));
         Trained {
             _tmp: tmp,
