@@ -182,33 +182,27 @@ impl Config {
                 ),
             ));
         }
-        let epochs = o.epochs;
-        let epoch_range = 1..=crate::model::limits::MAX_EPOCHS;
-        if let Some(e) = epochs.filter(|e| !epoch_range.contains(e)) {
-            return Err(invalid("epochs", format!("{e} is outside {epoch_range:?}")));
-        }
+        let epochs = within(o.epochs, "epochs", 1..=crate::model::limits::MAX_EPOCHS)?;
         let max_trials = o.max_trials.unwrap_or(12);
         if max_trials == 0 {
             return Err(invalid("max_trials", "must be at least 1"));
         }
-        let batch_size = o.batch_size;
-        let batch_range = 1..=crate::model::limits::MAX_BATCH;
-        if let Some(b) = batch_size.filter(|b| !batch_range.contains(b)) {
-            return Err(invalid(
-                "batch_size",
-                format!("{b} is outside {batch_range:?}"),
-            ));
-        }
+        let batch_size = within(
+            o.batch_size,
+            "batch_size",
+            1..=crate::model::limits::MAX_BATCH,
+        )?;
         let lr = o.lr;
         if matches!(lr, Some(lr) if !(lr > 0.0 && lr.is_finite())) {
             return Err(invalid("lr", "must be a positive number"));
         }
-        let max_time = match o.max_time.clone() {
-            Some(s) => Some(duration_at_least(&s, Duration::from_secs(1), "max_time")?),
+        let second = Duration::from_secs(1);
+        let max_time = match o.max_time.as_deref() {
+            Some(s) => Some(duration_at_least(s, second, "max_time")?),
             None => None,
         };
-        let watchdog = match o.watchdog.clone() {
-            Some(s) => duration_at_least(&s, Duration::from_secs(1), "watchdog")?,
+        let watchdog = match o.watchdog.as_deref() {
+            Some(s) => duration_at_least(s, second, "watchdog")?,
             None => Duration::from_secs(600),
         };
         let checkpoint_every =
@@ -218,13 +212,10 @@ impl Config {
         let log_format = choice(o.log_format.as_deref(), "log_format", LogFormat::NAMES)?;
         let metrics_addr = address(o.metrics_addr.as_deref(), "metrics_addr", "127.0.0.1:9464")?;
         let serve_addr = address(o.serve_addr.as_deref(), "serve_addr", "0.0.0.0:8000")?;
-        let git_fetch_every = match o.git_fetch_every.clone() {
-            Some(s) => parse_duration(&s).map_err(|w| invalid("git_fetch_every", w))?,
+        let git_fetch_every = match o.git_fetch_every.as_deref() {
+            Some(s) => duration_at_least(s, second, "git_fetch_every")?,
             None => Duration::from_secs(60),
         };
-        if git_fetch_every < Duration::from_secs(1) {
-            return Err(invalid("git_fetch_every", "must be at least 1s"));
-        }
         let preset = o.preset.clone().unwrap_or_else(|| "fast".into());
         crate::model::resolve_preset(&preset).map_err(|w| invalid("preset", w))?;
         let memory_budget = crate::data::budget::resolve(o.memory_budget.as_deref())
@@ -309,6 +300,18 @@ fn choice<T: Copy>(value: Option<&str>, key: &str, names: &[(&str, T)]) -> Resul
                 format!("{wanted:?} is not one of {}", list.join(", ")),
             ))
         }
+    }
+}
+
+/// `value` when it lies in `range` (or is unset).
+fn within<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(
+    value: Option<T>,
+    key: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(invalid(key, format!("{v} is outside {range:?}"))),
+        v => Ok(v),
     }
 }
 
