@@ -32,4 +32,14 @@ if [ ! -f "$config" ] || [ "$(cat "$config")" != "$want" ]; then
     printf '%s\n' "$want" > "$config"
     echo "setup: wrote $config" >&2
 fi
+# The README's main command trains on data/, trainerd's default data dir:
+# trainerd downloads MNIST there (SHA-256 verified) when it is empty. A local
+# copy ($MNIST_COPY, default ../shared/data/mnist) where one exists saves
+# the download; nothing is copied over a data/ that is already there.
+copy=${MNIST_COPY:-$root/../shared/data/mnist}
+if [ ! -e "$root/data" ] && [ -f "$copy/train-images-idx3-ubyte.gz" ]; then
+    mkdir -p "$root/data"
+    cp "$copy"/*-ubyte.gz "$root/data/"
+    echo "setup: copied MNIST from $copy to $root/data" >&2
+fi
 echo "setup: ok (torch $torch_version at $torch_lib)" >&2
