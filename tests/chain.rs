@@ -74,6 +74,24 @@ fn quick(s: &Setup, command: &str, extra: &[&str]) -> Command {
     cmd(s, command, &args)
 }
 
+/// The numeric cells (parameters, val accuracy, test accuracy, epochs,
+/// time) of trial `n`'s row in the report's trial table.
+fn report_row(html: &str, n: u64) -> Vec<String> {
+    let table = html.split("<th>trial</th>").nth(1).expect("a trial table");
+    let body = table.split("<tbody>").nth(1).expect("a trial table body");
+    let row = body
+        .split("<tr")
+        .find(|row| {
+            let id = row.split("</span>").nth(1).unwrap_or("");
+            id.starts_with(&format!("{n}<")) || id.starts_with(&format!("{n} "))
+        })
+        .unwrap_or_else(|| panic!("no row for trial {n}"));
+    row.split(r#"<td class="num">"#)
+        .skip(1)
+        .map(|c| c.split("</td>").next().unwrap_or("").to_string())
+        .collect()
+}
+
 /// Starts `cmd` with its log in a file (a pipe nobody reads could fill up and
 /// block the child).
 fn spawn_logged(cmd: &mut Command, s: &Setup) -> std::process::Child {
@@ -177,6 +195,43 @@ fn a_weak_start_escalates_to_the_target_then_rollback_and_predict_work() {
         .collect();
     assert_eq!(moves[..2], ["start", "escalate"], "{moves:?}");
     assert!(log.contains("below_target"), "events are log lines too");
+
+    // The champion's report tells every trial: its row has the trial's own
+    // epochs, time and parameters (from the journal), and its curves.
+    let html = std::fs::read_to_string(s.state.join("best/report.html")).unwrap();
+    let finished: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "trial_finished")
+        .collect();
+    let champion = best["trial"].as_u64().unwrap();
+    for r in finished
+        .iter()
+        .filter(|r| r["trial"].as_u64() < Some(champion))
+    {
+        let n = r["trial"].as_u64().unwrap();
+        let cells = report_row(&html, n);
+        let epochs = r["history"].as_array().unwrap().len();
+        assert!(epochs > 0, "{r}");
+        assert_eq!(
+            cells[3],
+            epochs.to_string(),
+            "trial {n}'s epochs: {cells:?}"
+        );
+        assert_ne!(cells[0], "–", "trial {n}'s parameters: {cells:?}");
+        assert!(cells[0].parse::<u64>().unwrap() > 0, "{cells:?}");
+        let secs = r["train_seconds"].as_f64().unwrap();
+        assert_eq!(
+            cells[4],
+            format!("{secs:.1}s"),
+            "trial {n}'s time: {cells:?}"
+        );
+    }
+    let curves = html.matches("<polyline").count();
+    assert!(
+        curves >= 2 * finished.len(),
+        "a validation and a loss curve per trial: {curves} for {} trials",
+        finished.len()
+    );
 
     // The same study again: already finished, nothing re-run or re-announced.
     let before = std::fs::read(s.state.join("events.jsonl")).unwrap();

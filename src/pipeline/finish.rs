@@ -110,7 +110,7 @@ pub(super) fn finish_trial(
         Verdict::AlreadyChampion => {
             // Promoted by builds that wrote the report after the renames, and crashed in between.
             if !crate::state_dir::best(&cfg.state_dir).join(REPORT).exists() {
-                let html = render_report(ctx, &card, t, report, v);
+                let html = render_report(ctx, chain, &card, t, report, v);
                 match crate::store::write_bytes_atomic(
                     &crate::state_dir::best(&cfg.state_dir).join(REPORT),
                     html.as_bytes(),
@@ -122,7 +122,7 @@ pub(super) fn finish_trial(
             true
         }
         Verdict::Promote(why) => {
-            let html = render_report(ctx, &card, t, report, v);
+            let html = render_report(ctx, chain, &card, t, report, v);
             promote::promote(
                 &cfg.state_dir,
                 &report.weights,
@@ -160,32 +160,61 @@ pub(super) fn finish_trial(
 /// The champion's report, staged and promoted with its model.
 const REPORT: &str = "report.html";
 
-/// `best/report.html` for a new champion: its curves, and the study's
-/// earlier trials as table rows.
+/// `best/report.html` for a new champion: its curves, and every earlier
+/// trial of the study as a table row with its own curves, epochs, time and
+/// parameters (from its journal record and its spec).
 fn render_report(
     ctx: &Context<'_>,
+    chain: &Chain,
     card: &ModelCard,
     t: &OpenTrial,
     report: &TrialReport,
     v: &StudyView,
 ) -> String {
+    let input = crate::model::InputShape {
+        channels: card.input_shape[0],
+        height: card.input_shape[1],
+        width: card.input_shape[2],
+        classes: card.classes,
+    };
     let mut trials: Vec<crate::report::TrialSummary> = v
         .finished
         .iter()
-        .map(|(trial, f)| crate::report::TrialSummary {
-            trial: *trial,
-            spec: f.spec.clone(),
-            state: match (f.diverged, f.pruned) {
-                (true, _) => "diverged",
-                (false, true) => "pruned",
-                (false, false) => "finished",
+        .map(|(trial, f)| {
+            let journaled = chain.finished_records().find_map(|r| match r {
+                Record::TrialFinished {
+                    trial: n,
+                    test_accuracy,
+                    history,
+                    train_seconds,
+                    ..
+                } if n == trial => Some((*test_accuracy, history, *train_seconds)),
+                _ => None,
+            });
+            let (test_accuracy, history, train_seconds) = match journaled {
+                Some((test, history, secs)) => (test, history.clone(), secs),
+                None => (None, Vec::new(), 0.0),
+            };
+            crate::report::TrialSummary {
+                trial: *trial,
+                spec: f.spec.clone(),
+                state: match (f.diverged, f.pruned) {
+                    (true, _) => "diverged",
+                    (false, true) => "pruned",
+                    (false, false) => "finished",
+                }
+                .into(),
+                val_accuracy: (!f.diverged).then_some(f.val_accuracy),
+                test_accuracy,
+                parameters: f
+                    .spec
+                    .arch
+                    .footprint(input)
+                    .ok()
+                    .map(|fp| fp.parameters as i64),
+                train_seconds,
+                history,
             }
-            .into(),
-            val_accuracy: (!f.diverged).then_some(f.val_accuracy),
-            test_accuracy: None,
-            parameters: None,
-            train_seconds: 0.0,
-            history: Vec::new(),
         })
         .collect();
     trials.push(crate::report::TrialSummary {

@@ -63,6 +63,14 @@ pub(super) struct Chain {
 }
 
 impl Chain {
+    /// This study's `trial_finished` records, by trial (the report's rows).
+    pub(super) fn finished_records(&self) -> impl Iterator<Item = &Record> {
+        self.journal
+            .study(&self.study)
+            .map(|e| &e.record)
+            .filter(|r| matches!(r, Record::TrialFinished { .. }))
+    }
+
     /// Journals `record` (fsynced), then emits the events it implies.
     pub(super) fn record(&mut self, record: Record) -> anyhow::Result<Entry> {
         let entry = self.journal.append(&self.study, record)?;

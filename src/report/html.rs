@@ -43,8 +43,14 @@ fn opt_pct(v: Option<f64>) -> String {
     v.map_or("–".into(), pct)
 }
 
+/// Training time: tenths of a second under a minute (trials on small data
+/// take less than one), else as `format_age`.
 fn secs(s: f64) -> String {
-    crate::timestamp::format_age(s)
+    if s < 59.95 {
+        format!("{:.1}s", s.max(0.0))
+    } else {
+        crate::timestamp::format_age(s)
+    }
 }
 
 fn card(out: &mut String, k: &str, v: &str, small: bool) {
