@@ -25,7 +25,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 use crate::data::{budget, idx, DataError};
-use crate::pipeline::promote::{self, ModelCard};
+use crate::model::card::{self as promote, ModelCard};
 
 /// Images classified per forward pass: the activations of a large model stay
 /// in the tens of megabytes whatever the file holds.
@@ -196,7 +196,8 @@ pub fn load_champion_within(
     memory_budget: u64,
 ) -> Result<Champion, PredictError> {
     let best = crate::state_dir::best(state_dir);
-    let card = promote::load_card(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    let card =
+        promote::load_champion(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
     if card.diverged() {
         return Err(promote::CardError::Diverged {
             path: best.join(promote::CARD),

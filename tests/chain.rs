@@ -316,6 +316,47 @@ fn write_png(path: &Path, w: u32, h: u32, pixels: &[u8]) {
 }
 
 #[test]
+fn new_data_replaces_the_champion_only_with_a_better_model() {
+    let s = setup();
+    let out = cmd(
+        &s,
+        "train",
+        &["--preset", "linear", "--target-accuracy", "0.5"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = card(&s.state, "best");
+    assert!(first["val_accuracy"].as_f64().unwrap() >= 0.5, "{first}");
+
+    // New samples of the same classes: a new study, whose only trial is weak.
+    synth::write_synthetic_mnist(&s.data, 1500, 300, 8).unwrap();
+    let out = weak_start(&s, &["--max-trials", "1", "--target-accuracy", "0.5"])
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "below target: {log}");
+    let now = card(&s.state, "best");
+    assert_eq!(
+        (&now["study"], &now["trial"]),
+        (&first["study"], &first["trial"]),
+        "a weak trial on new data must not replace a better champion: {log}"
+    );
+    assert!(log.contains("on the new data's validation split"), "{log}");
+    assert!(log.contains("champion kept"), "{log}");
+    let studies: Vec<String> = journal(&s.state)
+        .iter()
+        .filter(|r| r["type"] == "study_started")
+        .map(|r| r["study"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        studies.len(),
+        2,
+        "the new data started a new study: {studies:?}"
+    );
+}
+
+#[test]
 fn budget_exhausted_below_target_exits_2() {
     let s = setup();
     let out = weak_start(&s, &["--max-trials", "1", "--target-accuracy", "0.99"])

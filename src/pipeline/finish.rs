@@ -106,6 +106,7 @@ pub(super) fn finish_trial(
         tracing::warn!("{e}; the next winner replaces it");
         None
     });
+    let champion = champion.map(|c| on_this_data(ctx, chain, c, &card, data));
     let promoted = match promote::verdict(champion.as_ref(), &card, cfg.promote_margin) {
         Verdict::AlreadyChampion => {
             // Promoted by builds that wrote the report after the renames, and crashed in between.
@@ -155,6 +156,36 @@ pub(super) fn finish_trial(
         resumed_from: report.resumed_from,
     })?;
     Ok(())
+}
+
+/// The champion as the verdict should see it: validated on the candidate's
+/// data. A champion of other data that fits this data is measured on its
+/// validation split, so that only a better model replaces it; one that
+/// does not fit keeps its own numbers (and the first finished trial of the
+/// new data replaces it).
+fn on_this_data(
+    ctx: &Context<'_>,
+    chain: &mut Chain,
+    mut champion: ModelCard,
+    candidate: &ModelCard,
+    data: &Dataset,
+) -> ModelCard {
+    let same_split = champion.data_fingerprint == candidate.data_fingerprint
+        && champion.seed == candidate.seed
+        && champion.val_size == candidate.val_size;
+    if same_split || champion.diverged() {
+        return champion;
+    }
+    let cache = &mut chain.remeasured;
+    let state = &ctx.cfg.state_dir;
+    if let Some(acc) = super::champion::val_accuracy_on(state, &champion, data, ctx.cfg.seed, cache)
+    {
+        champion.val_accuracy = acc;
+        champion.data_fingerprint = candidate.data_fingerprint.clone();
+        champion.seed = candidate.seed;
+        champion.val_size = candidate.val_size;
+    }
+    champion
 }
 
 /// The champion's report, staged and promoted with its model.

@@ -7,6 +7,7 @@
 //! - [`webhook`]: signed, retried, recorded notifications on their own task
 //! - [`daemon`]: what wakes an idle `trainerd run`: study requests
 
+mod champion;
 pub mod daemon;
 pub mod events;
 mod finish;

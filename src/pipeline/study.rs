@@ -60,6 +60,8 @@ pub(super) struct Chain {
     events: EventLog,
     pub(super) study: String,
     target: f64,
+    /// The champion measured on this study's data (see `champion`).
+    pub(super) remeasured: Option<super::champion::Remeasured>,
 }
 
 impl Chain {
@@ -194,6 +196,7 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
         target: plan.target,
         journal,
         events,
+        remeasured: None,
     };
     match latest {
         Some((study, k)) if k == key && !ctx.force_new => {
