@@ -116,6 +116,7 @@ pub fn run(
         stop,
         progress,
         prune: None,
+        warm_start: None,
         on_epoch: Some(&on_epoch),
     })?;
     match outcome {

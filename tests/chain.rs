@@ -329,11 +329,17 @@ fn new_data_replaces_the_champion_only_with_a_better_model() {
     let first = card(&s.state, "best");
     assert!(first["val_accuracy"].as_f64().unwrap() >= 0.5, "{first}");
 
-    // New samples of the same classes: a new study, whose only trial is weak.
+    // New samples of the same classes: a new study, whose only trial is weak
+    // (another architecture, so it does not start from the champion).
     synth::write_synthetic_mnist(&s.data, 1500, 300, 8).unwrap();
-    let out = weak_start(&s, &["--max-trials", "1", "--target-accuracy", "0.5"])
-        .output()
-        .unwrap();
+    let weak = ["--preset", "mlp", "--lr", "0.00001", "--max-trials", "1"];
+    let out = cmd(
+        &s,
+        "train",
+        &[&weak[..], &["--target-accuracy", "0.5"]].concat(),
+    )
+    .output()
+    .unwrap();
     let log = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "below target: {log}");
     let now = card(&s.state, "best");
@@ -353,6 +359,46 @@ fn new_data_replaces_the_champion_only_with_a_better_model() {
         studies.len(),
         2,
         "the new data started a new study: {studies:?}"
+    );
+}
+
+#[test]
+fn a_new_study_of_the_champions_architecture_starts_from_its_weights() {
+    let s = setup();
+    let out = cmd(
+        &s,
+        "train",
+        &["--preset", "linear", "--target-accuracy", "0.5"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let champion = card(&s.state, "best");
+    synth::write_synthetic_mnist(&s.data, 1500, 300, 9).unwrap();
+    // A learning rate far too small to learn anything in one epoch: only a
+    // warm start from the champion gets the first trial above chance.
+    let out = weak_start(&s, &["--max-trials", "1", "--target-accuracy", "0.5"])
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert!(log.contains("warm start"), "{log}");
+    let records = journal(&s.state);
+    let study = records
+        .iter()
+        .rev()
+        .find(|r| r["type"] == "study_started")
+        .map(|r| r["study"].clone())
+        .unwrap();
+    assert_ne!(study, champion["study"], "a new study");
+    let trial0 = records
+        .iter()
+        .find(|r| r["study"] == study && r["type"] == "trial_finished" && r["trial"] == 0)
+        .unwrap_or_else(|| panic!("trial 0 of the new study finished: {log}"));
+    let first_epoch = trial0["history"][0]["val_accuracy"].as_f64().unwrap();
+    assert!(
+        first_epoch >= 0.5,
+        "started from the champion ({}), the first epoch validates at {first_epoch}",
+        champion["val_accuracy"]
     );
 }
 

@@ -118,3 +118,36 @@ fn measure(champion: &crate::predict::Champion, data: &Dataset) -> Option<f64> {
     }
     Some(right as f64 / n as f64)
 }
+
+/// The champion's weights for the first trial of a new study, when it has
+/// the same architecture and fits the data (input shape, classes): the new
+/// study then starts where the champion is instead of from scratch. `None`
+/// when there is no such champion (or it is this study's, or its files do
+/// not verify), the reason logged.
+pub(super) fn warm_start_weights(
+    state_dir: &Path,
+    study: &str,
+    spec: &crate::model::TrialSpec,
+    data: &Dataset,
+) -> Option<Vec<(String, tch::Tensor)>> {
+    let card = crate::model::card::read_champion(state_dir)?;
+    let shape = data.val.images.size();
+    let fits = shape.get(1..) == Some(&card.input_shape[..]) && card.classes == data.num_classes;
+    if card.study == study || card.diverged() || card.arch != spec.arch || !fits {
+        return None;
+    }
+    match crate::export::source::champion(state_dir) {
+        Ok(src) => {
+            tracing::info!(
+                champion_study = %card.study,
+                champion_trial = card.trial,
+                "warm start: the first trial of the new study starts from the champion's weights"
+            );
+            Some(src.weights)
+        }
+        Err(e) => {
+            tracing::warn!("no warm start from the champion: {e}");
+            None
+        }
+    }
+}

@@ -106,8 +106,30 @@ pub(super) fn finish_trial(
         tracing::warn!("{e}; the next winner replaces it");
         None
     });
-    let champion = champion.map(|c| on_this_data(ctx, chain, c, &card, data));
-    let promoted = match promote::verdict(champion.as_ref(), &card, cfg.promote_margin) {
+    let (champion, remeasured) = match champion {
+        Some(c) => {
+            let (c, remeasured) = on_this_data(ctx, chain, c, &card, data);
+            (Some(c), remeasured)
+        }
+        None => (None, false),
+    };
+    let verdict = match &champion {
+        // Measured on this data: a tie goes to the model trained on it.
+        Some(c) if remeasured && !card.diverged() => {
+            let (new, old, margin) = (card.val_accuracy, c.val_accuracy, cfg.promote_margin);
+            if new >= old + margin {
+                Verdict::Promote(format!(
+                    "validation {new:.4} on the new data matches or beats the champion's {old:.4} there (margin {margin})"
+                ))
+            } else {
+                Verdict::Keep(format!(
+                    "validation {new:.4} on the new data trails the champion's {old:.4} there (margin {margin})"
+                ))
+            }
+        }
+        _ => promote::verdict(champion.as_ref(), &card, cfg.promote_margin),
+    };
+    let promoted = match verdict {
         Verdict::AlreadyChampion => {
             // Promoted by builds that wrote the report after the renames, and crashed in between.
             if !crate::state_dir::best(&cfg.state_dir).join(REPORT).exists() {
@@ -158,23 +180,24 @@ pub(super) fn finish_trial(
     Ok(())
 }
 
-/// The champion as the verdict should see it: validated on the candidate's
-/// data. A champion of other data that fits this data is measured on its
-/// validation split, so that only a better model replaces it; one that
-/// does not fit keeps its own numbers (and the first finished trial of the
-/// new data replaces it).
+/// The champion as the verdict should see it, and whether it was measured
+/// anew: a champion of other data that fits this data is measured on its
+/// validation split, so that only a model at least as good there replaces
+/// it; one that does not fit keeps its own numbers (and the first finished
+/// trial of the new data replaces it).
 fn on_this_data(
     ctx: &Context<'_>,
     chain: &mut Chain,
     mut champion: ModelCard,
     candidate: &ModelCard,
     data: &Dataset,
-) -> ModelCard {
+) -> (ModelCard, bool) {
     let same_split = champion.data_fingerprint == candidate.data_fingerprint
         && champion.seed == candidate.seed
         && champion.val_size == candidate.val_size;
-    if same_split || champion.diverged() {
-        return champion;
+    let this_study = !champion.study.is_empty() && champion.study == candidate.study;
+    if same_split || this_study || champion.diverged() {
+        return (champion, false);
     }
     let cache = &mut chain.remeasured;
     let state = &ctx.cfg.state_dir;
@@ -184,8 +207,9 @@ fn on_this_data(
         champion.data_fingerprint = candidate.data_fingerprint.clone();
         champion.seed = candidate.seed;
         champion.val_size = candidate.val_size;
+        return (champion, true);
     }
-    champion
+    (champion, false)
 }
 
 /// The champion's report, staged and promoted with its model.

@@ -374,6 +374,13 @@ fn drive(
             }
         };
         let mut ckpts = super::open_checkpoints(&cfg.state_dir, &dir, cfg.keep_checkpoints)?;
+        let warm = match current.trial {
+            0 => {
+                let study = chain.borrow().study.clone();
+                super::champion::warm_start_weights(&cfg.state_dir, &study, &current.spec, data)
+            }
+            _ => None,
+        };
         ctx.live.begin(ctx.progress);
         let outcome = train::run_trial(train::TrialSetup {
             trial: current.trial,
@@ -387,6 +394,7 @@ fn drive(
             progress: ctx.progress,
             prune: Some(&prune),
             on_epoch: None,
+            warm_start: warm.as_deref(),
         });
         ctx.live.end();
         let report = match outcome? {

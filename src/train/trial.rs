@@ -75,6 +75,10 @@ pub struct TrialSetup<'a> {
     pub prune: Option<PruneFn<'a>>,
     /// Called at each epoch end (metrics sink).
     pub on_epoch: Option<EpochSink<'a>>,
+    /// Weights to start from instead of the seeded initialisation, when the
+    /// trial has no checkpoint yet (a warm start from the champion); named
+    /// as in the VarStore, every variable of the model present.
+    pub warm_start: Option<&'a [(String, Tensor)]>,
 }
 
 /// The result of a trial that ran to its end (or was pruned).

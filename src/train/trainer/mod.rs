@@ -156,6 +156,11 @@ impl<'a> Trainer<'a> {
             mut history,
             train_seconds,
         } = resume_newest(setup.checkpoints, &ident, &net.named, &mut net.opt)?;
+        if step == 0 {
+            if let Some(weights) = setup.warm_start {
+                warm_start(&net.named, weights).map_err(|what| TrainError::Spec { trial, what })?;
+            }
+        }
         if let Some(bad) = history.iter().position(|h| !h.is_finite()) {
             // Written by a build that did not stop diverged trials.
             history.truncate(bad);
@@ -311,6 +316,29 @@ impl<'a> Trainer<'a> {
         let history = std::mem::take(&mut self.history);
         diverged(self.setup.trial, self.step, epoch, reason, history, secs)
     }
+}
+
+/// Copies `weights` into the model's variables, matched by name; every
+/// variable must be there with its shape (else the message says which).
+fn warm_start(named: &[(String, Tensor)], weights: &[(String, Tensor)]) -> Result<(), String> {
+    tch::no_grad(|| {
+        for (name, var) in named {
+            let Some((_, w)) = weights.iter().find(|(n, _)| n == name) else {
+                return Err(format!("warm start: the champion has no variable {name}"));
+            };
+            if w.size() != var.size() {
+                return Err(format!(
+                    "warm start: {name} is {:?} in the champion, {:?} here",
+                    w.size(),
+                    var.size()
+                ));
+            }
+            let mut var = var.shallow_clone();
+            var.f_copy_(&w.to_device(var.device()).to_kind(var.kind()))
+                .map_err(|e| format!("warm start: {name}: {e}"))?;
+        }
+        Ok(())
+    })
 }
 
 /// The outcome of a diverged trial, logged.
