@@ -8,6 +8,8 @@
 #   REPEAT=N         N rounds over the presets, each pair back to back, then
 #                    the min / median / max of each ratio (the machine drifts)
 #   TD_ENV="K=V ..." extra environment for trainerd only (to compare settings)
+# A PRESET may also be a trial spec file (JSON, as `trainerd presets --json`
+# prints one entry), to compare recipes.
 # Prints one table row per preset and round (one trial each, `--max-trials 1`):
 # samples/s each and the ratio, test accuracy, wall time from process start
 # to the saved model and the ratio, and peak resident memory; then the time to
@@ -47,9 +49,14 @@ read -r -a td_env <<<"${TD_ENV:-}"
 
 rss_mb() { awk '/Maximum resident set size/ {printf "%.0f", $NF/1024}' "$1"; }
 
-# spec_of PRESET: writes the preset's spec to $out/spec.json, prints its epochs.
+# spec_of PRESET: writes the preset's spec (or the trial spec file PRESET names)
+# to $out/spec.json, prints its epochs.
 spec_of() {
-    "$bin" presets --json | "$py" -c "import json,sys; [json.dump(s, open('$out/spec.json','w')) for s in json.load(sys.stdin) if s['preset']=='$1']"
+    if [ -f "$1" ]; then
+        cp "$1" "$out/spec.json"
+    else
+        "$bin" presets --json | "$py" -c "import json,sys; [json.dump(s, open('$out/spec.json','w')) for s in json.load(sys.stdin) if s['preset']=='$1']"
+    fi
     echo "${EPOCHS:-$("$py" -c "import json; print(json.load(open('$out/spec.json'))['recipe']['epochs'])")}"
 }
 
@@ -87,7 +94,7 @@ side_by_side() {
     for round in $(seq "$repeat"); do
         for p in "$@"; do
             epochs=$(spec_of "$p")
-            read -r td_rate td_test td_wall < <(run_trainerd "$p" "$epochs" 1 "$p-$round")
+            read -r td_rate td_test td_wall < <(run_trainerd "$p" "$epochs" 1 "${p##*/}-$round")
             read -r py_rate py_test py_wall < <(run_pytorch "$epochs" 1)
             speedup=$(echo "$py_wall / $td_wall" | bc -l)
             rate_ratio=$(echo "$td_rate / $py_rate" | bc -l)
@@ -134,11 +141,11 @@ seed_sweep() {
     for p in "$@"; do
         epochs=$(spec_of "$p")
         for s in $(seq "$SEEDS"); do
-            read -r td_rate td_test td_wall < <(run_trainerd "$p" "$epochs" "$s" "$p-seed$s")
+            read -r td_rate td_test td_wall < <(run_trainerd "$p" "$epochs" "$s" "${p##*/}-seed$s")
             read -r py_rate py_test py_wall < <(run_pytorch "$epochs" "$s")
-            printf '%-10s %4s %8.4f %8.4f %+8.4f %8.1f %8.1f\n' "$p" "$s" "$td_test" "$py_test" \
+            printf '%-10s %4s %8.4f %8.4f %+8.4f %8.1f %8.1f\n' "${p##*/}" "$s" "$td_test" "$py_test" \
                 "$(echo "$td_test - $py_test" | bc -l)" "$td_wall" "$py_wall"
-            echo "$p $s $td_test $td_wall $py_test $py_wall" >>"$rows"
+            echo "${p##*/} $s $td_test $td_wall $py_test $py_wall" >>"$rows"
         done
     done
     "$py" - "$rows" <<'PY'
@@ -185,10 +192,10 @@ contention() {
     printf '%-10s %-9s %8s %8s %6s %10s %10s %6s\n' preset tool quiet_s busy_s ratio quiet/s busy/s ratio
     for p in "$@"; do
         epochs=$(spec_of "$p")
-        tq=$(run_trainerd "$p" "$epochs" 1 "$p-quiet")
+        tq=$(run_trainerd "$p" "$epochs" 1 "${p##*/}-quiet")
         pq=$(run_pytorch "$epochs" 1)
         start_hogs
-        tc=$(run_trainerd "$p" "$epochs" 1 "$p-busy")
+        tc=$(run_trainerd "$p" "$epochs" 1 "${p##*/}-busy")
         pc=$(run_pytorch "$epochs" 1)
         stop_hogs
         for row in "trainerd $tq $tc" "pytorch $pq $pc"; do
