@@ -315,18 +315,23 @@ fn write_png(path: &Path, w: u32, h: u32, pixels: &[u8]) {
         .unwrap();
 }
 
-#[test]
-fn new_data_replaces_the_champion_only_with_a_better_model() {
-    let s = setup();
+/// Trains a linear champion on the setup's data; returns its card.
+fn linear_champion(s: &Setup) -> Value {
     let out = cmd(
-        &s,
+        s,
         "train",
         &["--preset", "linear", "--target-accuracy", "0.5"],
     )
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let first = card(&s.state, "best");
+    card(&s.state, "best")
+}
+
+#[test]
+fn new_data_replaces_the_champion_only_with_a_better_model() {
+    let s = setup();
+    let first = linear_champion(&s);
     assert!(first["val_accuracy"].as_f64().unwrap() >= 0.5, "{first}");
 
     // New samples of the same classes: a new study, whose only trial is weak
@@ -365,15 +370,7 @@ fn new_data_replaces_the_champion_only_with_a_better_model() {
 #[test]
 fn a_new_study_of_the_champions_architecture_starts_from_its_weights() {
     let s = setup();
-    let out = cmd(
-        &s,
-        "train",
-        &["--preset", "linear", "--target-accuracy", "0.5"],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let champion = card(&s.state, "best");
+    let champion = linear_champion(&s);
     synth::write_synthetic_mnist(&s.data, 1500, 300, 9).unwrap();
     // A learning rate far too small to learn anything in one epoch: only a
     // warm start from the champion gets the first trial above chance.
