@@ -50,13 +50,13 @@ fn front_matter(card: &ModelCard) -> String {
 
 fn contract(card: &ModelCard) -> String {
     let [c, h, w] = card.input_shape;
-    let [mean, std] = card.normalisation;
+    let formula = card.normalisation.formula("pixels");
     format!(
         "## Input and output\n\n\
          - `{INPUT_NAME}`: float32 `[N, {c}, {h}, {w}]`, grey values in [0, 1] (the byte value \
          / 255), row-major, no resizing; `N` is free.\n\
-         - The normalisation is inside every file: `(pixels - {mean}) / {std}` (the training \
-         split's mean and std).\n\
+         - The normalisation is inside every file: `{formula}` (the training split's \
+         mean and std, per channel).\n\
          - `{OUTPUT_NAME}`: float32 `[N, {k}]`; `argmax` is the label (0..{last}), `softmax` \
          the probabilities.\n\
          - Eval mode: batch norm uses its running statistics, dropout is off.\n\n",
@@ -177,7 +177,7 @@ pub(crate) mod tests {
             data_fingerprint: "0123456789abcdef".into(),
             input_shape: [1, 28, 28],
             classes: 10,
-            normalisation: [0.1307, 0.3081],
+            normalisation: crate::model::Normalisation::MNIST,
             created_at: "2026-01-01T00:00:00Z".into(),
             study: "s1".into(),
             commit: Some("abc123".into()),

@@ -10,7 +10,7 @@ use tch::Tensor;
 use super::trial::EpochRecord;
 use super::TrainError;
 use crate::data::Dataset;
-use crate::model::TrialSpec;
+use crate::model::{Normalisation, TrialSpec};
 use crate::optim::Optimizer;
 use crate::store::{saved_like, CheckpointDir};
 
@@ -43,6 +43,7 @@ impl TrialIdentity<'_> {
             // What `trainerd export --trial` needs to rebuild the input contract.
             "input_shape": [shape.channels, shape.height, shape.width],
             "classes": shape.classes, "normalisation": self.data.normalisation,
+            "class_names": self.data.class_names,
         })
     }
 }
@@ -111,6 +112,14 @@ fn restore(
     }
     if meta["fingerprint"].as_str() != Some(ident.data.fingerprint.as_str()) {
         return Err("it was trained on another version of the data".into());
+    }
+    // The trial goes on with the inputs normalised as it started (the values
+    // are computed from the same split; an older build's one pair differs
+    // for RGB sets, and such a checkpoint is not resumed).
+    let saved_norm: Option<Normalisation> =
+        serde_json::from_value(meta["normalisation"].clone()).ok();
+    if saved_norm.is_some_and(|n| !n.same_as(&ident.data.normalisation)) {
+        return Err("its inputs were normalised with other values than this data set's".into());
     }
     let saved_spec: TrialSpec =
         serde_json::from_value(meta["spec"].clone()).map_err(|e| e.to_string())?;
