@@ -53,15 +53,21 @@ fn contract(card: &ModelCard) -> String {
     let formula = card.normalisation.formula("pixels");
     format!(
         "## Input and output\n\n\
-         - `{INPUT_NAME}`: float32 `[N, {c}, {h}, {w}]`, grey values in [0, 1] (the byte value \
+         - `{INPUT_NAME}`: float32 `[N, {c}, {h}, {w}]`, values in [0, 1] (the byte value \
          / 255), row-major, no resizing; `N` is free.\n\
          - The normalisation is inside every file: `{formula}` (the training split's \
          mean and std, per channel).\n\
-         - `{OUTPUT_NAME}`: float32 `[N, {k}]`; `argmax` is the label (0..{last}), `softmax` \
-         the probabilities.\n\
+         - `{OUTPUT_NAME}`: float32 `[N, {k}]`; `argmax` is the label (0..{last}{names}), \
+         `softmax` the probabilities.\n\
          - Eval mode: batch norm uses its running statistics, dropout is off.\n\n",
         k = card.classes,
         last = card.classes - 1,
+        names = if card.class_names.is_empty() {
+            ""
+        } else {
+            "; label `i` is `class_names[i]` of `model.json`, one a line in \
+             `repository/trainerd/labels.txt`"
+        },
     )
 }
 
@@ -186,6 +192,25 @@ pub(crate) mod tests {
             version: 0,
             class_names: Vec::new(),
         }
+    }
+
+    #[test]
+    fn cards_of_older_builds_read_their_normalisation() {
+        let mut v = serde_json::to_value(sample_card()).unwrap();
+        assert_eq!(
+            v["normalisation"],
+            serde_json::json!({"mean": [0.1307], "std": [0.3081]})
+        );
+        v["normalisation"] = serde_json::json!([0.2, 0.4]);
+        let old: ModelCard = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(
+            old.normalisation.of(2),
+            (0.2, 0.4),
+            "one pair for every channel"
+        );
+        v.as_object_mut().unwrap().remove("normalisation");
+        let older: ModelCard = serde_json::from_value(v).unwrap();
+        assert_eq!(older.normalisation, crate::model::Normalisation::MNIST);
     }
 
     #[test]
