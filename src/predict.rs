@@ -430,7 +430,7 @@ pub struct PredictRequest {
     pub state_dir: PathBuf,
     /// Most bytes the champion's weights may take.
     pub memory_budget: u64,
-    /// IDX image files (optionally gzipped) or PNG images.
+    /// IDX image files (optionally gzipped), PNG or JPEG images.
     pub files: Vec<PathBuf>,
     /// One JSON object per image instead of a table.
     pub json: bool,
@@ -456,11 +456,12 @@ pub fn run(args: &PredictRequest) -> anyhow::Result<()> {
                 };
                 writeln!(out, "{}", serde_json::to_string(&p)?)
             } else {
+                // The name as a fourth column, unless it is the label's number (IDX sets).
                 match champion.class_name(label) {
-                    Some(class) => {
+                    Some(class) if class != label.to_string() => {
                         writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}\t{class}")
                     }
-                    None => writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}"),
+                    _ => writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}"),
                 }
             }
         };
