@@ -355,4 +355,30 @@ fn an_rgb_model_keeps_its_normalisation_and_class_names_in_predict_and_exports()
         stderr(&check)
     );
     eprintln!("rgb: {}", String::from_utf8_lossy(&check.stdout).trim());
+
+    // Served: the class names in the metadata, predict's labels for the same bytes.
+    let srv = common::serve::Serve::ready(&state, &tmp.path().join("serve.log"), &[]);
+    let (status, body) = common::serve::call(srv.addr, "GET", "/v2/models/trainerd", b"");
+    assert_eq!(status, 200, "{body}");
+    let meta = common::serve::json(&body);
+    assert_eq!(
+        meta["inputs"][0]["shape"],
+        serde_json::json!([-1, 3, 20, 20])
+    );
+    assert_eq!(
+        meta["parameters"]["class_names"],
+        serde_json::to_string(&names).unwrap()
+    );
+    let pixels: Vec<u64> = raw_chw(&files).into_iter().map(u64::from).collect();
+    let req = serde_json::json!({"inputs": [{"name": "pixels", "datatype": "UINT8",
+        "shape": [files.len(), 3 * 20 * 20], "data": pixels}]});
+    let (status, body) = common::serve::call(
+        srv.addr,
+        "POST",
+        "/v2/models/trainerd/infer",
+        &serde_json::to_vec(&req).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let want: Vec<i64> = lines.iter().map(|p| p["label"].as_i64().unwrap()).collect();
+    assert_eq!(common::serve::labels_of(&body).0, want);
 }
