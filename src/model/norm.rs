@@ -133,6 +133,24 @@ impl Normalisation {
         x.f_sub(&as_tensor(&mean)?)?.f_div(&as_tensor(&std)?)
     }
 
+    /// The inverse of [`Self::apply01`]: normalised `x` (`[N, C, H, W]`) back
+    /// in [0, 1], `x · std[c] + mean[c]` (to feed another model its own way).
+    pub fn to01(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        if self.is_uniform() {
+            let (mean, std) = self.of(0);
+            return x.f_mul_scalar(std)?.f_add_scalar(mean);
+        }
+        let c = x.size().get(1).copied().unwrap_or(1);
+        let (mean, std) = self.expanded(c);
+        let as_tensor = |v: &[f64]| -> Result<Tensor, TchError> {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            Tensor::f_from_slice(&v)?
+                .f_view([1, c, 1, 1])?
+                .f_to_device(x.device())
+        };
+        x.f_mul(&as_tensor(&std)?)?.f_add(&as_tensor(&mean)?)
+    }
+
     /// `x` (bytes as float, `[N, C, H, W]`) normalised in place:
     /// `x / (255 std[c]) − mean[c] / std[c]`, channel by channel.
     pub fn apply255_(&self, x: &mut Tensor) -> Result<(), TchError> {
@@ -285,6 +303,10 @@ mod tests {
         for c in 0..3 {
             assert!((f64::from(got[c]) - want[c]).abs() < 1e-5, "{got:?}");
             assert!((f64::from(got01[c]) - want[c]).abs() < 1e-5, "{got01:?}");
+        }
+        let back = Vec::<f32>::try_from(rgb.to01(&x).unwrap().view([-1])).unwrap();
+        for (c, v) in [0.0f32, 0.2, 1.0].iter().enumerate() {
+            assert!((back[c] - v).abs() < 1e-6, "{back:?}");
         }
     }
 
