@@ -25,13 +25,13 @@ fn main() {
                 let secs = t.elapsed().as_secs_f64();
                 if run == 0 {
                     println!(
-                        "train {} val {} test {} classes {} shape {:?} norm {:?} fingerprint {}",
+                        "train {} val {} test {} classes {} shape {:?} norm {} fingerprint {}",
                         ds.train.len(),
                         ds.val.len(),
                         ds.test.len(),
                         ds.num_classes,
                         ds.image_shape(),
-                        ds.normalisation,
+                        ds.normalisation.formula("p"),
                         ds.fingerprint
                     );
                 }

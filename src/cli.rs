@@ -43,7 +43,7 @@ pub enum Command {
     Health(HealthArgs),
     /// Swap the champion (best/) with the previous one (best.previous/).
     Rollback(StatusArgs),
-    /// Classify images (IDX or PNG files) with the champion model.
+    /// Classify images (IDX, PNG or JPEG files) with the champion model.
     Predict(PredictArgs),
     /// Write the champion (or a trial's checkpoint) as ONNX, TorchScript or a Triton repository.
     Export(ExportArgs),
@@ -118,7 +118,7 @@ pub struct PredictArgs {
     /// Most memory the champion's weights may take, e.g. `4G` (default: 3/4 of the memory limit).
     #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
     pub memory_budget: Option<String>,
-    /// IDX image files (optionally gzipped) or PNG images of the model's input size.
+    /// IDX image files (optionally gzipped) or PNG or JPEG images of the model's input size (gray or RGB).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

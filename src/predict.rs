@@ -4,11 +4,16 @@
 //! against its SHA-256 and size first: a damaged one is exit 65 naming it.
 //! The network is rebuilt from the card's architecture, loaded with
 //! `best/model.safetensors`, and fed images normalised exactly as in
-//! training: `(pixel/255 - mean) / std` with the card's mean and std.
-//! Inputs are IDX image files (rank 3, unsigned bytes, optionally gzipped)
-//! or 8-bit PNGs; images must have the model's input size (no resizing: a
-//! silently rescaled image would be classified with confidence it does not
-//! deserve). Colour PNGs are converted to grey (ITU-R BT.601 luma).
+//! training: `(pixel/255 - mean[c]) / std[c]` with the card's per-channel
+//! mean and std. Inputs are IDX image files (rank 3, unsigned bytes,
+//! optionally gzipped), PNGs or JPEGs; images must have the model's input
+//! size (no resizing: a silently rescaled image would be classified with
+//! confidence it does not deserve). For a gray model, colour PNGs are
+//! converted to grey (ITU-R BT.601 luma); for an RGB model (trained on image
+//! folders) PNGs and JPEGs are decoded as in training
+//! ([`crate::data::decode::decode_for_model`]: alpha on black, gray copied
+//! into all three channels). Each prediction carries the class's name when
+//! the card has class names.
 //!
 //! Memory is flat in the number of images: an IDX file is first checked to
 //! its end in pieces (its length, and for gzip its checksum), so a damaged
@@ -37,6 +42,9 @@ const PNG_DECODER_BYTES: usize = 4 << 20;
 
 /// The 8 bytes every PNG starts with.
 const PNG_MAGIC: [u8; 8] = *b"\x89PNG\r\n\x1a\n";
+
+/// The 3 bytes every JPEG starts with (start of image, then a marker).
+const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -92,6 +100,9 @@ pub struct Prediction {
     /// Image index within the file (0 for PNG).
     pub index: usize,
     pub label: i64,
+    /// The label's class name (the card's `class_names`), when it has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     pub probability: f64,
     /// The raw logits (`--logits`), to compare exported models with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,6 +215,17 @@ pub fn load_champion_within(
         }
         .into());
     }
+    let channels = card.input_shape[0];
+    if !card.normalisation.fits(channels) {
+        return Err(input_err(
+            &best.join(promote::CARD),
+            format!(
+                "its normalisation has {} channel(s) but the model takes {channels}; \
+                 `trainerd rollback` restores the previous champion",
+                card.normalisation.mean().len()
+            ),
+        ));
+    }
     crate::export::verify(&best, &card).map_err(PredictError::Corrupt)?;
     let weights = best.join("model.safetensors");
     let model_err = |what: String| PredictError::Model {
@@ -250,15 +272,14 @@ impl Champion {
         (h.max(0) as usize, w.max(0) as usize)
     }
 
-    /// Logits, row-major `[n, classes]`, of `n` images given as grey values
-    /// in [0, 1] (`n × C × H × W` of them), normalised as in training; for
-    /// `trainerd serve`. `None` if libtorch fails (the message is logged).
+    /// Logits, row-major `[n, classes]`, of `n` images given as values in
+    /// [0, 1] (`n × C × H × W` of them), normalised as in training; for
+    /// `trainerd serve`. `None` if the forward pass fails (the message is logged).
     pub fn logits01(&self, pixels: &[f32], n: usize) -> Option<Vec<f32>> {
         let [c, h, w] = self.card.input_shape;
-        let [mean, std] = self.card.normalisation;
         let run = || -> Result<Vec<f32>, tch::TchError> {
             let x = Tensor::f_from_slice(pixels)?.f_view([n as i64, c, h, w])?;
-            let x = (x - mean) / std;
+            let x = self.card.normalisation.apply01(&x)?;
             let logits = tch::no_grad(|| self.net.forward_t(&x, false));
             Vec::try_from(logits.contiguous().view([-1]))
         };
@@ -269,12 +290,21 @@ impl Champion {
 
     /// Labels, probabilities and logits of `n` images of the model's size.
     fn forward(&self, pixels: &[u8], n: usize) -> Output {
-        let [_, h, w] = self.card.input_shape;
-        let [mean, std] = self.card.normalisation;
+        let [c, h, w] = self.card.input_shape;
         let x = Tensor::from_slice(pixels)
             .to_kind(Kind::Float)
-            .view([n as i64, 1, h, w]);
-        let x = (x / 255.0 - mean) / std;
+            .view([n as i64, c, h, w]);
+        let x = match self.card.normalisation.apply01(&(x / 255.0)) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("normalisation failed: {e}");
+                return Output {
+                    labels: Vec::new(),
+                    probs: Vec::new(),
+                    logits: Vec::new(),
+                };
+            }
+        };
         let logits = tch::no_grad(|| self.net.forward_t(&x, false));
         let (p, label) = logits.softmax(-1, Kind::Float).max_dim(1, false);
         Output {
@@ -295,24 +325,48 @@ impl Champion {
         Ok(())
     }
 
-    /// Classifies the images of one file (IDX or PNG, told by content).
+    /// The class name of `label`, when the card has class names.
+    pub fn class_name(&self, label: i64) -> Option<&str> {
+        usize::try_from(label)
+            .ok()
+            .and_then(|l| self.card.class_names.get(l))
+            .map(String::as_str)
+    }
+
+    /// Classifies the images of one file (IDX, PNG or JPEG, told by content).
     fn classify(&self, path: &Path, emit: &mut Emit<'_>) -> anyhow::Result<()> {
         let file = File::open(path).map_err(open_err(path))?;
         if file.metadata().map_err(open_err(path))?.is_dir() {
             return Err(input_err(path, "is a directory, not an image file").into());
         }
         let mut reader = BufReader::new(file);
-        let is_png = reader
-            .fill_buf()
-            .map_err(open_err(path))?
-            .starts_with(&PNG_MAGIC);
-        if is_png {
+        let head = reader.fill_buf().map_err(open_err(path))?;
+        let (is_png, is_jpeg) = (head.starts_with(&PNG_MAGIC), head.starts_with(&JPEG_MAGIC));
+        let [c, _, _] = self.card.input_shape;
+        if is_png && c == 1 {
             let pixels = read_png(path, reader, self.image_size())?;
             self.emit_all(self.forward(&pixels, 1), 0, emit)?;
             return Ok(());
         }
         drop(reader);
+        if is_png || is_jpeg {
+            let pixels = self.read_image(path)?;
+            self.emit_all(self.forward(&pixels, 1), 0, emit)?;
+            return Ok(());
+        }
         self.classify_idx(path, emit)
+    }
+
+    /// A PNG or JPEG of the model's size as channels-first bytes, decoded as in training.
+    fn read_image(&self, path: &Path) -> Result<Vec<u8>, PredictError> {
+        let [c, h, w] = self.card.input_shape;
+        let target = crate::data::decode::Target {
+            channels: c.clamp(1, 3) as usize,
+            height: u32::try_from(h).unwrap_or(0),
+            width: u32::try_from(w).unwrap_or(0),
+            resize: false,
+        };
+        Ok(crate::data::decode::decode_for_model(path, &target)?)
     }
 
     /// Checks an IDX file to its end, then classifies it batch by batch.
@@ -377,7 +431,7 @@ pub struct PredictRequest {
     pub state_dir: PathBuf,
     /// Most bytes the champion's weights may take.
     pub memory_budget: u64,
-    /// IDX image files (optionally gzipped) or PNG images.
+    /// IDX image files (optionally gzipped), PNG or JPEG images.
     pub files: Vec<PathBuf>,
     /// One JSON object per image instead of a table.
     pub json: bool,
@@ -397,12 +451,19 @@ pub fn run(args: &PredictRequest) -> anyhow::Result<()> {
                     file: name.clone(),
                     index,
                     label,
+                    class: champion.class_name(label).map(String::from),
                     probability,
                     logits: args.logits.then(|| logits.to_vec()),
                 };
                 writeln!(out, "{}", serde_json::to_string(&p)?)
             } else {
-                writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}")
+                // The name as a fourth column, unless it is the label's number (IDX sets).
+                match champion.class_name(label) {
+                    Some(class) if class != label.to_string() => {
+                        writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}\t{class}")
+                    }
+                    _ => writeln!(out, "{name}[{index}]\t{label}\t{probability:.4}"),
+                }
             }
         };
         champion.classify(file, &mut emit)?;

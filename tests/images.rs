@@ -208,3 +208,177 @@ fn the_default_cnn_preset_trains_on_rgb_32x32() {
     assert_eq!(c["preset"], "fast");
     assert_eq!(c["input_shape"], serde_json::json!([3, 32, 32]));
 }
+
+/// The mean of each channel's `pixel/255` over every image under `dir/train`.
+fn folder_channel_means(dir: &Path) -> [f64; 3] {
+    let (mut sum, mut n) = ([0f64; 3], 0f64);
+    for class in fs::read_dir(dir.join("train")).unwrap() {
+        for file in fs::read_dir(class.unwrap().path()).unwrap() {
+            let img = image::open(file.unwrap().path()).unwrap().to_rgb8();
+            for p in img.pixels() {
+                for c in 0..3 {
+                    sum[c] += f64::from(p[c]) / 255.0;
+                }
+                n += 1.0;
+            }
+        }
+    }
+    sum.map(|s| s / n)
+}
+
+/// `files` as trainerd decodes them for an RGB model: channels-first bytes, one after another.
+fn raw_chw(files: &[std::path::PathBuf]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in files {
+        let img = image::open(f).unwrap().to_rgb8();
+        for c in 0..3 {
+            out.extend(img.pixels().map(|p| p[c]));
+        }
+    }
+    out
+}
+
+fn predict(state: &Path, files: &[std::path::PathBuf], extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["predict", "--state-dir", s(state)];
+    args.extend_from_slice(extra);
+    args.extend(files.iter().map(|f| s(f)));
+    run(&args)
+}
+
+#[test]
+fn an_rgb_model_keeps_its_normalisation_and_class_names_in_predict_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_synthetic_folders(&data, &spec(true, 20, "png", 100)).unwrap();
+    let state = tmp.path().join("state");
+    let out = train(&data, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // model.json: one mean and std per channel, from the training images.
+    let c = card(&state);
+    let norm = &c["normalisation"];
+    let (mean, std) = (
+        norm["mean"].as_array().unwrap(),
+        norm["std"].as_array().unwrap(),
+    );
+    assert_eq!((mean.len(), std.len()), (3, 3), "{norm}");
+    let all_train = folder_channel_means(&data);
+    for ch in 0..3 {
+        let m = mean[ch].as_f64().unwrap();
+        assert!(
+            (m - 0.1307).abs() > 0.005,
+            "channel {ch}: {m} is MNIST's mean"
+        );
+        assert!((std[ch].as_f64().unwrap() - 0.3081).abs() > 0.001, "{norm}");
+        // Validation is a tenth of train/ and left out, so close, not equal.
+        assert!(
+            (m - all_train[ch]).abs() < 0.02,
+            "channel {ch}: {m} vs {all_train:?}"
+        );
+    }
+    assert_ne!(mean[0], mean[1], "the channels have their own statistics");
+
+    // predict: PNGs of the model's size, each with its class name.
+    let names: Vec<String> = serde_json::from_value(c["class_names"].clone()).unwrap();
+    let mut files = Vec::new();
+    for name in &names {
+        let dir = data.join("test").join(name);
+        let mut in_class: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        in_class.sort();
+        files.extend(in_class.into_iter().take(3));
+    }
+    let json_out = predict(&state, &files, &["--json", "--logits"]);
+    assert_eq!(json_out.status.code(), Some(0), "{}", stderr(&json_out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json_out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), files.len());
+    let mut right = 0;
+    for (p, file) in lines.iter().zip(&files) {
+        let label = p["label"].as_u64().unwrap() as usize;
+        assert_eq!(p["class"], names[label].as_str(), "{p}");
+        let folder = file
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        right += usize::from(p["class"] == folder);
+    }
+    assert!(
+        right * 10 >= files.len() * 7,
+        "{right} of {} right",
+        files.len()
+    );
+    let table = predict(&state, &files[..1], &[]);
+    let first = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        first
+            .trim_end()
+            .ends_with(lines[0]["class"].as_str().unwrap()),
+        "{first}"
+    );
+
+    // A gray image of the right size is copied into the three channels; a wrong size is refused.
+    let gray = tmp.path().join("gray.png");
+    image::GrayImage::new(20, 20).save(&gray).unwrap();
+    assert_eq!(predict(&state, &[gray], &[]).status.code(), Some(0));
+    let big = tmp.path().join("big.jpg");
+    image::RgbImage::new(24, 20).save(&big).unwrap();
+    let out = predict(&state, &[big], &[]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("big.jpg") && err.contains("20x20"), "{err}");
+
+    // The exports: onnxruntime and TorchScript agree with predict on these
+    // images, and carry the per-channel normalisation and the class names.
+    let raw = tmp.path().join("images.u8");
+    fs::write(&raw, raw_chw(&files)).unwrap();
+    let preds = tmp.path().join("predictions.jsonl");
+    fs::write(&preds, &json_out.stdout).unwrap();
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_onnx.py");
+    let best = state.join("best");
+    let check = std::process::Command::new(&python)
+        .arg(&script)
+        .args([s(&best), s(&raw), "-", s(&preds)])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup-interop.sh)", python.display()));
+    assert!(
+        check.status.success(),
+        "interop check failed:\n{}",
+        stderr(&check)
+    );
+    eprintln!("rgb: {}", String::from_utf8_lossy(&check.stdout).trim());
+
+    // Served: the class names in the metadata, predict's labels for the same bytes.
+    let srv = common::serve::Serve::ready(&state, &tmp.path().join("serve.log"), &[]);
+    let (status, body) = common::serve::call(srv.addr, "GET", "/v2/models/trainerd", b"");
+    assert_eq!(status, 200, "{body}");
+    let meta = common::serve::json(&body);
+    assert_eq!(
+        meta["inputs"][0]["shape"],
+        serde_json::json!([-1, 3, 20, 20])
+    );
+    assert_eq!(
+        meta["parameters"]["class_names"],
+        serde_json::to_string(&names).unwrap()
+    );
+    let pixels: Vec<u64> = raw_chw(&files).into_iter().map(u64::from).collect();
+    let req = serde_json::json!({"inputs": [{"name": "pixels", "datatype": "UINT8",
+        "shape": [files.len(), 3 * 20 * 20], "data": pixels}]});
+    let (status, body) = common::serve::call(
+        srv.addr,
+        "POST",
+        "/v2/models/trainerd/infer",
+        &serde_json::to_vec(&req).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let want: Vec<i64> = lines.iter().map(|p| p["label"].as_i64().unwrap()).collect();
+    assert_eq!(common::serve::labels_of(&body).0, want);
+}

@@ -33,6 +33,12 @@ fn health_metadata_and_inference_agree_with_predict() {
     );
     assert_eq!(meta["outputs"][0]["shape"], serde_json::json!([-1, 10]));
     assert_eq!(meta["versions"], serde_json::json!(["1"]));
+    let names: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(
+        meta["parameters"]["class_names"],
+        serde_json::to_string(&names).unwrap(),
+        "the card's class names, as a JSON string parameter"
+    );
     assert_eq!(call(a, "GET", "/v2/models/trainerd/ready", b"").0, 200);
 
     let (pixels, n, idx) = test_images(&t.data);

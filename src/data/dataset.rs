@@ -16,7 +16,7 @@
 //! - **Validation**: `--val-size` training records, or by default a tenth
 //!   (at most 5,000), stratified by class and keyed by the seed
 //!   ([`super::split`]); both splits keep file order.
-//! - **Normalisation**: pixel `p` becomes `(p/255 − mean) / std`, with mean
+//! - **Normalisation**: pixel `p` of channel `c` becomes `(p/255 − mean[c]) / std[c]`, with mean
 //!   and std of `p/255` over the training split (validation excluded),
 //!   computed exactly from a byte histogram. MNIST gives ≈ 0.1307 / 0.3081.
 //! - **Fingerprint**: SHA-256 over the SHA-256s of the four *decompressed*
@@ -30,6 +30,7 @@ use tch::{Device, Kind, TchError, Tensor};
 use super::idx::{self, Header, Images, Labels};
 use super::source::{DataFormat, SourceOptions};
 use super::{split, DataError};
+use crate::model::norm::Normalisation;
 
 /// One of the four files of the MNIST layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,9 +127,9 @@ pub struct Dataset {
     /// Hex SHA-256 identifying the data version (see the module docs); a
     /// checkpoint of other data must not be resumed on this one.
     pub fingerprint: String,
-    /// `[mean, std]` of `pixel/255` over the training split: what `predict`
-    /// must apply to new images, `(p/255 − mean) / std`.
-    pub normalisation: [f64; 2],
+    /// Per-channel mean and std of `pixel/255` over the training split: what
+    /// `predict` must apply to new images, `(p/255 − mean[c]) / std[c]`.
+    pub normalisation: Normalisation,
     /// The classes' names, label `i` is `class_names[i]`: the folder names of
     /// an image-folder set, `"0"`..`"K-1"` for IDX.
     pub class_names: Vec<String>,
@@ -420,36 +421,13 @@ pub(super) fn histogram(bytes: &[u8]) -> [u64; 256] {
     out
 }
 
-/// Mean and standard deviation of `value/255` from a histogram. A constant
-/// image set (std 0) gets std 1, so normalisation never divides by zero.
-pub(super) fn mean_std(hist: &[u64; 256]) -> [f64; 2] {
-    let n: u64 = hist.iter().sum();
-    if n == 0 {
-        return [0.0, 1.0];
-    }
-    let n = n as f64;
-    let mean = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| v as f64 / 255.0 * c as f64)
-        .sum::<f64>()
-        / n;
-    let var = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64)
-        .sum::<f64>()
-        / n;
-    let std = var.sqrt();
-    [mean, if std > 1e-12 { std } else { 1.0 }]
-}
+#[cfg(test)]
+use crate::model::norm::mean_std;
 
-/// Float images `[len(idx), 1, H, W]` of `all` (uint8 `[N, 1, H, W]`), normalised.
-fn images_tensor(all: &Tensor, idx: &Tensor, norm: [f64; 2]) -> Result<Tensor, TchError> {
-    let [mean, std] = norm;
+/// Float images `[len(idx), C, H, W]` of `all` (uint8 `[N, C, H, W]`), normalised per channel.
+fn images_tensor(all: &Tensor, idx: &Tensor, norm: Normalisation) -> Result<Tensor, TchError> {
     let mut x = all.f_index_select(0, idx)?.f_to_kind(Kind::Float)?;
-    let _ = x.f_mul_scalar_(1.0 / (255.0 * std))?;
-    let _ = x.f_sub_scalar_(mean / std)?;
+    norm.apply255_(&mut x)?;
     Ok(x)
 }
 
@@ -458,7 +436,7 @@ pub(super) fn split_tensors(
     all_images: &Tensor,
     all_labels: &Tensor,
     idx: &[i64],
-    norm: [f64; 2],
+    norm: Normalisation,
 ) -> Result<Split, TchError> {
     let idx = Tensor::f_from_slice(idx)?;
     Ok(Split {
@@ -568,7 +546,7 @@ impl Dataset {
                 hist[usize::from(b)] -= 1;
             }
         }
-        let normalisation = mean_std(&hist);
+        let normalisation = Normalisation::from_histograms(&[hist]);
         let fingerprint = fingerprint([&train_x, &test_x], [&train_y, &test_y]);
 
         let tensor_err = |e: TchError| DataError::Tensor {
@@ -676,7 +654,7 @@ mod tests {
     }
 
     /// The record index behind each image of a split (undoing normalisation).
-    fn record_ids(s: &Split, norm: [f64; 2]) -> Vec<i64> {
+    fn record_ids(s: &Split, norm: Normalisation) -> Vec<i64> {
         let first = s.images.select(1, 0).select(1, 0).select(1, 0);
         let raw = (first * norm[1] + norm[0]) * 255.0;
         Vec::<f32>::try_from(raw)
@@ -759,7 +737,7 @@ mod tests {
         write_idx(&p.join("t10k-images-idx3-ubyte"), &[1, 1, 1], &[0], false).unwrap();
         write_idx(&p.join("t10k-labels-idx1-ubyte"), &[1], &[1], false).unwrap();
         let ds = Dataset::load(p, &opts(1, 0)).unwrap();
-        assert_eq!(ds.normalisation, [0.0, 1.0]);
+        assert_eq!(ds.normalisation, Normalisation::uniform(0.0, 1.0));
         assert_eq!(ds.num_classes, 2);
     }
 

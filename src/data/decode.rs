@@ -164,6 +164,48 @@ pub fn decode_into(path: &Path, target: &Target, out: &mut [u8]) -> Result<[u8; 
     Ok(sha256)
 }
 
+/// One image for a model taking `target`'s shape (`trainerd predict`), as
+/// channels-first bytes: PNG or JPEG, of exactly the model's size (checked
+/// in the header, before any pixel is decoded; no resizing), alpha
+/// composited on black as in training; a colour image for a gray model
+/// becomes gray, a gray one for an RGB model is copied into all three.
+pub fn decode_for_model(path: &Path, target: &Target) -> Result<Vec<u8>, DataError> {
+    let p = probe(path)?;
+    if (p.height, p.width) != (target.height, target.width) {
+        return Err(model_size(path, p.height, p.width, target));
+    }
+    let bytes = read_bounded(path)?;
+    let img = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| undecodable(path, e))?
+        .decode()
+        .map_err(|e| undecodable(path, e))?;
+    if (img.height(), img.width()) != (target.height, target.width) {
+        return Err(model_size(path, img.height(), img.width(), target));
+    }
+    let img = flatten(img, target.channels);
+    let mut out = vec![0u8; target.image_len()];
+    let plane = target.height as usize * target.width as usize;
+    for (i, px) in img.as_bytes().chunks_exact(target.channels).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            out[c * plane + i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// An image of another size than the model takes.
+fn model_size(path: &Path, h: u32, w: u32, target: &Target) -> DataError {
+    DataError::invalid(
+        path,
+        format!(
+            "is {h}x{w} (height x width) but the model takes {}x{} images (no resizing): scale \
+             or crop it to {}x{} first",
+            target.height, target.width, target.height, target.width
+        ),
+    )
+}
+
 /// The error for an image of another size than the set's, without `--image-size`.
 pub fn wrong_size(path: &Path, h: u32, w: u32, target: &Target) -> DataError {
     DataError::invalid(

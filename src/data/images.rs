@@ -8,18 +8,20 @@
 //! - **Test split**: `test/` when present; else a tenth of the training
 //!   images (at most 5,000, at least five per class), stratified by class and
 //!   keyed by the seed, is held out as the test set (logged).
-//! - **Validation** and **normalisation** as for IDX ([`super::dataset`]):
-//!   one mean and std over every channel's pixels of the training split.
+//! - **Validation** as for IDX ([`super::dataset`]); **normalisation**: one
+//!   mean and std per channel, over the training split's pixels (validation
+//!   and test excluded).
 
 use std::path::Path;
 
 use tch::{Kind, TchError, Tensor};
 
-use super::dataset::{histogram, mean_std, split_tensors, Dataset, LoadOptions};
+use super::dataset::{histogram, split_tensors, Dataset, LoadOptions};
 use super::decode::{self, Probe, Target};
 use super::folders::{self, Entry, Layout};
 use super::source::ImageSize;
 use super::{split, DataError};
+use crate::model::Normalisation;
 
 /// Mixed into the seed for the test split, so it differs from the validation split's draw.
 const TEST_SPLIT_KEY: u64 = 0x7465_7374_5f73_706c;
@@ -198,15 +200,7 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
     let val_idx: Vec<i64> = val_at.iter().map(|&i| pool[i as usize]).collect();
     let train_idx: Vec<i64> = train_at.iter().map(|&i| pool[i as usize]).collect();
 
-    let len = target.image_len();
-    let mut hist = [0u64; 256];
-    for &i in &train_idx {
-        let at = i as usize * len;
-        for (h, c) in hist.iter_mut().zip(histogram(&train_buf[at..at + len])) {
-            *h += c;
-        }
-    }
-    let normalisation = mean_std(&hist);
+    let normalisation = channel_statistics(&train_buf, &train_idx, &target);
     let tensor_err = |e: TchError| DataError::Tensor {
         path: dir.to_path_buf(),
         what: e.to_string(),
@@ -242,6 +236,22 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
         normalisation,
         class_names: classes,
     })
+}
+
+/// Per-channel mean and std over the images `idx` of `buf` (`[N, C, H, W]` bytes).
+fn channel_statistics(buf: &[u8], idx: &[i64], target: &Target) -> Normalisation {
+    let len = target.image_len();
+    let plane = len / target.channels.max(1);
+    let mut hists = vec![[0u64; 256]; target.channels];
+    for &i in idx {
+        let image = &buf[i as usize * len..(i as usize + 1) * len];
+        for (hist, pixels) in hists.iter_mut().zip(image.chunks_exact(plane.max(1))) {
+            for (h, c) in hist.iter_mut().zip(histogram(pixels)) {
+                *h += c;
+            }
+        }
+    }
+    Normalisation::from_histograms(&hists)
 }
 
 fn too_few(dir: &Path, what: &str) -> DataError {
@@ -297,8 +307,11 @@ mod tests {
             assert_eq!(ds.class_names, names);
             assert_eq!(ds.num_classes, 10);
             assert_eq!((ds.train.len() + ds.val.len(), ds.test.len()), (200, 50));
-            let [mean, std] = ds.normalisation;
-            assert!(mean > 0.0 && mean < 1.0 && std > 0.0, "{mean} {std}");
+            let norm = ds.normalisation;
+            assert_eq!(norm.mean().len(), c as usize, "one mean per channel");
+            for (&mean, &std) in norm.mean().iter().zip(norm.std()) {
+                assert!(mean > 0.0 && mean < 1.0 && std > 0.0, "{norm:?}");
+            }
             let again = load_dir(d.path(), None).unwrap();
             assert_eq!(again.fingerprint, ds.fingerprint);
             let resized = load_dir(d.path(), ImageSize::parse("12x16").ok()).unwrap();

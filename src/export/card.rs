@@ -50,18 +50,24 @@ fn front_matter(card: &ModelCard) -> String {
 
 fn contract(card: &ModelCard) -> String {
     let [c, h, w] = card.input_shape;
-    let [mean, std] = card.normalisation;
+    let formula = card.normalisation.formula("pixels");
     format!(
         "## Input and output\n\n\
-         - `{INPUT_NAME}`: float32 `[N, {c}, {h}, {w}]`, grey values in [0, 1] (the byte value \
+         - `{INPUT_NAME}`: float32 `[N, {c}, {h}, {w}]`, values in [0, 1] (the byte value \
          / 255), row-major, no resizing; `N` is free.\n\
-         - The normalisation is inside every file: `(pixels - {mean}) / {std}` (the training \
-         split's mean and std).\n\
-         - `{OUTPUT_NAME}`: float32 `[N, {k}]`; `argmax` is the label (0..{last}), `softmax` \
-         the probabilities.\n\
+         - The normalisation is inside every file: `{formula}` (the training split's \
+         mean and std, per channel).\n\
+         - `{OUTPUT_NAME}`: float32 `[N, {k}]`; `argmax` is the label (0..{last}{names}), \
+         `softmax` the probabilities.\n\
          - Eval mode: batch norm uses its running statistics, dropout is off.\n\n",
         k = card.classes,
         last = card.classes - 1,
+        names = if card.class_names.is_empty() {
+            ""
+        } else {
+            "; label `i` is `class_names[i]` of `model.json`, one a line in \
+             `repository/trainerd/labels.txt`"
+        },
     )
 }
 
@@ -177,7 +183,7 @@ pub(crate) mod tests {
             data_fingerprint: "0123456789abcdef".into(),
             input_shape: [1, 28, 28],
             classes: 10,
-            normalisation: [0.1307, 0.3081],
+            normalisation: crate::model::Normalisation::MNIST,
             created_at: "2026-01-01T00:00:00Z".into(),
             study: "s1".into(),
             commit: Some("abc123".into()),
@@ -186,6 +192,25 @@ pub(crate) mod tests {
             version: 0,
             class_names: Vec::new(),
         }
+    }
+
+    #[test]
+    fn cards_of_older_builds_read_their_normalisation() {
+        let mut v = serde_json::to_value(sample_card()).unwrap();
+        assert_eq!(
+            v["normalisation"],
+            serde_json::json!({"mean": [0.1307], "std": [0.3081]})
+        );
+        v["normalisation"] = serde_json::json!([0.2, 0.4]);
+        let old: ModelCard = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(
+            old.normalisation.of(2),
+            (0.2, 0.4),
+            "one pair for every channel"
+        );
+        v.as_object_mut().unwrap().remove("normalisation");
+        let older: ModelCard = serde_json::from_value(v).unwrap();
+        assert_eq!(older.normalisation, crate::model::Normalisation::MNIST);
     }
 
     #[test]

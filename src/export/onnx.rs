@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{ExportError, INPUT_NAME, OUTPUT_NAME};
 use crate::model::card::ModelCard;
-use crate::model::ArchSpec;
+use crate::model::{ArchSpec, Normalisation};
 
 /// The ONNX IR version and default-domain opset written.
 pub const IR_VERSION: i64 = 8;
@@ -208,14 +208,10 @@ pub fn model_proto(
     weights: &HashMap<&str, &Tensor>,
 ) -> Result<ModelProto, ExportError> {
     let [c, h, w] = card.input_shape;
-    let [mean, std] = card.normalisation;
     let mut g = Graph {
         weights,
         nodes: Vec::new(),
-        initializers: vec![
-            scalar("norm_mean", mean as f32),
-            scalar("norm_std", std as f32),
-        ],
+        initializers: normalisation_initializers(card.normalisation, c),
         current: INPUT_NAME.into(),
     };
     g.node("Sub", "normalise", &["norm_mean".into()], vec![]);
@@ -234,7 +230,8 @@ pub fn model_proto(
         output: vec![value_info(OUTPUT_NAME, &[None, Some(card.classes)])],
         doc_string: format!(
             "{INPUT_NAME}: float32 [N, {c}, {h}, {w}] in [0, 1] (byte / 255); normalised inside \
-             as (x - {mean}) / {std}. {OUTPUT_NAME}: float32 [N, {}].",
+             as {} per channel. {OUTPUT_NAME}: float32 [N, {}].",
+            card.normalisation.formula("x"),
             card.classes
         ),
         ..Default::default()
@@ -256,16 +253,29 @@ pub fn model_proto(
     })
 }
 
+/// `metadata_props`: the card's identity, the normalisation (one number
+/// when every channel shares it, else a JSON list per channel) and the class
+/// names (a JSON list, label `i` is entry `i`).
 fn metadata(card: &ModelCard) -> Vec<StringStringEntryProto> {
+    let (norm, c) = (card.normalisation, card.input_shape[0]);
     let mut props = vec![
         ("preset", card.preset.clone()),
         ("study", card.study.clone()),
         ("trial", card.trial.to_string()),
         ("data_fingerprint", card.data_fingerprint.clone()),
         ("test_accuracy", card.test_accuracy.to_string()),
-        ("normalisation_mean", card.normalisation[0].to_string()),
-        ("normalisation_std", card.normalisation[1].to_string()),
+        (
+            "normalisation_mean",
+            numbers(&norm.expanded(c).0, norm.is_uniform()),
+        ),
+        (
+            "normalisation_std",
+            numbers(&norm.expanded(c).1, norm.is_uniform()),
+        ),
     ];
+    if !card.class_names.is_empty() {
+        props.push(("class_names", json_list(card.class_names.clone())));
+    }
     if let Some(commit) = &card.commit {
         props.push(("commit", commit.clone()));
     }
@@ -326,6 +336,43 @@ fn tensor_proto(name: &str, t: &Tensor) -> Result<TensorProto, ExportError> {
         raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     })
+}
+
+/// `norm_mean` and `norm_std`: scalars when every channel has the same
+/// values (every one-channel model), else `[1, C, 1, 1]` (broadcast over `N, H, W`).
+fn normalisation_initializers(norm: Normalisation, channels: i64) -> Vec<TensorProto> {
+    if norm.is_uniform() {
+        let (mean, std) = norm.of(0);
+        return vec![
+            scalar("norm_mean", mean as f32),
+            scalar("norm_std", std as f32),
+        ];
+    }
+    let (mean, std) = norm.expanded(channels);
+    let per_channel = |name: &str, v: &[f64]| TensorProto {
+        name: name.into(),
+        dims: vec![1, v.len() as i64, 1, 1],
+        data_type: DataType::FLOAT as i32,
+        raw_data: v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    vec![
+        per_channel("norm_mean", &mean),
+        per_channel("norm_std", &std),
+    ]
+}
+
+/// The first of `v` when `one`, else all of `v` as a JSON list.
+fn numbers(v: &[f64], one: bool) -> String {
+    match v.first() {
+        Some(x) if one => x.to_string(),
+        _ => json_list(v.to_vec()),
+    }
+}
+
+/// A JSON list, as metadata values that hold several.
+fn json_list<T: serde::Serialize>(v: Vec<T>) -> String {
+    serde_json::to_string(&v).unwrap_or_default()
 }
 
 fn scalar(name: &str, v: f32) -> TensorProto {
@@ -507,8 +554,8 @@ mod tests {
                 "{arch:?}: every weight is in the graph"
             );
             let pixels = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
-            let [mean, std] = card.normalisation;
-            let want = tch::no_grad(|| net.forward_t(&((&pixels - mean) / std), false));
+            let normalised = card.normalisation.apply01(&pixels).unwrap();
+            let want = tch::no_grad(|| net.forward_t(&normalised, false));
             let got = tch::no_grad(|| evaluate(&parsed, &pixels));
             assert_eq!(got.size(), [3, 5]);
             let diff = (got - &want).abs().max().double_value(&[]);

@@ -9,6 +9,7 @@ use tch::Tensor;
 use super::{verify, ExportError, WEIGHTS_FILE};
 use crate::data::budget;
 use crate::model::card::{self, ModelCard, MODEL_CARD_FORMAT};
+use crate::model::Normalisation;
 use crate::search::journal::{Journal, Record};
 use crate::train::EpochRecord;
 
@@ -161,7 +162,7 @@ fn trial_card(
     trial: u32,
     (study, spec, test_accuracy): (String, crate::model::TrialSpec, Option<f64>),
     meta: &serde_json::Value,
-    (input_shape, classes, normalisation, val_size): DataFields,
+    data: DataFields,
     weights: &[(String, Tensor)],
 ) -> ModelCard {
     let history: Vec<EpochRecord> =
@@ -184,21 +185,27 @@ fn trial_card(
         train_seconds: meta["train_seconds"].as_f64().unwrap_or(0.0),
         seed: meta["seed"].as_u64().unwrap_or(0),
         data_fingerprint: meta["fingerprint"].as_str().unwrap_or("").to_string(),
-        input_shape,
-        classes,
-        normalisation,
+        input_shape: data.input_shape,
+        classes: data.classes,
+        normalisation: data.normalisation,
         created_at: ModelCard::now(),
         study,
         commit: None,
-        val_size,
+        val_size: data.val_size,
         files: Vec::new(),
         version: 0,
-        class_names: Vec::new(),
+        class_names: data.class_names,
     }
 }
 
-/// Input shape, classes, normalisation, validation size.
-type DataFields = ([i64; 3], i64, [f64; 2], usize);
+/// What a trial's card needs from its data: the input contract and the split.
+struct DataFields {
+    input_shape: [i64; 3],
+    classes: i64,
+    normalisation: Normalisation,
+    val_size: usize,
+    class_names: Vec<String>,
+}
 
 /// Trainable parameters: every weight but batch norm's running statistics.
 fn parameters(weights: &[(String, Tensor)]) -> i64 {
@@ -209,18 +216,39 @@ fn parameters(weights: &[(String, Tensor)]) -> i64 {
         .sum()
 }
 
-/// Input shape, classes, normalisation and validation size: from the
-/// checkpoint's meta, else from a champion trained on the same data.
+/// Input shape, classes, normalisation, class names and validation size:
+/// from the checkpoint's meta (an older one's `[mean, std]` pair reads as
+/// one for every channel; class names from a champion of the same data when
+/// it lacks them), else from a champion trained on the same data.
 fn data_fields(state_dir: &Path, meta: &serde_json::Value) -> Option<DataFields> {
     let champion = card::read(&crate::state_dir::best(state_dir))
         .ok()
         .flatten()
         .filter(|c| meta["fingerprint"].as_str() == Some(c.data_fingerprint.as_str()));
     let val_size = champion.as_ref().map_or(0, |c| c.val_size);
+    let names = champion.as_ref().map(|c| c.class_names.clone());
     let recorded = (|| {
-        let shape: [i64; 3] = serde_json::from_value(meta["input_shape"].clone()).ok()?;
-        let norm: [f64; 2] = serde_json::from_value(meta["normalisation"].clone()).ok()?;
-        Some((shape, meta["classes"].as_i64()?, norm, val_size))
+        let input_shape: [i64; 3] = serde_json::from_value(meta["input_shape"].clone()).ok()?;
+        let normalisation = serde_json::from_value(meta["normalisation"].clone()).ok()?;
+        let class_names = serde_json::from_value(meta["class_names"].clone())
+            .ok()
+            .or(names)
+            .unwrap_or_default();
+        Some(DataFields {
+            input_shape,
+            classes: meta["classes"].as_i64()?,
+            normalisation,
+            val_size,
+            class_names,
+        })
     })();
-    recorded.or_else(|| champion.map(|c| (c.input_shape, c.classes, c.normalisation, c.val_size)))
+    recorded.or_else(|| {
+        champion.map(|c| DataFields {
+            input_shape: c.input_shape,
+            classes: c.classes,
+            normalisation: c.normalisation,
+            val_size: c.val_size,
+            class_names: c.class_names,
+        })
+    })
 }

@@ -1,5 +1,6 @@
 //! `model.pt`: the network traced by libtorch (`CModule::create_by_tracing`)
-//! in eval mode with gradients off, the input normalisation traced in front,
+//! in eval mode with gradients off, the input normalisation (per channel)
+//! traced in front,
 //! so `torch.jit.load("model.pt")(pixels)` gives the logits of pixels in [0, 1].
 
 use std::io;
@@ -25,11 +26,23 @@ pub fn write(path: &Path, card: &ModelCard, net: &SequentialT) -> Result<(), Exp
 /// batch of one; the batch size stays free (flatten keeps dimension 0).
 pub fn trace(card: &ModelCard, net: &SequentialT) -> Result<CModule, tch::TchError> {
     let [c, h, w] = card.input_shape;
-    let [mean, std] = card.normalisation;
+    let norm = card.normalisation;
+    // Per-channel values as `[1, C, 1, 1]` constants; scalars when all channels share them.
+    let (mean, std) = norm.expanded(if norm.is_uniform() { 1 } else { c });
+    let as_tensor = |v: &[f64]| -> Result<Tensor, tch::TchError> {
+        let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        Tensor::f_from_slice(&v)?.f_view([1, -1, 1, 1])
+    };
+    let (mean_t, std_t) = (as_tensor(&mean)?, as_tensor(&std)?);
     let sample = Tensor::f_zeros([2, c, h, w], (Kind::Float, Device::Cpu))?;
     tch::no_grad(|| {
         CModule::create_by_tracing("trainerd", "forward", &[sample], &mut |xs| {
-            vec![net.forward_t(&((&xs[0] - mean) / std), false)]
+            let x = if norm.is_uniform() {
+                (&xs[0] - mean[0]) / std[0]
+            } else {
+                (&xs[0] - &mean_t) / &std_t
+            };
+            vec![net.forward_t(&x, false)]
         })
     })
 }

@@ -57,8 +57,11 @@ pub struct ModelCard {
     pub data_fingerprint: String,
     pub input_shape: [i64; 3],
     pub classes: i64,
-    /// Mean/std the inputs were normalised with (predict applies the same).
-    pub normalisation: [f64; 2],
+    /// Per-channel mean/std the inputs were normalised with (predict, serve
+    /// and the exports apply the same); an older card's `[mean, std]` pair
+    /// reads as one for every channel, a card without it as MNIST's.
+    #[serde(default)]
+    pub normalisation: super::Normalisation,
     pub created_at: String,
     /// The study that produced it (empty for cards written before studies).
     #[serde(default)]
@@ -111,8 +114,8 @@ impl ModelCard {
         ]
         .iter()
         .chain(&self.per_class_test_accuracy)
-        .chain(&self.normalisation)
         .any(|x| !x.is_finite())
+            || !self.normalisation.is_finite()
     }
 }
 

@@ -87,7 +87,6 @@ pub(super) fn val_accuracy_on(
 /// Accuracy of `champion` on `data`'s validation split: the split's images
 /// back in [0, 1] (undoing `data`'s normalisation), then the champion's own.
 fn measure(champion: &crate::predict::Champion, data: &Dataset) -> Option<f64> {
-    let [mean, std] = data.normalisation;
     let n = data.val.len() as i64;
     if n == 0 {
         return None;
@@ -97,7 +96,10 @@ fn measure(champion: &crate::predict::Champion, data: &Dataset) -> Option<f64> {
     while start < n {
         let len = BATCH.min(n - start);
         let x = data.val.images.narrow(0, start, len).to_device(Device::Cpu);
-        let x01 = (x * std + mean)
+        let x01 = data
+            .normalisation
+            .to01(&x)
+            .ok()?
             .to_kind(Kind::Float)
             .contiguous()
             .flatten(0, -1);

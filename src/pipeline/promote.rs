@@ -263,7 +263,7 @@ mod tests {
             data_fingerprint: "fp".into(),
             input_shape: [1, 2, 2],
             classes: 2,
-            normalisation: [0.0, 1.0],
+            normalisation: [0.0, 1.0].into(),
             created_at: ModelCard::now(),
             study: "s".into(),
             commit: None,

@@ -201,10 +201,7 @@ pub fn page(inputs: &ReportInputs) -> String {
             format!("{:.4} / {:.4}", c.val_loss, c.test_loss),
         ),
         ("seed", c.seed.to_string()),
-        (
-            "normalisation (mean, std)",
-            format!("{:.4}, {:.4}", c.normalisation[0], c.normalisation[1]),
-        ),
+        ("normalisation", c.normalisation.formula("pixel / 255")),
         ("data fingerprint", c.data_fingerprint.clone()),
     ] {
         let _ = write!(

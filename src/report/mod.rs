@@ -253,7 +253,7 @@ mod tests {
             data_fingerprint: "ab".repeat(32),
             input_shape: [1, 28, 28],
             classes: 3,
-            normalisation: [0.13, 0.31],
+            normalisation: [0.13, 0.31].into(),
             created_at: "2026-01-01T00:00:00Z".into(),
             study: "s".into(),
             commit: Some("abc123".into()),

@@ -22,10 +22,12 @@ use super::protocol::Geometry;
 use crate::predict::Champion;
 
 /// The model being served, as the HTTP handlers see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     pub version: u64,
     pub geometry: Geometry,
+    /// The card's class names (label `i` is entry `i`; empty for older cards).
+    pub class_names: Arc<[String]>,
 }
 
 /// What the handlers and the thread share.
@@ -39,7 +41,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn loaded(&self) -> Option<Loaded> {
-        self.loaded.read().map(|g| *g).unwrap_or(None)
+        self.loaded.read().map(|g| g.clone()).unwrap_or(None)
     }
 }
 
@@ -193,6 +195,7 @@ impl Worker {
                 input: card.input_shape,
                 classes: card.classes,
             },
+            class_names: card.class_names.clone().into(),
         };
         tracing::info!(
             version = card.version,
@@ -205,10 +208,10 @@ impl Worker {
             self.metrics.swaps.inc();
         }
         self.champion = Some(champion);
+        self.metrics.model_version.set(loaded.version as i64);
         if let Ok(mut g) = self.shared.loaded.write() {
             *g = Some(loaded);
         }
-        self.metrics.model_version.set(loaded.version as i64);
     }
 
     /// One forward pass over every job that fits the model, then the answers.

@@ -155,7 +155,11 @@ fn lookup(
 
 async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -> Response {
     match lookup(&app, &name, None) {
-        Ok(l) => ok(protocol::model_metadata(l.geometry, l.version)),
+        Ok(l) => ok(protocol::model_metadata(
+            l.geometry,
+            l.version,
+            &l.class_names,
+        )),
         Err((status, what)) => error(status, what),
     }
 }
@@ -165,7 +169,11 @@ async fn version_metadata(
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
     match lookup(&app, &name, Some(&version)) {
-        Ok(l) => ok(protocol::model_metadata(l.geometry, l.version)),
+        Ok(l) => ok(protocol::model_metadata(
+            l.geometry,
+            l.version,
+            &l.class_names,
+        )),
         Err((status, what)) => error(status, what),
     }
 }

@@ -285,10 +285,13 @@ fn softmax(logits: &[f32], k: usize) -> Vec<f32> {
     out
 }
 
-/// `GET /v2/models/{name}`.
-pub fn model_metadata(geo: Geometry, version: u64) -> serde_json::Value {
+/// `GET /v2/models/{name}`. The class names (label `i` is entry `i`) are in
+/// the optional `parameters` object, as `class_names`: one string holding
+/// a JSON list, since the protocol's parameter values are strings, numbers
+/// or booleans only.
+pub fn model_metadata(geo: Geometry, version: u64, class_names: &[String]) -> serde_json::Value {
     let [c, h, w] = geo.input;
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "name": MODEL_NAME,
         "versions": [version.to_string()],
         "platform": "trainerd_libtorch",
@@ -298,7 +301,12 @@ pub fn model_metadata(geo: Geometry, version: u64) -> serde_json::Value {
             {"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, geo.classes]},
             {"name": LABEL, "datatype": "INT64", "shape": [-1]},
         ],
-    })
+    });
+    if !class_names.is_empty() {
+        let list = serde_json::to_string(class_names).unwrap_or_default();
+        out["parameters"] = serde_json::json!({ "class_names": list });
+    }
+    out
 }
 
 #[cfg(test)]

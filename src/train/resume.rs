@@ -10,7 +10,7 @@ use tch::Tensor;
 use super::trial::EpochRecord;
 use super::TrainError;
 use crate::data::Dataset;
-use crate::model::TrialSpec;
+use crate::model::{Normalisation, TrialSpec};
 use crate::optim::Optimizer;
 use crate::store::{saved_like, CheckpointDir};
 
@@ -43,6 +43,7 @@ impl TrialIdentity<'_> {
             // What `trainerd export --trial` needs to rebuild the input contract.
             "input_shape": [shape.channels, shape.height, shape.width],
             "classes": shape.classes, "normalisation": self.data.normalisation,
+            "class_names": self.data.class_names,
         })
     }
 }
@@ -112,6 +113,12 @@ fn restore(
     if meta["fingerprint"].as_str() != Some(ident.data.fingerprint.as_str()) {
         return Err("it was trained on another version of the data".into());
     }
+    // The trial goes on with the inputs normalised as it started (the values
+    // are computed from the same split; an older build's one pair differs
+    // for RGB sets, and such a checkpoint is not resumed).
+    if !normalised_alike(meta, &ident.data.normalisation) {
+        return Err("its inputs were normalised with other values than this data set's".into());
+    }
     let saved_spec: TrialSpec =
         serde_json::from_value(meta["spec"].clone()).map_err(|e| e.to_string())?;
     if &saved_spec != ident.spec {
@@ -139,4 +146,37 @@ fn restore(
     opt.load_state(&map)?;
     let history = serde_json::from_value(meta["history"].clone()).map_err(|e| e.to_string())?;
     Ok((history, meta["train_seconds"].as_f64().unwrap_or(0.0)))
+}
+
+/// The checkpoint's meta records no normalisation (an older build), or the same as `current`.
+fn normalised_alike(meta: &serde_json::Value, current: &Normalisation) -> bool {
+    match serde_json::from_value::<Normalisation>(meta["normalisation"].clone()) {
+        Ok(saved) => saved.same_as(current),
+        Err(_) => meta.get("normalisation").is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_resumes_only_with_its_own_normalisation() {
+        let rgb = Normalisation::per_channel(&[0.1, 0.2, 0.3], &[0.4, 0.5, 0.6]).unwrap();
+        let meta = json!({ "normalisation": rgb });
+        assert!(normalised_alike(&meta, &rgb));
+        let other = Normalisation::per_channel(&[0.1, 0.2, 0.31], &[0.4, 0.5, 0.6]).unwrap();
+        assert!(!normalised_alike(&meta, &other));
+        let pair = json!({ "normalisation": [0.2, 0.4] });
+        assert!(
+            !normalised_alike(&pair, &rgb),
+            "an older build's one pair for an RGB set"
+        );
+        assert!(normalised_alike(&pair, &Normalisation::uniform(0.2, 0.4)));
+        assert!(
+            normalised_alike(&json!({}), &rgb),
+            "not recorded: nothing to compare"
+        );
+        assert!(!normalised_alike(&json!({ "normalisation": "x" }), &rgb));
+    }
 }

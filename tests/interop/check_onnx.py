@@ -6,13 +6,19 @@
 EXPORT_DIR holds model.json, model.onnx, model.pt and repository/ as
 `trainerd export --format all` writes them; IMAGES_IDX / LABELS_IDX are the
 test set (optionally gzipped); PREDICTIONS_JSONL is `trainerd predict --json
---logits IMAGES_IDX` on the same images. Checks, failing with one line each:
+--logits IMAGES_IDX` on the same images. IMAGES_IDX may instead be a `.u8`
+file of raw channels-first bytes ([N, C, H, W] of the model's shape: images
+predict read from PNG/JPEG files), and LABELS_IDX `-` when there are no
+labels (the accuracy check is then skipped). Checks, failing with one line each:
 
 - every file in model.json's `files` has the listed SHA-256 and size;
 - onnx.checker.check_model(full_check=True), opset >= 17, input `pixels`
   [N, C, H, W] with a symbolic N, output `logits` [N, classes];
 - onnxruntime's logits equal trainerd's within 1e-4, at batch 1, 64 and all;
 - onnxruntime's test accuracy equals model.json's test_accuracy exactly;
+- the graph's norm_mean / norm_std are model.json's per-channel normalisation,
+  and metadata_props' class_names and repository/<name>/labels.txt are its
+  class names;
 - torch.jit.load("model.pt") gives trainerd's labels (and logits within 1e-4);
 - repository/<name>/1/model.onnx is model.onnx, and config.pbtxt's dims
   match the ONNX input and output.
@@ -28,6 +34,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 import torch
 
@@ -82,6 +89,44 @@ def check_model_proto(path, card):
     return opset
 
 
+def card_normalisation(card):
+    """Per-channel (mean, std) of model.json, an older [mean, std] pair for every channel."""
+    norm = card["normalisation"]
+    c = card["input_shape"][0]
+    if isinstance(norm, list):
+        return [norm[0]] * c, [norm[1]] * c
+    mean, std = norm["mean"], norm["std"]
+    return (mean * c if len(mean) == 1 else mean), (std * c if len(std) == 1 else std)
+
+
+def check_normalisation_and_names(path, export_dir, card):
+    model = onnx.load(path)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    c = card["input_shape"][0]
+    for name, want in zip(("norm_mean", "norm_std"), card_normalisation(card)):
+        got = np.broadcast_to(inits[name], (1, c, 1, 1)).reshape(c)
+        if np.abs(got - np.array(want, dtype=np.float32)).max() > 1e-6:
+            fail(f"{path}: {name} {got.tolist()} is not model.json's {want}")
+    names = card.get("class_names") or []
+    props = {p.key: p.value for p in model.metadata_props}
+    if names and json.loads(props.get("class_names", "null")) != names:
+        fail(f"{path}: metadata class_names {props.get('class_names')} != model.json's")
+    labels = os.path.join(export_dir, "repository", "trainerd", "labels.txt")
+    if names:
+        with open(labels) as f:
+            if f.read().splitlines() != names:
+                fail(f"{labels}: not model.json's class names")
+
+
+def read_images(path, card):
+    if path.endswith(".u8"):
+        c, h, w = card["input_shape"]
+        raw = np.fromfile(path, dtype=np.uint8).reshape(-1, c, h, w)
+        return raw.astype(np.float32) / np.float32(255.0)
+    images = read_idx(path)
+    return (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]
+
+
 def check_repository(export_dir, card):
     repo = os.path.join(export_dir, "repository")
     (name,) = os.listdir(repo)
@@ -109,10 +154,9 @@ def main():
     onnx_path = os.path.join(export_dir, "model.onnx")
     opset = check_model_proto(onnx_path, card)
     check_repository(export_dir, card)
+    check_normalisation_and_names(onnx_path, export_dir, card)
 
-    images = read_idx(images_path)
-    labels = read_idx(labels_path).astype(np.int64)
-    x = (images.astype(np.float32) / np.float32(255.0))[:, None, :, :]
+    x = read_images(images_path, card)
     with open(preds_path) as f:
         preds = [json.loads(line) for line in f if line.strip()]
     if len(preds) != len(x):
@@ -133,9 +177,12 @@ def main():
             fail(f"batch {batch}: onnxruntime output shape {part.shape}")
         if float(np.abs(part - ref[:batch]).max()) > TOLERANCE:
             fail(f"batch {batch}: onnxruntime logits differ from trainerd's")
-    correct = int((ort_logits.argmax(1) == labels).sum())
-    if correct / len(labels) != card["test_accuracy"]:
-        fail(f"onnxruntime test accuracy {correct}/{len(labels)} != model.json {card['test_accuracy']}")
+    correct = None
+    if labels_path != "-":
+        labels = read_idx(labels_path).astype(np.int64)
+        correct = int((ort_logits.argmax(1) == labels).sum())
+        if correct / len(labels) != card["test_accuracy"]:
+            fail(f"onnxruntime test accuracy {correct}/{len(labels)} != model.json {card['test_accuracy']}")
 
     torch.set_num_threads(1)
     module = torch.jit.load(os.path.join(export_dir, "model.pt")).eval()
