@@ -35,8 +35,8 @@ pub fn run(command: Command, stops: StopSource) -> anyhow::Result<Ending> {
             let settings = Box::new(args.settings());
             supervise(&args.common, stops, Kind::Trial(settings))
         }
-        Command::Presets { json } => {
-            print_presets(json)?;
+        Command::Presets(args) => {
+            crate::catalog::run(&args.request()?)?;
             done(Outcome::Done)
         }
         Command::Status(args) => {
@@ -269,17 +269,4 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> 
             Ok(Outcome::Declined)
         }
     }
-}
-
-fn print_presets(json: bool) -> anyhow::Result<()> {
-    use crate::model::{preset, PRESET_NAMES};
-    if json {
-        let specs: Vec<_> = PRESET_NAMES.iter().filter_map(|(n, _)| preset(n)).collect();
-        println!("{}", serde_json::to_string_pretty(&specs)?);
-    } else {
-        for (name, about) in PRESET_NAMES {
-            println!("{name:<10} {about}");
-        }
-    }
-    Ok(())
 }

@@ -34,11 +34,9 @@ pub enum Command {
     Trial(TrialArgs),
     /// Print what the state dir says.
     Status(StatusArgs),
-    /// List the architecture presets (`--json`: full trial specs).
-    Presets {
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the architecture presets and what each builds for the data
+    /// (`--data-dir`; default MNIST's input); `--json`: full trial specs.
+    Presets(PresetsArgs),
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
     Health(HealthArgs),
     /// Swap the champion (best/) with the previous one (best.previous/).
@@ -103,6 +101,53 @@ pub struct ExportArgs {
     /// The study of `--trial` (default: the newest that started it).
     #[arg(long, requires = "trial")]
     pub study: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PresetsArgs {
+    /// Full trial specs as JSON (with `--data-dir`: the input, and each spec
+    /// with its parameter count or why it does not fit).
+    #[arg(long)]
+    pub json: bool,
+    /// Show what each preset builds for this data set, read as `train` reads
+    /// it (default: MNIST's 1x28x28 input of 10 classes).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// As for `train`: `idx`, `folders` or `auto`.
+    #[arg(long, requires = "data_dir")]
+    pub data_format: Option<String>,
+    /// As for `train`: resize an image-folder set to HxW.
+    #[arg(long, requires = "data_dir")]
+    pub image_size: Option<String>,
+    /// As for `train`: the number of classes K.
+    #[arg(long, requires = "data_dir")]
+    pub classes: Option<usize>,
+    /// As for `train`: the most memory the data set may take.
+    #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
+}
+
+impl PresetsArgs {
+    /// The catalog request: the data keys validated as `train` validates them.
+    pub fn request(&self) -> Result<crate::catalog::CatalogRequest, ConfigError> {
+        let data = match &self.data_dir {
+            Some(dir) => {
+                let opts = Options {
+                    data_format: self.data_format.clone(),
+                    image_size: self.image_size.clone(),
+                    classes: self.classes,
+                    memory_budget: self.memory_budget.clone(),
+                    ..Options::default()
+                };
+                Some((dir.clone(), crate::config::load_options(&opts)?))
+            }
+            None => None,
+        };
+        Ok(crate::catalog::CatalogRequest {
+            json: self.json,
+            data,
+        })
+    }
 }
 
 #[derive(Debug, Args, Clone)]

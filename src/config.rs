@@ -218,14 +218,8 @@ impl Config {
         };
         let preset = o.preset.clone().unwrap_or_else(|| "fast".into());
         crate::model::resolve_preset(&preset).map_err(|w| invalid("preset", w))?;
-        let memory_budget = crate::data::budget::resolve(o.memory_budget.as_deref())
-            .map_err(|w| invalid("memory_budget", w))?;
-        let classes = match o.classes {
-            Some(k) => Some(
-                crate::data::dataset::check_classes_option(k).map_err(|w| invalid("classes", w))?,
-            ),
-            None => None,
-        };
+        let memory_budget = memory_budget(o)?;
+        let classes = classes(o)?;
         Ok(Config {
             data_dir: o
                 .data_dir
@@ -272,6 +266,29 @@ impl Config {
             data_source,
         })
     }
+}
+
+/// The loader's options from the data keys of `o` alone: the data set as
+/// `train` would read it (for `presets --data-dir`).
+pub fn load_options(o: &Options) -> Result<crate::data::LoadOptions, ConfigError> {
+    Ok(crate::data::LoadOptions {
+        val_size: o.val_size,
+        seed: o.seed.unwrap_or(1),
+        memory_budget: memory_budget(o)?,
+        classes: classes(o)?,
+        source: data_source(o)?,
+    })
+}
+
+fn memory_budget(o: &Options) -> Result<u64, ConfigError> {
+    crate::data::budget::resolve(o.memory_budget.as_deref())
+        .map_err(|w| invalid("memory_budget", w))
+}
+
+fn classes(o: &Options) -> Result<Option<usize>, ConfigError> {
+    o.classes
+        .map(|k| crate::data::dataset::check_classes_option(k).map_err(|w| invalid("classes", w)))
+        .transpose()
 }
 
 /// `data_format` and `image_size`, parsed.

@@ -26,6 +26,7 @@
 //! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod control;

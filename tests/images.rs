@@ -382,3 +382,50 @@ fn an_rgb_model_keeps_its_normalisation_and_class_names_in_predict_and_exports()
     let want: Vec<i64> = lines.iter().map(|p| p["label"].as_i64().unwrap()).collect();
     assert_eq!(common::serve::labels_of(&body).0, want);
 }
+
+/// `presets --data-dir` reads the set as `train` does and shows what every
+/// preset builds for it: its input, its class names, and more parameters
+/// than for MNIST's 1×28×28 (the first layer sees 3 channels of 32×32).
+#[test]
+fn presets_show_what_each_builds_for_an_rgb_folder_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut small = spec(true, 32, "png", 20);
+    small.n_train = 60;
+    write_synthetic_folders(&data, &small).unwrap();
+    let json = |extra: &[&str]| {
+        let mut args = vec!["presets", "--json"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let rgb = json(&["--data-dir", s(&data)]);
+    assert_eq!(rgb["input"]["shape"], serde_json::json!([3, 32, 32]));
+    let names = rgb["input"]["class_names"].as_array().unwrap();
+    assert!(names.len() >= 2 && names.iter().all(|n| n.is_string()));
+    let mnist = json(&[]);
+    let presets = rgb["presets"].as_array().unwrap();
+    assert_eq!(presets.len(), mnist.as_array().unwrap().len());
+    for (built, spec) in presets.iter().zip(mnist.as_array().unwrap()) {
+        assert_eq!(&built["spec"], spec);
+        let p = built["parameters"].as_u64().unwrap();
+        let linear_mnist = 28 * 28 * 10 + 10;
+        assert!(p > linear_mnist, "{}: {p}", spec["preset"]);
+    }
+    let text = run(&["presets", "--data-dir", s(&data)]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("3×32×32"), "{text}");
+    assert!(text.contains(names[0].as_str().unwrap()), "{text}");
+    // A bad set is the loader's exit 65, naming the file.
+    fs::write(
+        data.join("train")
+            .join(names[0].as_str().unwrap())
+            .join("bad.png"),
+        b"nope",
+    )
+    .unwrap();
+    let out = run(&["presets", "--data-dir", s(&data)]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.png"), "{}", stderr(&out));
+}

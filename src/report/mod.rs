@@ -146,8 +146,10 @@ pub fn describe_recipe(r: &Recipe) -> String {
         ScheduleSpec::OneCycle { .. } => "one-cycle".to_string(),
     };
     let mut s = format!(
-        "{opt} · {sched} · {} epochs × batch {}",
-        r.epochs, r.batch_size
+        "{opt} · {sched} · {} epoch{} × batch {}",
+        r.epochs,
+        if r.epochs == 1 { "" } else { "s" },
+        r.batch_size
     );
     if r.label_smoothing > 0.0 {
         s += &format!(" · smoothing {}", r.label_smoothing);
