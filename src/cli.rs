@@ -103,6 +103,17 @@ pub struct ExportArgs {
     pub study: Option<String>,
 }
 
+impl Command {
+    /// A command that only reads and prints: like any Unix filter it may end
+    /// quietly when its reader goes (`trainerd presets | head -3`).
+    pub fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Presets(_) | Command::Status(_) | Command::Health(_) | Command::Predict(_)
+        )
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct PresetsArgs {
     /// Full trial specs as JSON (with `--data-dir`: the input, and each spec

@@ -98,7 +98,7 @@ pub fn run(
     )?;
     let metrics_file = args.metrics_file.clone();
     let on_epoch = move |_trial: u32, rec: &EpochRecord| {
-        println!("{}", stdout_line(rec));
+        print_line(&stdout_line(rec));
         if let Some(path) = &metrics_file {
             if let Err(e) = pipeline::jsonl::append_one(path, &json_record(rec)) {
                 tracing::warn!(path = %path.display(), "cannot append Katib metrics: {e}");
@@ -123,12 +123,12 @@ pub fn run(
         TrialOutcome::Stopped { .. } => Ok(Outcome::Stopped),
         TrialOutcome::Diverged(d) => {
             // Katib reads a failed trial from the exit status; the line says why.
-            println!(
+            print_line(&format!(
                 "{} diverged=1 epoch={} step={} accuracy=0",
                 now_rfc3339(),
                 d.epoch,
                 d.step
-            );
+            ));
             eprintln!(
                 "trainerd: trial {} diverged in epoch {}: {}; lower the learning rate",
                 args.trial, d.epoch, d.reason
@@ -136,14 +136,22 @@ pub fn run(
             Ok(Outcome::BelowTarget)
         }
         TrialOutcome::Finished(report) => {
-            println!(
+            print_line(&format!(
                 "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",
                 now_rfc3339(),
                 report.val.accuracy,
                 report.val.loss,
                 report.test.accuracy
-            );
+            ));
             Ok(Outcome::Done)
         }
     }
+}
+
+/// One metric line on stdout for Katib's collector. A closed stdout (the
+/// collector gone) loses the line, not the trial: checkpoints and
+/// `--metrics-file` still record it.
+fn print_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -34,6 +34,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if cli.command.only_prints() {
+        end_quietly_on_a_closed_pipe();
+    }
     match trainerd::app::run(cli.command, StopSource::Signals) {
         Ok(ending) => end(ending),
         Err(err) => {
@@ -144,4 +147,16 @@ fn end(ending: Ending) -> ExitCode {
         unsafe { libc::_exit(i32::from(code)) }
     }
     ExitCode::from(code)
+}
+
+/// Rust ignores SIGPIPE, so printing to a closed pipe is an error `println!`
+/// turns into a panic; a printing command takes the default action instead
+/// and ends quietly (status 141), as `cat` or `ls` do.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default has no
+    // preconditions; no handler of trainerd's is replaced (it installs none
+    // for SIGPIPE).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

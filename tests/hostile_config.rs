@@ -1041,3 +1041,33 @@ fn a_corrupt_card_is_reported_not_hidden() {
     );
     cases.finish("corrupt card");
 }
+
+/// A reader that goes away (`trainerd presets | head -1`, a closed pipe)
+/// ends a printing command quietly: no panic, no "internal error".
+#[test]
+fn printing_commands_end_quietly_when_their_reader_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = s(tmp.path());
+    for args in [
+        vec!["presets", "--json"],
+        vec!["presets"],
+        vec!["status", "--state-dir", state],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = trainerd(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let o = Output {
+            stdout: Vec::new(),
+            ..out
+        };
+        no_crash_output(&o).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(
+            !o.status.success(),
+            "{args:?} claimed success with its output lost"
+        );
+    }
+}
