@@ -98,6 +98,8 @@ pub struct Config {
     pub max_time: Option<Duration>,
     pub device: DeviceChoice,
     pub threads: usize,
+    /// `--fixed-threads`: the count never drops while the CPU is contended.
+    pub fixed_threads: bool,
     pub checkpoint_every: CheckpointEvery,
     pub keep_checkpoints: usize,
     /// `None`: a tenth of the training set, at most 5,000 (`data::split`).
@@ -237,6 +239,7 @@ impl Config {
             max_time,
             device,
             threads,
+            fixed_threads: o.fixed_threads,
             checkpoint_every,
             keep_checkpoints: o.keep_checkpoints.unwrap_or(3).max(1),
             val_size: o.val_size,

@@ -99,6 +99,10 @@ options! {
         /// Intra-op threads for libtorch (default: the cores available).
         #[arg(long, env = "TRAINERD_THREADS")]
         pub threads: Option<usize>,
+        /// Keep every intra-op thread while other processes compete for the cores
+        /// (default: train on one thread then, and on all again when cores are free).
+        #[arg(long, env = "TRAINERD_FIXED_THREADS")]
+        pub fixed_threads: bool,
         /// Checkpoint interval: a step count (`500`) or a duration (`30s`), or both (`500,30s`).
         #[arg(long, env = "TRAINERD_CHECKPOINT_EVERY")]
         pub checkpoint_every: Option<String>,

@@ -278,3 +278,24 @@ fn threads_epochs_and_batch_are_capped_naming_the_key() {
     };
     Config::merge(&ok, Options::default()).unwrap();
 }
+
+#[test]
+fn threads_adapt_to_a_busy_cpu_unless_fixed_by_flag_or_file() {
+    assert!(
+        !Config::merge(&args(), Options::default())
+            .unwrap()
+            .fixed_threads
+    );
+    let on = Options {
+        fixed_threads: true,
+        ..Default::default()
+    };
+    assert!(
+        Config::merge(&on.clone(), Options::default())
+            .unwrap()
+            .fixed_threads
+    );
+    assert!(Config::merge(&args(), on).unwrap().fixed_threads);
+    let file = Options::parse_file("fixed_threads = true").unwrap();
+    assert!(file.fixed_threads);
+}

@@ -120,7 +120,7 @@ pub async fn run(
     shared: Shared,
     inputs: &mut Inputs,
 ) -> anyhow::Result<Ending> {
-    let trainer = Trainer::spawn(shared.clone(), cfg.threads as i32)?;
+    let trainer = Trainer::spawn(shared.clone(), cfg.threads as i32, !cfg.fixed_threads)?;
     let (request_tx, mut requests) = mpsc::unbounded_channel::<StudyRequest>();
     let mut c = Control {
         daemon: matches!(mode, Mode::Daemon(_)),

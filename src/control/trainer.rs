@@ -42,16 +42,17 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Starts the thread; libtorch's intra-op pool gets `threads` threads.
-    pub fn spawn(shared: Shared, threads: i32) -> std::io::Result<Trainer> {
+    /// Starts the thread; libtorch's intra-op pool gets `threads` threads,
+    /// fewer while the CPU is contended when `adaptive` (`train::cpu_share`).
+    pub fn spawn(shared: Shared, threads: i32, adaptive: bool) -> std::io::Result<Trainer> {
         let (jobs, queue) = mpsc::channel::<Envelope>();
         std::thread::Builder::new()
             .name("trainer".into())
             // Blocks in recv between jobs: woken by the next job, no polling.
             .spawn(move || {
                 // On the thread that runs the kernels (OpenMP's setting is per thread).
-                tch::set_num_threads(threads);
-                tracing::info!(threads, "intra-op threads for training");
+                crate::train::cpu_share::configure(threads, adaptive);
+                tracing::info!(threads, adaptive, "intra-op threads for training");
                 for (job, reply) in queue {
                     let _ = reply.send(job(&shared));
                 }

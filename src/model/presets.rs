@@ -118,11 +118,11 @@ pub fn preset(name: &str) -> Option<TrialSpec> {
                 head_dropout: 0.0,
             },
             Recipe {
-                optimizer: sgd(0.1),
+                optimizer: sgd(0.2),
                 schedule: one_cycle(),
                 epochs: 1,
                 batch_size: 128,
-                label_smoothing: 0.0,
+                label_smoothing: 0.1,
                 augment_shift: 0,
             },
         ),

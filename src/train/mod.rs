@@ -1,5 +1,6 @@
 //! Training: the step loop, evaluation, progress counters.
 
+pub mod cpu_share;
 mod eval;
 pub mod malloc;
 mod progress;

@@ -128,11 +128,13 @@ pub fn run_trial(setup: TrialSetup<'_>) -> Result<TrialOutcome, TrainError> {
         Start::Ready(t) => t,
         Start::Done(outcome) => return Ok(outcome),
     };
+    let mut cpu = super::cpu_share::CpuShare::for_this_thread();
     while t.step < t.total() {
         if t.stop_requested() {
             return t.stop_on_request();
         }
         let lr = t.train_step();
+        cpu.tick();
         let flow = if t.at_epoch_end() {
             t.end_epoch(lr)?
         } else {

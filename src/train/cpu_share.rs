@@ -1,0 +1,364 @@
+//! Intra-op threads that yield to a busy CPU.
+//!
+//! libtorch's OpenMP threads spin while they wait for work, which is what
+//! makes small kernels fast on a quiet machine. When another process
+//! competes for the cores, a spinning thread takes the CPU from the thread
+//! that holds the work: on 2 cores with one competing busy process, a `fast`
+//! trial took about 3x its quiet time with 2 threads and 1.7x with one
+//! (README, Measurements). OpenMP's passive wait policy avoids the spinning
+//! but costs a third of the quiet speed, and is fixed when the library loads.
+//!
+//! So the training loop watches two counters the kernel keeps and changes
+//! the thread count as the CPU is shared:
+//! - with several threads, the time this process's threads spent runnable
+//!   but waiting for a core (`/proc/self/task/*/schedstat`, run delay): over
+//!   a quarter of the threads' wall time means other processes want the
+//!   cores, and training goes on with one thread;
+//! - with one thread, the idle time of the CPUs this process may run on
+//!   (`/proc/stat`): free cores for the other threads bring them back. A
+//!   core that is busy again at once makes the next try wait twice as long
+//!   (up to a minute), so a steady neighbour costs little.
+//!
+//! The thread count changes between steps, on the training thread (OpenMP's
+//! setting is per thread); results can then differ in the last bits from a
+//! run at a fixed count, which `--fixed-threads` keeps. Without the kernel's
+//! counters (no `/proc`), nothing changes.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How often the counters are read.
+const WINDOW: Duration = Duration::from_secs(1);
+/// Fraction of the threads' wall time spent waiting for a core that means
+/// the CPU is contended.
+const CONTENDED: f64 = 0.25;
+/// Idle cores (for each thread to bring back) that mean the CPU is free.
+const FREE: f64 = 0.75;
+/// First and longest wait before trying more threads again.
+const FIRST_HOLD: Duration = Duration::from_secs(2);
+const LONGEST_HOLD: Duration = Duration::from_secs(64);
+/// More threads that stay this long reset the wait to its first length.
+const SETTLED: Duration = Duration::from_secs(30);
+
+thread_local! {
+    /// This thread's configured count, and whether it may change.
+    static PLAN: Cell<(i32, bool)> = const { Cell::new((1, false)) };
+}
+
+/// Sets this thread's intra-op thread count, and whether training may lower
+/// it while the CPU is contended (`adaptive`).
+pub fn configure(threads: i32, adaptive: bool) {
+    tch::set_num_threads(threads);
+    PLAN.with(|p| p.set((threads, adaptive)));
+}
+
+/// The kernel's counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at: Instant,
+    /// Nanoseconds this process's threads have been runnable but waiting.
+    pub run_delay_ns: u64,
+    /// Idle and total time of the CPUs this process may use (clock ticks).
+    pub idle_ticks: u64,
+    pub total_ticks: u64,
+    /// How many CPUs those are.
+    pub cpus: u32,
+}
+
+impl Sample {
+    /// Reads the counters; `None` without `/proc`.
+    pub fn read() -> Option<Sample> {
+        let (idle_ticks, total_ticks, cpus) = cpu_ticks(&allowed_cpus()?)?;
+        Some(Sample {
+            at: Instant::now(),
+            run_delay_ns: run_delay_ns()?,
+            idle_ticks,
+            total_ticks,
+            cpus,
+        })
+    }
+}
+
+/// Sum of the run delay (second field of `schedstat`) of every thread.
+fn run_delay_ns() -> Option<u64> {
+    let mut sum = 0u64;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = entry.ok()?.path().join("schedstat");
+        // A thread that ended meanwhile has no file: it no longer counts.
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        sum += text.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: `set` is a plain bit mask the call fills in; its size is passed.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        set
+    };
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below CPU_SETSIZE, the mask's size.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect();
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// Idle (idle + iowait) and total ticks of `cpus` from `/proc/stat`.
+fn cpu_ticks(cpus: &[usize]) -> Option<(u64, u64, u32)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_ticks(&text, cpus)
+}
+
+fn parse_cpu_ticks(text: &str, cpus: &[usize]) -> Option<(u64, u64, u32)> {
+    let (mut idle, mut total, mut n) = (0u64, 0u64, 0u32);
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields.next().and_then(|f| f.strip_prefix("cpu")) else {
+            continue;
+        };
+        let Ok(index) = cpu.parse::<usize>() else {
+            continue; // the "cpu" line sums every CPU
+        };
+        if !cpus.contains(&index) {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal (guest is in user).
+        let v: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
+        if v.len() < 5 {
+            return None;
+        }
+        idle += v[3] + v[4];
+        total += v.iter().sum::<u64>();
+        n += 1;
+    }
+    (n > 0).then_some((idle, total, n))
+}
+
+/// Chooses the thread count from successive samples.
+#[derive(Debug)]
+pub struct Governor {
+    max: i32,
+    current: i32,
+    last: Sample,
+    /// No more threads before this.
+    next_try: Instant,
+    hold: Duration,
+    /// When more threads last came back.
+    raised_at: Option<Instant>,
+}
+
+/// A change of the thread count, and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// The threads waited for a core this fraction of their time.
+    Lower { waited: f64 },
+    /// This many cores were idle.
+    Raise { idle_cores: f64 },
+}
+
+impl Governor {
+    /// A governor from `first`, for a configured count of `max`.
+    pub fn new(max: i32, first: Sample) -> Governor {
+        Governor {
+            max,
+            current: max,
+            last: first,
+            next_try: first.at,
+            hold: FIRST_HOLD,
+            raised_at: None,
+        }
+    }
+
+    pub fn threads(&self) -> i32 {
+        self.current
+    }
+
+    /// Takes a new sample; returns the change to make, if any.
+    pub fn observe(&mut self, now: Sample) -> Option<Change> {
+        let wall = now.at.saturating_duration_since(self.last.at);
+        if wall < WINDOW {
+            return None;
+        }
+        let last = std::mem::replace(&mut self.last, now);
+        let wall_ns = wall.as_nanos() as f64;
+        if self.current > 1 {
+            let delay = now.run_delay_ns.saturating_sub(last.run_delay_ns) as f64;
+            let waited = delay / (wall_ns * f64::from(self.current));
+            if waited <= CONTENDED {
+                if self
+                    .raised_at
+                    .is_some_and(|t| now.at.duration_since(t) >= SETTLED)
+                {
+                    self.hold = FIRST_HOLD;
+                    self.raised_at = None;
+                }
+                return None;
+            }
+            if self
+                .raised_at
+                .is_some_and(|t| now.at.duration_since(t) < SETTLED)
+            {
+                self.hold = (self.hold * 2).min(LONGEST_HOLD);
+            }
+            self.current = 1;
+            self.next_try = now.at + self.hold;
+            return Some(Change::Lower { waited });
+        }
+        let ticks = now.total_ticks.saturating_sub(last.total_ticks);
+        if self.max <= 1 || ticks == 0 || now.at < self.next_try {
+            return None;
+        }
+        let idle = now.idle_ticks.saturating_sub(last.idle_ticks) as f64 / ticks as f64;
+        let idle_cores = idle * f64::from(now.cpus);
+        if idle_cores < FREE * f64::from(self.max - 1) {
+            return None;
+        }
+        self.current = self.max;
+        self.raised_at = Some(now.at);
+        Some(Change::Raise { idle_cores })
+    }
+}
+
+/// The training loop's handle: reads the counters each window and applies
+/// the governor's changes to this thread; dropping it restores the count.
+pub struct CpuShare {
+    governor: Option<Governor>,
+    steps: u32,
+}
+
+impl CpuShare {
+    /// For the calling thread's plan (see [`configure`]): inactive with one
+    /// thread, `--fixed-threads`, or no kernel counters.
+    pub fn for_this_thread() -> CpuShare {
+        let (max, adaptive) = PLAN.with(Cell::get);
+        let governor = if adaptive && max > 1 {
+            Sample::read().map(|s| Governor::new(max, s))
+        } else {
+            None
+        };
+        CpuShare { governor, steps: 0 }
+    }
+
+    /// Called after every step; reads the clock every 8th.
+    pub fn tick(&mut self) {
+        let Some(g) = self.governor.as_mut() else {
+            return;
+        };
+        self.steps = self.steps.wrapping_add(1);
+        if self.steps % 8 != 0 || g.last.at.elapsed() < WINDOW {
+            return;
+        }
+        let Some(sample) = Sample::read() else {
+            return;
+        };
+        match g.observe(sample) {
+            Some(Change::Lower { waited }) => {
+                tch::set_num_threads(1);
+                tracing::info!(
+                    waited_pct = (waited * 100.0).round() as u64,
+                    threads = 1,
+                    "the CPU is busy with other work: training on one thread until cores are free"
+                );
+            }
+            Some(Change::Raise { idle_cores }) => {
+                tch::set_num_threads(g.threads());
+                tracing::info!(
+                    idle_cores = (idle_cores * 10.0).round() / 10.0,
+                    threads = g.threads(),
+                    "cores are free again: training on all intra-op threads"
+                );
+            }
+            None => {}
+        }
+    }
+}
+
+impl Drop for CpuShare {
+    fn drop(&mut self) {
+        if let Some(g) = &self.governor {
+            if g.threads() != g.max {
+                tch::set_num_threads(g.max);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t0: Instant, secs: f64, delay_s: f64, idle: u64, total: u64) -> Sample {
+        Sample {
+            at: t0 + Duration::from_secs_f64(secs),
+            run_delay_ns: (delay_s * 1e9) as u64,
+            idle_ticks: idle,
+            total_ticks: total,
+            cpus: 2,
+        }
+    }
+
+    #[test]
+    fn contention_lowers_and_free_cores_raise_after_the_hold() {
+        let t0 = Instant::now();
+        let mut g = Governor::new(2, sample(t0, 0.0, 0.0, 0, 0));
+        // Quiet: 2 threads waited 2% of 1 s.
+        assert_eq!(g.observe(sample(t0, 1.0, 0.04, 0, 200)), None);
+        // Busy: they waited 0.8 s of their 2 thread-seconds.
+        let c = g.observe(sample(t0, 2.0, 0.84, 0, 400));
+        assert!(matches!(c, Some(Change::Lower { waited }) if waited > 0.3));
+        assert_eq!(g.threads(), 1);
+        // One core idle, but within the 2 s hold: nothing yet.
+        assert_eq!(g.observe(sample(t0, 3.0, 0.84, 100, 600)), None);
+        // No idle core: stay at one.
+        assert_eq!(g.observe(sample(t0, 4.5, 0.84, 100, 900)), None);
+        // A core idle after the hold: back to 2.
+        let c = g.observe(sample(t0, 5.5, 0.84, 190, 1100));
+        assert!(matches!(c, Some(Change::Raise { idle_cores }) if idle_cores > 0.8));
+        assert_eq!(g.threads(), 2);
+    }
+
+    #[test]
+    fn a_core_busy_again_at_once_doubles_the_hold() {
+        let t0 = Instant::now();
+        let mut g = Governor::new(2, sample(t0, 0.0, 0.0, 0, 0));
+        g.observe(sample(t0, 1.0, 1.0, 0, 200)).unwrap(); // lower, hold 2 s
+        g.observe(sample(t0, 3.0, 1.0, 200, 600)).unwrap(); // raise
+        g.observe(sample(t0, 4.0, 2.0, 200, 800)).unwrap(); // busy again: hold 4 s
+        assert_eq!(g.hold, Duration::from_secs(4));
+        assert_eq!(g.observe(sample(t0, 6.0, 2.0, 400, 1200)), None);
+        assert!(g.observe(sample(t0, 8.5, 2.0, 650, 1700)).is_some());
+    }
+
+    #[test]
+    fn samples_closer_than_the_window_are_ignored() {
+        let t0 = Instant::now();
+        let mut g = Governor::new(2, sample(t0, 0.0, 0.0, 0, 0));
+        assert_eq!(g.observe(sample(t0, 0.5, 5.0, 0, 100)), None);
+        assert_eq!(g.threads(), 2);
+    }
+
+    #[test]
+    fn proc_stat_lines_of_the_allowed_cpus_are_summed() {
+        let text = "cpu  10 0 10 100 5 0 0 0 0 0\n\
+                    cpu0 5 0 5 50 2 0 0 0 0 0\n\
+                    cpu1 5 0 5 50 3 0 0 0 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(parse_cpu_ticks(text, &[1]), Some((53, 63, 1)));
+        assert_eq!(parse_cpu_ticks(text, &[0, 1]), Some((105, 125, 2)));
+        assert_eq!(parse_cpu_ticks(text, &[7]), None);
+        assert_eq!(parse_cpu_ticks("cpu0 1 2\n", &[0]), None);
+    }
+
+    #[test]
+    fn the_counters_read_on_linux() {
+        let s = Sample::read().expect("/proc/self/task and /proc/stat");
+        assert!(s.cpus >= 1 && s.total_ticks > 0);
+    }
+}
