@@ -8,7 +8,9 @@
 #
 # usage: bench/folders.sh
 # Env: LIMIT (images per split written, default all: a tiny run is LIMIT=300),
-#      THREADS (default 2), TARGET (default 0.92), OUT (default bench/out/folders),
+#      THREADS (default 2), TARGET (default 0.92: the test accuracy to reach),
+#      STUDY_TARGET (the study's --target-accuracy, which trainerd checks on the
+#      validation split; default TARGET), OUT (default bench/out/folders),
 #      FASHION (the IDX dir, default /usr/share/datasets/fashion-mnist),
 #      STUDY_FLAGS (extra flags for the study, e.g. "--max-trials 1 --epochs 1").
 set -euo pipefail
@@ -80,7 +82,7 @@ start=$(date +%s.%N)
 set +e
 # shellcheck disable=SC2086 # STUDY_FLAGS is a list of flags
 "$bin" train --data-dir "$out/folders" --state-dir "$out/state-study" \
-    --target-accuracy "$target" --threads "$threads" --log-format json ${STUDY_FLAGS:-} \
+    --target-accuracy "${STUDY_TARGET:-$target}" --threads "$threads" --log-format json ${STUDY_FLAGS:-} \
     2> "$out/study.log"
 code=$?
 set -e
@@ -107,3 +109,4 @@ print(f"study    exit {code}, {end - start:.0f} s wall, champion {card['preset']
       f"val {card['val_accuracy']:.4f}, test {card['test_accuracy']:.4f}")
 print("RESULT", "pass" if card["test_accuracy"] >= target else "miss", f"test>={target}")
 PY
+echo "machine: $(nproc) cores, $(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed "s/^ *//"), threads=$threads"

@@ -122,15 +122,8 @@ impl Normalisation {
             let (mean, std) = self.of(0);
             return x.f_sub_scalar(mean)?.f_div_scalar(std);
         }
-        let c = x.size().get(1).copied().unwrap_or(1);
-        let (mean, std) = self.expanded(c);
-        let as_tensor = |v: &[f64]| -> Result<Tensor, TchError> {
-            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            Tensor::f_from_slice(&v)?
-                .f_view([1, c, 1, 1])?
-                .f_to_device(x.device())
-        };
-        x.f_sub(&as_tensor(&mean)?)?.f_div(&as_tensor(&std)?)
+        let (mean, std) = self.broadcast_over(x)?;
+        x.f_sub(&mean)?.f_div(&std)
     }
 
     /// The inverse of [`Self::apply01`]: normalised `x` (`[N, C, H, W]`) back
@@ -140,6 +133,12 @@ impl Normalisation {
             let (mean, std) = self.of(0);
             return x.f_mul_scalar(std)?.f_add_scalar(mean);
         }
+        let (mean, std) = self.broadcast_over(x)?;
+        x.f_mul(&std)?.f_add(&mean)
+    }
+
+    /// Mean and std as `[1, C, 1, 1]` float tensors on `x`'s device.
+    fn broadcast_over(&self, x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
         let c = x.size().get(1).copied().unwrap_or(1);
         let (mean, std) = self.expanded(c);
         let as_tensor = |v: &[f64]| -> Result<Tensor, TchError> {
@@ -148,7 +147,7 @@ impl Normalisation {
                 .f_view([1, c, 1, 1])?
                 .f_to_device(x.device())
         };
-        x.f_mul(&as_tensor(&std)?)?.f_add(&as_tensor(&mean)?)
+        Ok((as_tensor(&mean)?, as_tensor(&std)?))
     }
 
     /// `x` (bytes as float, `[N, C, H, W]`) normalised in place:
