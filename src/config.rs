@@ -142,7 +142,7 @@ pub struct Config {
 /// batch-norm CNN with augmentation (see `model::PRESET_NAMES`). `fast:2`
 /// sits between `fast` and `bn3`: one epoch of `fast` reaches 99.0% test but
 /// its validation accuracy is often just under 0.99, and two epochs get there
-/// for a fifth of bn3's cost.
+/// for a quarter of bn3's cost.
 pub const DEFAULT_LADDER: &str = "linear,mlp,fast,fast:2,bn3,deep";
 
 impl Config {
