@@ -52,7 +52,19 @@ pub fn one_quick_trial<'a>(
 
 /// A command for the real binary with quiet, machine-readable logs.
 pub fn trainerd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin());
+    trainerd_under(&[], args)
+}
+
+/// [`trainerd`] started by `launcher` (e.g. `["taskset", "-c", "0"]`).
+pub fn trainerd_under(launcher: &[&str], args: &[&str]) -> Command {
+    let mut cmd = match launcher.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
     // vars_os: a non-UTF-8 variable in the test's environment must not panic here.
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("TRAINERD_") {
