@@ -19,6 +19,11 @@
 //!   core that is busy again at once makes the next try wait twice as long
 //!   (up to a minute), so a steady neighbour costs little.
 //!
+//! - at a trial's start, the CPU time other processes took since the last
+//!   reading (the process's start, or the previous trial's end): if they
+//!   left fewer cores than the raise needs, the trial starts on one thread
+//!   instead of spending its first window on contended ones.
+//!
 //! The thread count changes between steps, on the training thread (OpenMP's
 //! setting is per thread); results can then differ in the last bits from a
 //! run at a fixed count, which `--fixed-threads` keeps. Without the kernel's
@@ -40,9 +45,14 @@ const LONGEST_HOLD: Duration = Duration::from_secs(64);
 /// More threads that stay this long reset the wait to its first length.
 const SETTLED: Duration = Duration::from_secs(30);
 
+/// Shortest interval a trial's start judges the CPU by.
+const START_WINDOW: Duration = Duration::from_millis(250);
+
 thread_local! {
     /// This thread's configured count, and whether it may change.
     static PLAN: Cell<(i32, bool)> = const { Cell::new((1, false)) };
+    /// The counters when configured or when the last trial ended.
+    static SEEN: Cell<Option<Sample>> = const { Cell::new(None) };
 }
 
 /// Sets this thread's intra-op thread count, and whether training may lower
@@ -50,6 +60,7 @@ thread_local! {
 pub fn configure(threads: i32, adaptive: bool) {
     tch::set_num_threads(threads);
     PLAN.with(|p| p.set((threads, adaptive)));
+    SEEN.with(|s| s.set(Sample::read()));
 }
 
 /// The kernel's counters at one moment.
@@ -63,6 +74,8 @@ pub struct Sample {
     pub total_ticks: u64,
     /// How many CPUs those are.
     pub cpus: u32,
+    /// CPU time of this process (user and system, clock ticks).
+    pub own_ticks: u64,
 }
 
 impl Sample {
@@ -75,8 +88,38 @@ impl Sample {
             idle_ticks,
             total_ticks,
             cpus,
+            own_ticks: own_ticks()?,
         })
     }
+
+    /// Cores that processes other than this one kept busy from `earlier`
+    /// to this sample (`None` over less than [`START_WINDOW`]).
+    pub fn others_busy_since(&self, earlier: &Sample) -> Option<f64> {
+        let wall = self.at.saturating_duration_since(earlier.at);
+        let ticks = self.total_ticks.saturating_sub(earlier.total_ticks);
+        if wall < START_WINDOW || ticks == 0 {
+            return None;
+        }
+        let idle = self.idle_ticks.saturating_sub(earlier.idle_ticks);
+        let own = self.own_ticks.saturating_sub(earlier.own_ticks);
+        let others = ticks.saturating_sub(idle).saturating_sub(own);
+        Some(others as f64 / ticks as f64 * f64::from(self.cpus))
+    }
+}
+
+/// User and system time of this process (`/proc/self/stat` fields 14, 15).
+fn own_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_own_ticks(&text)
+}
+
+fn parse_own_ticks(text: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces: count from its closing ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Sum of the run delay (second field of `schedstat`) of every thread.
@@ -161,6 +204,8 @@ pub enum Change {
     Lower { waited: f64 },
     /// This many cores were idle.
     Raise { idle_cores: f64 },
+    /// Other processes kept this many cores busy before the trial started.
+    StartLow { others_busy: f64 },
 }
 
 impl Governor {
@@ -178,6 +223,22 @@ impl Governor {
 
     pub fn threads(&self) -> i32 {
         self.current
+    }
+
+    /// At a trial's start (the governor's first sample is now): one thread
+    /// if other processes, since `earlier`, left fewer free cores than
+    /// [`observe`](Self::observe) needs to raise the count. The first raise
+    /// may then come after the first hold.
+    pub fn start(&mut self, earlier: &Sample) -> Option<Change> {
+        let others_busy = self.last.others_busy_since(earlier)?;
+        let cpus = f64::from(self.last.cpus);
+        // The raise: idle >= FREE * (max - 1) while this process uses one core.
+        if self.max <= 1 || cpus - 1.0 - others_busy >= FREE * f64::from(self.max - 1) {
+            return None;
+        }
+        self.current = 1;
+        self.next_try = self.last.at + self.hold;
+        Some(Change::StartLow { others_busy })
     }
 
     /// Takes a new sample; returns the change to make, if any.
@@ -238,11 +299,16 @@ impl CpuShare {
     /// thread, `--fixed-threads`, or no kernel counters.
     pub fn for_this_thread() -> CpuShare {
         let (max, adaptive) = PLAN.with(Cell::get);
-        let governor = if adaptive && max > 1 {
+        let mut governor = if adaptive && max > 1 {
             Sample::read().map(|s| Governor::new(max, s))
         } else {
             None
         };
+        if let (Some(g), Some(earlier)) = (governor.as_mut(), SEEN.with(Cell::get)) {
+            if let Some(change) = g.start(&earlier) {
+                apply(change, g.threads());
+            }
+        }
         CpuShare { governor, steps: 0 }
     }
 
@@ -258,25 +324,32 @@ impl CpuShare {
         let Some(sample) = Sample::read() else {
             return;
         };
-        match g.observe(sample) {
-            Some(Change::Lower { waited }) => {
-                tch::set_num_threads(1);
-                tracing::info!(
-                    waited_pct = (waited * 100.0).round() as u64,
-                    threads = 1,
-                    "the CPU is busy with other work: training on one thread until cores are free"
-                );
-            }
-            Some(Change::Raise { idle_cores }) => {
-                tch::set_num_threads(g.threads());
-                tracing::info!(
-                    idle_cores = (idle_cores * 10.0).round() / 10.0,
-                    threads = g.threads(),
-                    "cores are free again: training on all intra-op threads"
-                );
-            }
-            None => {}
+        if let Some(change) = g.observe(sample) {
+            apply(change, g.threads());
         }
+    }
+}
+
+/// Sets the calling thread's count to `threads` after `change`, and logs why.
+fn apply(change: Change, threads: i32) {
+    tch::set_num_threads(threads);
+    let tenths = |x: f64| (x * 10.0).round() / 10.0;
+    match change {
+        Change::Lower { waited } => tracing::info!(
+            waited_pct = (waited * 100.0).round() as u64,
+            threads,
+            "the CPU is busy with other work: training on one thread until cores are free"
+        ),
+        Change::StartLow { others_busy } => tracing::info!(
+            others_busy_cores = tenths(others_busy),
+            threads,
+            "other processes keep the cores busy: starting on one thread until cores are free"
+        ),
+        Change::Raise { idle_cores } => tracing::info!(
+            idle_cores = tenths(idle_cores),
+            threads,
+            "cores are free again: training on all intra-op threads"
+        ),
     }
 }
 
@@ -286,6 +359,8 @@ impl Drop for CpuShare {
             if g.threads() != g.max {
                 tch::set_num_threads(g.max);
             }
+            // The next trial's start judges the CPU from here.
+            SEEN.with(|s| s.set(Sample::read()));
         }
     }
 }
@@ -301,7 +376,46 @@ mod tests {
             idle_ticks: idle,
             total_ticks: total,
             cpus: 2,
+            own_ticks: 0,
         }
+    }
+
+    fn with_own(mut s: Sample, own: u64) -> Sample {
+        s.own_ticks = own;
+        s
+    }
+
+    #[test]
+    fn a_trial_starts_on_one_thread_only_when_other_processes_took_the_cores() {
+        let t0 = Instant::now();
+        let before = sample(t0, 0.0, 0.0, 0, 0);
+        // 1 s on 2 CPUs: this process used one core (loading data), one idle.
+        let mut g = Governor::new(2, with_own(sample(t0, 1.0, 0.0, 100, 200), 100));
+        assert_eq!(g.start(&before), None);
+        assert_eq!(g.threads(), 2);
+        // This process used both cores (decoding on two threads): still free.
+        let mut g = Governor::new(2, with_own(sample(t0, 1.0, 0.0, 0, 200), 200));
+        assert_eq!(g.start(&before), None);
+        // Another process kept a core busy while this one used the other.
+        let mut g = Governor::new(2, with_own(sample(t0, 1.0, 0.0, 0, 200), 100));
+        let c = g.start(&before);
+        assert!(matches!(c, Some(Change::StartLow { others_busy }) if others_busy > 0.9));
+        assert_eq!(g.threads(), 1);
+        // Free cores bring the threads back after the first hold.
+        assert_eq!(g.observe(sample(t0, 2.0, 0.0, 190, 400)), None);
+        let c = g.observe(sample(t0, 3.5, 0.0, 480, 700));
+        assert!(matches!(c, Some(Change::Raise { .. })));
+        // Too short an interval to judge: no change.
+        let mut g = Governor::new(2, with_own(sample(t0, 0.1, 0.0, 0, 20), 10));
+        assert_eq!(g.start(&before), None);
+    }
+
+    #[test]
+    fn own_cpu_time_is_read_past_a_command_name_with_spaces() {
+        let text = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 31 17 0 0 20 0 1 0";
+        assert_eq!(parse_own_ticks(text), Some(48));
+        assert_eq!(parse_own_ticks("4242 (x) S 1 2"), None);
+        assert!(own_ticks().is_some());
     }
 
     #[test]
