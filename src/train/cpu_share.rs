@@ -45,8 +45,11 @@ const LONGEST_HOLD: Duration = Duration::from_secs(64);
 /// More threads that stay this long reset the wait to its first length.
 const SETTLED: Duration = Duration::from_secs(30);
 
-/// Shortest interval a trial's start judges the CPU by.
+/// Shortest and longest interval a trial's start judges the CPU by: a
+/// reading older than that (a daemon idle between studies) says little
+/// about now, and the running checks decide instead.
 const START_WINDOW: Duration = Duration::from_millis(250);
+const START_HORIZON: Duration = Duration::from_secs(10);
 
 thread_local! {
     /// This thread's configured count, and whether it may change.
@@ -93,11 +96,11 @@ impl Sample {
     }
 
     /// Cores that processes other than this one kept busy from `earlier`
-    /// to this sample (`None` over less than [`START_WINDOW`]).
+    /// to this sample (`None` outside [`START_WINDOW`]..=[`START_HORIZON`]).
     pub fn others_busy_since(&self, earlier: &Sample) -> Option<f64> {
         let wall = self.at.saturating_duration_since(earlier.at);
         let ticks = self.total_ticks.saturating_sub(earlier.total_ticks);
-        if wall < START_WINDOW || ticks == 0 {
+        if !(START_WINDOW..=START_HORIZON).contains(&wall) || ticks == 0 {
             return None;
         }
         let idle = self.idle_ticks.saturating_sub(earlier.idle_ticks);
@@ -405,9 +408,12 @@ mod tests {
         assert_eq!(g.observe(sample(t0, 2.0, 0.0, 190, 400)), None);
         let c = g.observe(sample(t0, 3.5, 0.0, 480, 700));
         assert!(matches!(c, Some(Change::Raise { .. })));
-        // Too short an interval to judge: no change.
+        // Too short or too long an interval to judge: no change.
         let mut g = Governor::new(2, with_own(sample(t0, 0.1, 0.0, 0, 20), 10));
         assert_eq!(g.start(&before), None);
+        let mut g = Governor::new(2, with_own(sample(t0, 60.0, 0.0, 0, 12_000), 6_000));
+        assert_eq!(g.start(&before), None);
+        assert_eq!(g.threads(), 2);
     }
 
     #[test]
