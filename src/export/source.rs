@@ -128,7 +128,7 @@ pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source
     let dir = crate::state_dir::checkpoints(&crate::state_dir::trial(state_dir, &id, trial));
     let ckpt = checkpoints_newest_first(&dir)
         .into_iter()
-        .find_map(|p| crate::store::checkpoint::read_file(&p).ok())
+        .find_map(|p| crate::store::checkpoint_file::read_file(&p).ok())
         .ok_or_else(|| {
             not_found(format!(
                 "trial {trial} of study {id} has no readable checkpoint in {} (a finished \

@@ -4,13 +4,15 @@
 
 use super::*;
 use crate::exit::ExitStatus;
+use crate::store::checkpoint_file::{read_file, DIGEST_LEN};
 use crate::store::fault::CHECKPOINT_POINTS;
 use crate::store::testutil;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex};
 use tch::nn::{self, ModuleT};
-use tch::Device;
+use tch::{Device, Kind};
 
 fn bytes_of(t: &Tensor) -> Vec<u8> {
     let n = t.numel();

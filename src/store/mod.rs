@@ -1,8 +1,10 @@
 //! Store: crash-safe checkpoint files, retention, quarantine, the state-dir lock.
 //!
-//! - [`checkpoint`]: the file format (versioned, checksummed) and
-//!   [`CheckpointDir`], the writer that commits atomically (temp file, fsync,
-//!   rename, directory fsync), applies retention and quarantines corrupt files.
+//! - [`checkpoint_file`]: one checkpoint file's format (versioned,
+//!   checksummed), encoded, verified and decoded.
+//! - [`checkpoint`]: [`CheckpointDir`], the writer that commits atomically
+//!   (temp file, fsync, rename, directory fsync), applies retention and
+//!   quarantines corrupt files.
 //! - [`atomic`]: whole-file-or-nothing writes for the files beside checkpoints.
 //! - [`policy`]: the pure retention policy (newest K plus the best).
 //! - [`lock`]: one writer per state dir, and the writability check at start.
@@ -17,6 +19,7 @@
 
 pub mod atomic;
 pub mod checkpoint;
+pub mod checkpoint_file;
 pub mod fault;
 pub mod jsonl;
 pub mod lock;
@@ -27,7 +30,8 @@ pub(crate) mod testutil;
 use std::path::PathBuf;
 
 pub use atomic::{write_atomic, write_bytes_atomic, AtomicWriteError};
-pub use checkpoint::{saved_like, Checkpoint, CheckpointDir, FORMAT_VERSION};
+pub use checkpoint::CheckpointDir;
+pub use checkpoint_file::{saved_like, Checkpoint, FORMAT_VERSION};
 pub use lock::{check_writable, is_held, pid_alive, StateLock};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The watcher thread: owns the notify backend, keeps the watch set in sync
 //! with the directories on disk, debounces, and turns the inputs' state into
-//! [`WatchEvent`]s. Also the `--git-remote` fetch thread.
+//! [`WatchEvent`]s. (The `--git-remote` fetch thread is in [`super::git`].)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
