@@ -16,6 +16,8 @@ scripts/setup-interop.sh
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
+# Docs: every intra-doc link resolves (a renamed or removed item breaks one).
+RUSTDOCFLAGS='-D warnings' cargo doc --release --no-deps --quiet
 
 step "module graph: no module imports one that imports it back"
 python3 scripts/check-module-cycles.py

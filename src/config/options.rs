@@ -182,7 +182,7 @@ options! {
         #[arg(long, env = "TRAINERD_CLASSES")]
         pub classes: Option<usize>,
         /// Format of the data dir: `idx` (MNIST layout), `folders`
-        /// (train/<class>/*.png|jpg), or `auto` (default: folders when train/ exists).
+        /// (`train/<class>/*.png|jpg`), or `auto` (default: folders when train/ exists).
         #[arg(long, env = "TRAINERD_DATA_FORMAT")]
         pub data_format: Option<String>,
         /// Resize every image of an image-folder set to HxW, e.g. `32x32`

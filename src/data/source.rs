@@ -6,9 +6,8 @@
 //! - [`ImageSize`]: `--image-size HxW`, resize every image to H×W (else all
 //!   images must already share one size).
 //!
-//! [`configure`] records the resolved options for the process (the config
-//! does it when it resolves), so that [`super::Dataset::load`] and the
-//! download step, whose callers pass only [`super::LoadOptions`], read them.
+//! Both travel as [`SourceOptions`], inside [`super::LoadOptions`] for
+//! [`super::Dataset::load`] and beside the data dir for the download step.
 
 use std::path::Path;
 

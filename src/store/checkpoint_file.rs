@@ -263,7 +263,7 @@ fn decode(
 }
 
 /// Reads and verifies one checkpoint file (for tools; a directory's loader
-/// uses [`CheckpointDir::load_newest_valid`]).
+/// uses [`super::CheckpointDir::load_newest_valid`]).
 pub fn read_file(path: &Path) -> Result<Checkpoint, StoreError> {
     let bytes = fs::read(path).map_err(|source| StoreError::Read {
         path: path.to_path_buf(),

@@ -96,7 +96,7 @@ impl Sample {
     }
 
     /// Cores that processes other than this one kept busy from `earlier`
-    /// to this sample (`None` outside [`START_WINDOW`]..=[`START_HORIZON`]).
+    /// to this sample (`None` outside `START_WINDOW..=START_HORIZON`).
     pub fn others_busy_since(&self, earlier: &Sample) -> Option<f64> {
         let wall = self.at.saturating_duration_since(earlier.at);
         let ticks = self.total_ticks.saturating_sub(earlier.total_ticks);

@@ -20,31 +20,30 @@
 //! one prints nothing, then classified [`BATCH`] images at a time. A PNG's
 //! size is read from its header (IHDR) and must be the model's before any
 //! pixel is decoded.
+//!
+//! `champion` loads `best/` and runs the network (also for `serve`);
+//! `png` reads PNG input; this module routes each file and prints.
+
+mod champion;
+mod png;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tch::nn::{self, ModuleT};
-use tch::{Kind, Tensor};
 
-use crate::data::{budget, idx, DataError};
-use crate::model::card::{self as promote, ModelCard};
+use crate::data::{idx, DataError};
+use crate::model::card as promote;
+
+use champion::Output;
+pub use champion::{load_champion, load_champion_within, Champion};
+pub use png::read_png;
+use png::{JPEG_MAGIC, PNG_MAGIC};
 
 /// Images classified per forward pass: the activations of a large model stay
 /// in the tens of megabytes whatever the file holds.
 pub const BATCH: usize = crate::model::limits::INFERENCE_BATCH;
-
-/// What the PNG decoder may allocate besides the image (text chunks, ICC
-/// profiles): a 28x28 image needs a few kilobytes.
-const PNG_DECODER_BYTES: usize = 4 << 20;
-
-/// The 8 bytes every PNG starts with.
-const PNG_MAGIC: [u8; 8] = *b"\x89PNG\r\n\x1a\n";
-
-/// The 3 bytes every JPEG starts with (start of image, then a marker).
-const JPEG_MAGIC: [u8; 3] = [0xFF, 0xD8, 0xFF];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -123,197 +122,10 @@ fn open_err(path: &Path) -> impl Fn(io::Error) -> PredictError + '_ {
     }
 }
 
-/// Reads a PNG of exactly `rows × cols` pixels as 8-bit grey, row-major. The
-/// size is checked in the IHDR chunk before the decoder starts, and the
-/// decoder may allocate little besides the image.
-pub fn read_png(
-    path: &Path,
-    mut source: impl Read,
-    (rows, cols): (usize, usize),
-) -> Result<Vec<u8>, PredictError> {
-    let bad = |what: String| input_err(path, format!("not a readable PNG: {what}"));
-    // Signature (8), chunk length (4), "IHDR" (4), width (4), height (4).
-    let mut head = [0u8; 24];
-    let mut filled = 0;
-    while filled < head.len() {
-        match source.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(open_err(path)(e)),
-        }
-    }
-    if filled < head.len() || head[..8] != PNG_MAGIC || &head[12..16] != b"IHDR" {
-        return Err(bad("no PNG header (IHDR) at its start".into()));
-    }
-    let width = u32::from_be_bytes([head[16], head[17], head[18], head[19]]) as usize;
-    let height = u32::from_be_bytes([head[20], head[21], head[22], head[23]]) as usize;
-    if (height, width) != (rows, cols) {
-        return Err(input_err(
-            path,
-            format!(
-                "is a {width}x{height} PNG; the model takes {cols}x{rows} images (no resizing): \
-                 scale or crop it to {cols}x{rows} first"
-            ),
-        ));
-    }
-    let limits = png::Limits {
-        bytes: PNG_DECODER_BYTES,
-    };
-    let mut decoder = png::Decoder::new_with_limits(io::Cursor::new(head).chain(source), limits);
-    // Expand palettes and low bit depths to 8-bit; strip 16-bit to 8.
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().map_err(|e| bad(e.to_string()))?;
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| bad(e.to_string()))?;
-    let channels = info.color_type.samples();
-    let bytes = &buf[..info.buffer_size()];
-    match channels {
-        1 | 2 => Ok(bytes.chunks(channels).map(|p| p[0]).collect()),
-        3 | 4 => Ok(bytes
-            .chunks(channels)
-            .map(|p| {
-                let luma =
-                    0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
-                luma.round().clamp(0.0, 255.0) as u8
-            })
-            .collect()),
-        n => Err(input_err(
-            path,
-            format!("unsupported PNG with {n} channels"),
-        )),
-    }
-}
-
-/// The champion, ready to classify.
-pub struct Champion {
-    pub card: ModelCard,
-    _vs: nn::VarStore,
-    net: nn::SequentialT,
-}
-
-/// Rebuilds the champion from `best/` (card + weights), within the default
-/// memory budget.
-pub fn load_champion(state_dir: &Path) -> Result<Champion, PredictError> {
-    load_champion_within(state_dir, budget::default_budget())
-}
-
-/// [`load_champion`]; weights that would take more than `memory_budget`
-/// (read, then copied into the model) are refused unread.
-pub fn load_champion_within(
-    state_dir: &Path,
-    memory_budget: u64,
-) -> Result<Champion, PredictError> {
-    let best = crate::state_dir::best(state_dir);
-    let card =
-        promote::load_champion(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
-    if card.diverged() {
-        return Err(promote::CardError::Diverged {
-            path: best.join(promote::CARD),
-        }
-        .into());
-    }
-    let channels = card.input_shape[0];
-    if !card.normalisation.fits(channels) {
-        return Err(input_err(
-            &best.join(promote::CARD),
-            format!(
-                "its normalisation has {} channel(s) but the model takes {channels}; \
-                 `trainerd rollback` restores the previous champion",
-                card.normalisation.mean().len()
-            ),
-        ));
-    }
-    crate::export::verify(&best, &card).map_err(PredictError::Corrupt)?;
-    let weights = best.join("model.safetensors");
-    let model_err = |what: String| PredictError::Model {
-        path: weights.clone(),
-        what,
-    };
-    let len = std::fs::metadata(&weights)
-        .map_err(|e| model_err(e.to_string()))?
-        .len();
-    if len.saturating_mul(2) > memory_budget {
-        return Err(PredictError::Input {
-            path: weights.clone(),
-            what: format!(
-                "the champion's weights ({}) need about {} to load, more than {}",
-                budget::human(len),
-                budget::human(len.saturating_mul(2)),
-                budget::describe(memory_budget)
-            ),
-        });
-    }
-    let saved = Tensor::read_safetensors(&weights).map_err(|e| model_err(e.to_string()))?;
-    let (vs, net, _) = crate::export::weight_map(&card, &saved).map_err(|e| match e {
-        crate::export::ExportError::Weights { what } => model_err(what),
-        other => model_err(other.to_string()),
-    })?;
-    Ok(Champion { card, _vs: vs, net })
-}
-
 /// Where predictions go: `(index in the file, label, probability, logits)`.
 type Emit<'a> = dyn FnMut(usize, i64, f64, &[f32]) -> io::Result<()> + 'a;
 
-/// What the network says about a batch of images.
-struct Output {
-    labels: Vec<i64>,
-    probs: Vec<f64>,
-    /// Row-major `[n, classes]`.
-    logits: Vec<f32>,
-}
-
 impl Champion {
-    /// `(rows, cols)` of the images the model takes.
-    fn image_size(&self) -> (usize, usize) {
-        let [_, h, w] = self.card.input_shape;
-        (h.max(0) as usize, w.max(0) as usize)
-    }
-
-    /// Logits, row-major `[n, classes]`, of `n` images given as values in
-    /// [0, 1] (`n × C × H × W` of them), normalised as in training; for
-    /// `trainerd serve`. `None` if the forward pass fails (the message is logged).
-    pub fn logits01(&self, pixels: &[f32], n: usize) -> Option<Vec<f32>> {
-        let [c, h, w] = self.card.input_shape;
-        let run = || -> Result<Vec<f32>, tch::TchError> {
-            let x = Tensor::f_from_slice(pixels)?.f_view([n as i64, c, h, w])?;
-            let x = self.card.normalisation.apply01(&x)?;
-            let logits = tch::no_grad(|| self.net.forward_t(&x, false));
-            Vec::try_from(logits.contiguous().view([-1]))
-        };
-        run()
-            .map_err(|e| tracing::error!("forward pass failed: {e}"))
-            .ok()
-    }
-
-    /// Labels, probabilities and logits of `n` images of the model's size.
-    fn forward(&self, pixels: &[u8], n: usize) -> Output {
-        let [c, h, w] = self.card.input_shape;
-        let x = Tensor::from_slice(pixels)
-            .to_kind(Kind::Float)
-            .view([n as i64, c, h, w]);
-        let x = match self.card.normalisation.apply01(&(x / 255.0)) {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!("normalisation failed: {e}");
-                return Output {
-                    labels: Vec::new(),
-                    probs: Vec::new(),
-                    logits: Vec::new(),
-                };
-            }
-        };
-        let logits = tch::no_grad(|| self.net.forward_t(&x, false));
-        let (p, label) = logits.softmax(-1, Kind::Float).max_dim(1, false);
-        Output {
-            labels: Vec::try_from(label).unwrap_or_default(),
-            probs: Vec::try_from(p.to_kind(Kind::Double)).unwrap_or_default(),
-            logits: Vec::try_from(logits.contiguous().view([-1])).unwrap_or_default(),
-        }
-    }
-
     /// Emits each image of a forward pass; `first` is the first one's index in its file.
     fn emit_all(&self, out: Output, first: usize, emit: &mut Emit<'_>) -> io::Result<()> {
         let k = (self.card.classes.max(1)) as usize;
@@ -323,14 +135,6 @@ impl Champion {
             emit(first + i, label, p, logits)?;
         }
         Ok(())
-    }
-
-    /// The class name of `label`, when the card has class names.
-    pub fn class_name(&self, label: i64) -> Option<&str> {
-        usize::try_from(label)
-            .ok()
-            .and_then(|l| self.card.class_names.get(l))
-            .map(String::as_str)
     }
 
     /// Classifies the images of one file (IDX, PNG or JPEG, told by content).
