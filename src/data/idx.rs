@@ -456,7 +456,7 @@ fn corrupt_gzip(path: &Path, error: &io::Error) -> DataError {
 }
 
 /// Reads until `buf` is full or the source ends; returns the bytes read.
-fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {

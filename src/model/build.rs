@@ -18,25 +18,9 @@ pub fn build(vs: &nn::Path, spec: &ArchSpec, input: InputShape) -> nn::Sequentia
     let mut seq = nn::seq_t();
     match spec {
         ArchSpec::Mlp { hidden, dropout } => {
-            let mut width = input.channels * input.height * input.width;
-            seq = seq.add_fn(|x| x.flatten(1, -1));
-            for (i, &h) in hidden.iter().enumerate() {
-                seq = seq.add(nn::linear(
-                    vs / format!("fc{i}"),
-                    width,
-                    h,
-                    linear_cfg(width),
-                ));
-                seq = seq.add_fn(|x| x.relu());
-                seq = add_dropout(seq, *dropout);
-                width = h;
-            }
-            seq.add(nn::linear(
-                vs / "out",
-                width,
-                input.classes,
-                linear_cfg(width),
-            ))
+            let width = input.channels * input.height * input.width;
+            let seq = seq.add_fn(|x| x.flatten(1, -1));
+            add_dense(seq, vs, width, hidden, *dropout, input.classes)
         }
         ArchSpec::Cnn {
             blocks,
@@ -82,26 +66,33 @@ pub fn build(vs: &nn::Path, spec: &ArchSpec, input: InputShape) -> nn::Sequentia
                 seq = add_dropout(seq, block.dropout);
             }
             seq = seq.add_fn(|x| x.flatten(1, -1));
-            let mut width = c * h * w;
-            for (i, &hd) in head.iter().enumerate() {
-                seq = seq.add(nn::linear(
-                    vs / format!("fc{i}"),
-                    width,
-                    hd,
-                    linear_cfg(width),
-                ));
-                seq = seq.add_fn(|x| x.relu());
-                seq = add_dropout(seq, *head_dropout);
-                width = hd;
-            }
-            seq.add(nn::linear(
-                vs / "out",
-                width,
-                input.classes,
-                linear_cfg(width),
-            ))
+            add_dense(seq, vs, c * h * w, head, *head_dropout, input.classes)
         }
     }
+}
+
+/// The dense layers `fc0, fc1, ...` of `hidden` widths (ReLU, then dropout)
+/// from `width` inputs, and the `out` layer of `classes` logits.
+fn add_dense(
+    mut seq: nn::SequentialT,
+    vs: &nn::Path,
+    mut width: i64,
+    hidden: &[i64],
+    dropout: f64,
+    classes: i64,
+) -> nn::SequentialT {
+    for (i, &h) in hidden.iter().enumerate() {
+        seq = seq.add(nn::linear(
+            vs / format!("fc{i}"),
+            width,
+            h,
+            linear_cfg(width),
+        ));
+        seq = seq.add_fn(|x| x.relu());
+        seq = add_dropout(seq, dropout);
+        width = h;
+    }
+    seq.add(nn::linear(vs / "out", width, classes, linear_cfg(width)))
 }
 
 /// PyTorch's default initialisation for linear and convolution layers:

@@ -27,15 +27,7 @@ pub fn read_png(
     let bad = |what: String| input_err(path, format!("not a readable PNG: {what}"));
     // Signature (8), chunk length (4), "IHDR" (4), width (4), height (4).
     let mut head = [0u8; 24];
-    let mut filled = 0;
-    while filled < head.len() {
-        match source.read(&mut head[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(open_err(path)(e)),
-        }
-    }
+    let filled = crate::data::idx::read_up_to(&mut source, &mut head).map_err(open_err(path))?;
     if filled < head.len() || head[..8] != PNG_MAGIC || &head[12..16] != b"IHDR" {
         return Err(bad("no PNG header (IHDR) at its start".into()));
     }
