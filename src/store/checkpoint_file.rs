@@ -32,7 +32,7 @@ pub const MAGIC: &[u8; 8] = b"TRNDCKPT";
 /// The format this build writes and the only one it reads.
 pub const FORMAT_VERSION: u32 = 1;
 /// Magic, version, header length.
-pub(super) const PREFIX_LEN: usize = 8 + 4 + 8;
+const PREFIX_LEN: usize = 8 + 4 + 8;
 pub(super) const DIGEST_LEN: usize = 32;
 /// A header larger than this is corruption, not a real header.
 const MAX_HEADER_LEN: u64 = 64 << 20;
