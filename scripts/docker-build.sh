@@ -13,6 +13,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image=${TRAINERD_IMAGE:-trainerd:latest}
 cd "$root"
 
+# A first build (stand-ins, builder stage, runtime) writes about 11 GiB.
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+    "$root/scripts/need-space.sh" "$(docker info -f '{{.DockerRootDir}}')" 12 "a first build of $image"
+fi
 "$root/scripts/base-images.sh"
 
 version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)

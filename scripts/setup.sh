@@ -9,8 +9,11 @@ torch_version="2.11.0"
 
 if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
     echo "setup: creating $venv with torch==$torch_version (a large download, once)" >&2
+    # The wheels (~3.5 GiB) land in TMPDIR, then unpack to ~5 GiB in the venv.
+    "$root/scripts/need-space.sh" "${TMPDIR:-/tmp}" 4 "pip's download of torch"
+    "$root/scripts/need-space.sh" "$venv" 9 "the torch venv (download and unpacked)"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "torch==$torch_version" numpy
+    "$venv/bin/pip" install --quiet --no-cache-dir "torch==$torch_version" numpy
 fi
 
 torch_lib=$("$venv/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')

@@ -14,6 +14,8 @@ step "setup-interop (onnx, onnxruntime for tests/export.rs)"
 scripts/setup-interop.sh
 
 step "format and lints"
+# A first release build of every target writes about 5 GiB under target/.
+[ -d target/release ] || scripts/need-space.sh target 6 "a first release build"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 # Docs: every intra-doc link resolves (a renamed or removed item breaks one).
