@@ -154,13 +154,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
                     json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy}),
                 ));
             }
-            if *study_best < target {
-                out.push(with(
-                    event(e, EventKind::BelowTarget, t(*trial), Some(*trial)),
-                    format!("best so far {study_best:.4} is below the target {target}"),
-                    json!({"study_best": study_best, "target": target}),
-                ));
-            }
+            out.extend(below_target(e, *trial, *study_best, target));
             out
         }
         Record::TrialDiverged {
@@ -185,13 +179,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
                            "diverged": true, "train_seconds": train_seconds}),
                 ),
             ];
-            if *study_best < target {
-                out.push(with(
-                    event(e, EventKind::BelowTarget, t(*trial), Some(*trial)),
-                    format!("best so far {study_best:.4} is below the target {target}"),
-                    json!({"study_best": study_best, "target": target}),
-                ));
-            }
+            out.extend(below_target(e, *trial, *study_best, target));
             out
         }
         Record::Stopped { seq, trial, step } => vec![with(
@@ -227,6 +215,23 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
             )]
         }
     }
+}
+
+/// The `below_target` event that follows a finished trial while the study's
+/// best is still short of its target; none once the target is met.
+fn below_target(e: &Entry, trial: u32, study_best: f64, target: f64) -> Option<Event> {
+    (study_best < target).then(|| {
+        with(
+            event(
+                e,
+                EventKind::BelowTarget,
+                Some(format!("t{trial}")),
+                Some(trial),
+            ),
+            format!("best so far {study_best:.4} is below the target {target}"),
+            json!({"study_best": study_best, "target": target}),
+        )
+    })
 }
 
 /// The append-only event log, with the ids it already holds.

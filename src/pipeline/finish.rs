@@ -71,9 +71,35 @@ pub(super) fn finish_trial(
     data: &Dataset,
     v: &StudyView,
 ) -> anyhow::Result<()> {
+    let card = card_of(ctx, chain, t, report, data);
+    let verdict = verdict_for(ctx, chain, &card, data);
+    let promoted = carry_out(ctx, chain, verdict, &card, t, report, v)?;
+    chain.record(Record::TrialFinished {
+        trial: t.trial,
+        val_accuracy: report.val.accuracy,
+        test_accuracy: Some(report.test.accuracy),
+        val_loss: report.val.loss,
+        history: report.history.clone(),
+        pruned: false,
+        promoted,
+        study_best: study_best(v, report.val.accuracy),
+        train_seconds: report.train_seconds,
+        resumed_from: report.resumed_from,
+    })?;
+    Ok(())
+}
+
+/// The model card a finished trial would be promoted with.
+fn card_of(
+    ctx: &Context<'_>,
+    chain: &Chain,
+    t: &OpenTrial,
+    report: &TrialReport,
+    data: &Dataset,
+) -> ModelCard {
     let cfg = ctx.cfg;
     let shape = train::input_shape(data);
-    let card = ModelCard {
+    ModelCard {
         format: MODEL_CARD_FORMAT,
         trial: t.trial,
         preset: t.spec.preset.clone(),
@@ -100,56 +126,69 @@ pub(super) fn finish_trial(
         files: Vec::new(),
         version: 0,
         class_names: data.class_names.clone(),
-    };
-    let champion = promote::load_card(&cfg.state_dir).unwrap_or_else(|e| {
+    }
+}
+
+/// Whether `card` replaces the champion in `best/`: measured against the
+/// champion's numbers on this data where it can be.
+fn verdict_for(ctx: &Context<'_>, chain: &mut Chain, card: &ModelCard, data: &Dataset) -> Verdict {
+    let margin = ctx.cfg.promote_margin;
+    let champion = promote::load_card(&ctx.cfg.state_dir).unwrap_or_else(|e| {
         // Replaced like a champion from other data: it moves to best.previous/, kept.
         tracing::warn!("{e}; the next winner replaces it");
         None
     });
-    let (champion, remeasured) = match champion {
-        Some(c) => {
-            let (c, remeasured) = on_this_data(ctx, chain, c, &card, data);
-            (Some(c), remeasured)
-        }
-        None => (None, false),
+    let Some(champion) = champion else {
+        return promote::verdict(None, card, margin);
     };
-    let verdict = match &champion {
-        // Measured on this data: a tie goes to the model trained on it.
-        Some(c) if remeasured && !card.diverged() => {
-            let (new, old, margin) = (card.val_accuracy, c.val_accuracy, cfg.promote_margin);
-            if new >= old + margin {
-                Verdict::Promote(format!(
-                    "validation {new:.4} on the new data matches or beats the champion's {old:.4} there (margin {margin})"
-                ))
-            } else {
-                Verdict::Keep(format!(
-                    "validation {new:.4} on the new data trails the champion's {old:.4} there (margin {margin})"
-                ))
-            }
-        }
-        _ => promote::verdict(champion.as_ref(), &card, cfg.promote_margin),
-    };
-    let promoted = match verdict {
+    let (champion, remeasured) = on_this_data(ctx, chain, champion, card, data);
+    if !remeasured || card.diverged() {
+        return promote::verdict(Some(&champion), card, margin);
+    }
+    // Measured on this data: a tie goes to the model trained on it.
+    let (new, old) = (card.val_accuracy, champion.val_accuracy);
+    if new >= old + margin {
+        Verdict::Promote(format!(
+            "validation {new:.4} on the new data matches or beats the champion's {old:.4} there (margin {margin})"
+        ))
+    } else {
+        Verdict::Keep(format!(
+            "validation {new:.4} on the new data trails the champion's {old:.4} there (margin {margin})"
+        ))
+    }
+}
+
+/// Acts on the verdict (promotes, or rewrites a champion's missing report);
+/// true when the trial is the champion afterwards.
+fn carry_out(
+    ctx: &Context<'_>,
+    chain: &Chain,
+    verdict: Verdict,
+    card: &ModelCard,
+    t: &OpenTrial,
+    report: &TrialReport,
+    v: &StudyView,
+) -> anyhow::Result<bool> {
+    let state_dir = &ctx.cfg.state_dir;
+    match verdict {
         Verdict::AlreadyChampion => {
             // Promoted by builds that wrote the report after the renames, and crashed in between.
-            if !crate::state_dir::best(&cfg.state_dir).join(REPORT).exists() {
-                let html = render_report(ctx, chain, &card, t, report, v);
-                match crate::store::write_bytes_atomic(
-                    &crate::state_dir::best(&cfg.state_dir).join(REPORT),
-                    html.as_bytes(),
-                ) {
+            let path = crate::state_dir::best(state_dir).join(REPORT);
+            if !path.exists() {
+                let html = render_report(ctx, chain, card, t, report, v);
+                match crate::store::write_bytes_atomic(&path, html.as_bytes()) {
                     Ok(()) => tracing::info!("report of the champion written again"),
                     Err(e) => tracing::warn!("report not written: {e}"),
                 }
             }
-            true
+            Ok(true)
         }
         Verdict::Promote(why) => {
-            let html = render_report(ctx, chain, &card, t, report, v);
+            let html = render_report(ctx, chain, card, t, report, v);
             promote::promote(
-                &cfg.state_dir,
+                state_dir,
                 &report.weights,
-                &card,
+                card,
                 &[(REPORT, html.as_bytes())],
             )
             .context("promoting the model")?;
@@ -158,26 +197,13 @@ pub(super) fn finish_trial(
                 test_accuracy = card.test_accuracy,
                 "promoted to best/ with its report: {why}"
             );
-            true
+            Ok(true)
         }
         Verdict::Keep(why) => {
             tracing::info!(trial = t.trial, "champion kept: {why}");
-            false
+            Ok(false)
         }
-    };
-    chain.record(Record::TrialFinished {
-        trial: t.trial,
-        val_accuracy: report.val.accuracy,
-        test_accuracy: Some(report.test.accuracy),
-        val_loss: report.val.loss,
-        history: report.history.clone(),
-        pruned: false,
-        promoted,
-        study_best: study_best(v, report.val.accuracy),
-        train_seconds: report.train_seconds,
-        resumed_from: report.resumed_from,
-    })?;
-    Ok(())
+    }
 }
 
 /// The champion as the verdict should see it, and whether it was measured

@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::data::Dataset;
 use crate::search::history::{view, OpenTrial, StudyView};
 use crate::search::journal::{Entry, Journal, Outcome, Record};
-use crate::search::strategy::{Plan, PrunePolicy};
+use crate::search::strategy::{Finished, Plan, PrunePolicy};
 use crate::telemetry::heartbeat::Liveness;
 use crate::train::{self, EpochRecord, Progress, StopFlag, TrialOutcome};
 
@@ -346,33 +346,8 @@ fn drive(
             continue;
         }
         let done = v.done();
-        let prune = |history: &[EpochRecord]| -> bool {
-            let curve: Vec<f64> = history.iter().map(|h| h.val_accuracy).collect();
-            let secs = v.train_seconds + history.last().map_or(0.0, |h| h.train_seconds);
-            let reason = if cfg.max_time.is_some_and(|l| secs >= l.as_secs_f64()) {
-                "max_time spent".to_string()
-            } else if plan.should_prune(&current.spec, &curve, &done) {
-                format!(
-                    "validation accuracy {:.4} at epoch {} trails earlier trials",
-                    curve.last().copied().unwrap_or(0.0),
-                    curve.len()
-                )
-            } else {
-                return false;
-            };
-            let rec = Record::TrialPruned {
-                trial: current.trial,
-                history: history.to_vec(),
-                reason,
-            };
-            match chain.borrow_mut().record(rec) {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!("cannot journal the pruning; training on: {e:#}");
-                    false
-                }
-            }
-        };
+        let prune =
+            |history: &[EpochRecord]| prune_now(ctx, plan, &current, &v, &done, &chain, history);
         let mut ckpts = super::open_checkpoints(&cfg.state_dir, &dir, cfg.keep_checkpoints)?;
         let warm = match current.trial {
             0 => {
@@ -419,6 +394,45 @@ fn drive(
             finish_trial(ctx, &mut chain.borrow_mut(), &current, &report, data, &v)?;
         }
         remove_dir(&dir);
+    }
+}
+
+/// The pruning hook, called after each epoch: whether to stop the trial now
+/// (its time budget is spent, or its curve trails earlier trials'), journaled
+/// before the answer is given. A journal that cannot take it trains on.
+fn prune_now(
+    ctx: &Context<'_>,
+    plan: &Plan,
+    current: &OpenTrial,
+    v: &StudyView,
+    done: &[Finished],
+    chain: &RefCell<Chain>,
+    history: &[EpochRecord],
+) -> bool {
+    let curve: Vec<f64> = history.iter().map(|h| h.val_accuracy).collect();
+    let secs = v.train_seconds + history.last().map_or(0.0, |h| h.train_seconds);
+    let reason = if ctx.cfg.max_time.is_some_and(|l| secs >= l.as_secs_f64()) {
+        "max_time spent".to_string()
+    } else if plan.should_prune(&current.spec, &curve, done) {
+        format!(
+            "validation accuracy {:.4} at epoch {} trails earlier trials",
+            curve.last().copied().unwrap_or(0.0),
+            curve.len()
+        )
+    } else {
+        return false;
+    };
+    let rec = Record::TrialPruned {
+        trial: current.trial,
+        history: history.to_vec(),
+        reason,
+    };
+    match chain.borrow_mut().record(rec) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("cannot journal the pruning; training on: {e:#}");
+            false
+        }
     }
 }
 
