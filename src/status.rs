@@ -187,34 +187,7 @@ pub fn render_table(v: &Value) -> String {
             t["running"], t["finished"], t["pruned"], v["restarts"]
         ),
     ));
-    match v["best"].as_object() {
-        Some(b) => {
-            let mut line = format!(
-                "trial {} ({}) · val {} · test {} · {}",
-                b["trial"],
-                b["preset"].as_str().unwrap_or(""),
-                pct(&b["val_accuracy"]),
-                pct(&b["test_accuracy"]),
-                b["created_at"].as_str().unwrap_or("")
-            );
-            let fp = b["data_fingerprint"].as_str().unwrap_or("");
-            line += &format!(" · data {}", fp.get(..12).unwrap_or(fp));
-            if let Some(c) = b.get("commit").and_then(Value::as_str) {
-                line += &format!(" · commit {}", c.get(..12).unwrap_or(c));
-            }
-            if let Some(e) = b["damaged"].as_str() {
-                line += &format!(" · DAMAGED: {e}");
-            }
-            if b.get("diverged") == Some(&Value::Bool(true)) {
-                line += " · DIVERGED (written by an older trainerd; the next study replaces it)";
-            }
-            rows.push(("champion", line));
-        }
-        None => match v["champion_error"].as_str() {
-            Some(e) => rows.push(("champion", format!("UNUSABLE: {e}"))),
-            None => rows.push(("champion", "none yet".into())),
-        },
-    }
+    rows.push(("champion", champion_line(v)));
     if let Some(e) = v["last_event"].as_object() {
         rows.push((
             "last event",
@@ -229,6 +202,36 @@ pub fn render_table(v: &Value) -> String {
         ));
     }
     rows.iter().map(|(k, v)| format!("{k:<13} {v}\n")).collect()
+}
+
+/// The table's champion row: who it is, its numbers and data, and any damage.
+fn champion_line(v: &Value) -> String {
+    let Some(b) = v["best"].as_object() else {
+        return match v["champion_error"].as_str() {
+            Some(e) => format!("UNUSABLE: {e}"),
+            None => "none yet".into(),
+        };
+    };
+    let mut line = format!(
+        "trial {} ({}) · val {} · test {} · {}",
+        b["trial"],
+        b["preset"].as_str().unwrap_or(""),
+        pct(&b["val_accuracy"]),
+        pct(&b["test_accuracy"]),
+        b["created_at"].as_str().unwrap_or("")
+    );
+    let fp = b["data_fingerprint"].as_str().unwrap_or("");
+    line += &format!(" · data {}", fp.get(..12).unwrap_or(fp));
+    if let Some(c) = b.get("commit").and_then(Value::as_str) {
+        line += &format!(" · commit {}", c.get(..12).unwrap_or(c));
+    }
+    if let Some(e) = b["damaged"].as_str() {
+        line += &format!(" · DAMAGED: {e}");
+    }
+    if b.get("diverged") == Some(&Value::Bool(true)) {
+        line += " · DIVERGED (written by an older trainerd; the next study replaces it)";
+    }
+    line
 }
 
 pub fn print(state_dir: &Path, as_json: bool) -> anyhow::Result<()> {

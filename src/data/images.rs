@@ -166,39 +166,8 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
     let fingerprint = folders::fingerprint(all.iter().zip(shas), size);
 
     let train_labels: Vec<u8> = train.iter().map(|e| e.label).collect();
-    // Indices into the training folders: the test records (when test/ is missing) and the rest.
-    let (held_test, pool) = if test.is_some() {
-        (Vec::new(), (0..train.len() as i64).collect::<Vec<_>>())
-    } else {
-        let size = split::auto_size(train.len(), k);
-        let split = pick_split(&train_labels, k, size, opts.seed ^ TEST_SPLIT_KEY);
-        let split = split.map_err(|_| too_few(dir, "a test set"))?;
-        tracing::info!(
-            dir = %dir.display(),
-            test = split.0.len(),
-            "no test/ folder: {} training images held out as the test set (by the seed)",
-            split.0.len()
-        );
-        split
-    };
-    let pool_labels: Vec<u8> = pool.iter().map(|&i| train_labels[i as usize]).collect();
-    let val_size = opts
-        .val_size
-        .unwrap_or_else(|| split::auto_size(pool.len(), k));
-    let (val_at, train_at) = pick_split(&pool_labels, k, val_size, opts.seed).map_err(
-        |split::DoesNotFit { largest }| DataError::Option {
-            key: "val_size",
-            what: format!(
-                "{val_size} does not fit the {} training images of {}: it must be between 1 \
-                 and {largest}, so that every class keeps a training image; lower --val-size, \
-                 or leave it unset for a tenth of the data",
-                pool.len(),
-                dir.display()
-            ),
-        },
-    )?;
-    let val_idx: Vec<i64> = val_at.iter().map(|&i| pool[i as usize]).collect();
-    let train_idx: Vec<i64> = train_at.iter().map(|&i| pool[i as usize]).collect();
+    let (held_test, val_idx, train_idx) =
+        split_indices(dir, &train_labels, test.is_some(), k, opts)?;
 
     let normalisation = channel_statistics(&train_buf, &train_idx, &target);
     let tensor_err = |e: TchError| DataError::Tensor {
@@ -236,6 +205,54 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
         normalisation,
         class_names: classes,
     })
+}
+
+/// Which records of the training folders are held out as the test set (none
+/// when `test/` exists), which form the validation split, and which train.
+fn split_indices(
+    dir: &Path,
+    train_labels: &[u8],
+    has_test: bool,
+    k: usize,
+    opts: &LoadOptions,
+) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), DataError> {
+    // Indices into the training folders: the test records (when test/ is missing) and the rest.
+    let (held_test, pool) = if has_test {
+        (
+            Vec::new(),
+            (0..train_labels.len() as i64).collect::<Vec<_>>(),
+        )
+    } else {
+        let size = split::auto_size(train_labels.len(), k);
+        let split = pick_split(train_labels, k, size, opts.seed ^ TEST_SPLIT_KEY);
+        let split = split.map_err(|_| too_few(dir, "a test set"))?;
+        tracing::info!(
+            dir = %dir.display(),
+            test = split.0.len(),
+            "no test/ folder: {} training images held out as the test set (by the seed)",
+            split.0.len()
+        );
+        split
+    };
+    let pool_labels: Vec<u8> = pool.iter().map(|&i| train_labels[i as usize]).collect();
+    let val_size = opts
+        .val_size
+        .unwrap_or_else(|| split::auto_size(pool.len(), k));
+    let (val_at, train_at) = pick_split(&pool_labels, k, val_size, opts.seed).map_err(
+        |split::DoesNotFit { largest }| DataError::Option {
+            key: "val_size",
+            what: format!(
+                "{val_size} does not fit the {} training images of {}: it must be between 1 \
+                 and {largest}, so that every class keeps a training image; lower --val-size, \
+                 or leave it unset for a tenth of the data",
+                pool.len(),
+                dir.display()
+            ),
+        },
+    )?;
+    let val_idx: Vec<i64> = val_at.iter().map(|&i| pool[i as usize]).collect();
+    let train_idx: Vec<i64> = train_at.iter().map(|&i| pool[i as usize]).collect();
+    Ok((held_test, val_idx, train_idx))
 }
 
 /// Per-channel mean and std over the images `idx` of `buf` (`[N, C, H, W]` bytes).
