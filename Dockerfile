@@ -20,7 +20,7 @@ RUN apt-get update \
 WORKDIR /src
 
 # torch first: the largest download, and it changes least often.
-COPY scripts/setup.sh scripts/setup.sh
+COPY scripts/setup.sh scripts/need-space.sh scripts/
 RUN scripts/setup.sh && rm -rf /root/.cache/pip
 
 # Dependencies (torch-sys's C++ shim above all) in their own layer, built
