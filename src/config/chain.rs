@@ -41,45 +41,8 @@ pub(super) fn settings(o: &Options, target: f64) -> Result<ChainSettings, Config
             format!("{prune_margin} is outside [0, 1]"),
         ));
     }
-    let webhooks: Vec<String> = o.webhook.clone();
-    let webhooks: Vec<String> = webhooks
-        .iter()
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty())
-        .collect();
-    for url in &webhooks {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-            return Err(invalid(
-                "webhook",
-                format!("{:?} is not an http(s) URL with a host", redact_url(url)),
-            ));
-        }
-    }
-    let kinds = crate::event_kind::KINDS;
-    let webhook_events: Vec<String> = match o.webhook_events.clone() {
-        None => crate::event_kind::DEFAULT_WEBHOOK_EVENTS
-            .iter()
-            .map(|k| k.to_string())
-            .collect(),
-        Some(s) if s.trim() == "all" => kinds.iter().map(|k| k.to_string()).collect(),
-        Some(s) => {
-            let list: Vec<String> = s
-                .split(',')
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .collect();
-            if let Some(bad) = list.iter().find(|k| !kinds.contains(&k.as_str())) {
-                return Err(invalid(
-                    "webhook_events",
-                    format!("{bad:?} is not an event ({}, or all)", kinds.join(", ")),
-                ));
-            }
-            list
-        }
-    };
+    let webhooks = webhook_urls(&o.webhook)?;
+    let webhook_events = webhook_events(o.webhook_events.as_deref())?;
     let file = o.webhook_secret_file.clone();
     let webhook_secret = match secret_bytes(file, "webhook_secret_file", "TRAINERD_WEBHOOK_SECRET")?
     {
@@ -102,6 +65,53 @@ pub(super) fn settings(o: &Options, target: f64) -> Result<ChainSettings, Config
         webhook_secret,
         hook_secret,
     })
+}
+
+/// The `webhook` URLs, trimmed, blanks dropped; each must be http(s) with a host.
+fn webhook_urls(given: &[String]) -> Result<Vec<String>, ConfigError> {
+    let webhooks: Vec<String> = given
+        .iter()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    for url in &webhooks {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            return Err(invalid(
+                "webhook",
+                format!("{:?} is not an http(s) URL with a host", redact_url(url)),
+            ));
+        }
+    }
+    Ok(webhooks)
+}
+
+/// The event kinds `webhook_events` sends: a comma list, `all`, or the default set.
+fn webhook_events(given: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let kinds = crate::event_kind::KINDS;
+    let Some(s) = given else {
+        return Ok(crate::event_kind::DEFAULT_WEBHOOK_EVENTS
+            .iter()
+            .map(|k| k.to_string())
+            .collect());
+    };
+    if s.trim() == "all" {
+        return Ok(kinds.iter().map(|k| k.to_string()).collect());
+    }
+    let list: Vec<String> = s
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(bad) = list.iter().find(|k| !kinds.contains(&k.as_str())) {
+        return Err(invalid(
+            "webhook_events",
+            format!("{bad:?} is not an event ({}, or all)", kinds.join(", ")),
+        ));
+    }
+    Ok(list)
 }
 
 /// Where a secret came from: the config key and the file or variable.
