@@ -19,10 +19,12 @@ pub struct Trained {
 }
 
 /// A champion (`linear`, one epoch on generated data), trained once per binary.
+/// A static is never dropped, so its folder lives under cargo's
+/// `CARGO_TARGET_TMPDIR` (inside `target/`), not in the system's temp dir.
 pub fn trained() -> &'static Trained {
     static T: OnceLock<Trained> = OnceLock::new();
     T.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let root = tmp.path().to_path_buf();
         let data = root.join("data");
         synth_data(&data, 300, 200);
