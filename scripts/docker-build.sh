@@ -6,7 +6,8 @@
 #
 # Makes the base-image stand-ins first (scripts/base-images.sh), then runs
 # `docker build --network host` (builds here never use a bridge network; pip
-# and cargo reach PyPI and crates.io through the host's network).
+# and cargo reach PyPI and crates.io through the host's network). The images
+# a rebuild replaces are removed, so repeated builds do not fill the disk.
 # Env: TRAINERD_IMAGE (default trainerd:latest).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,13 +22,26 @@ fi
 
 version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The builder stage is tagged too ($image-builder): it is the cache of the
+# next build, and a rebuild leaves the images it replaces untagged, which are
+# removed below (only these two, never another project's images).
+builder="$image-builder"
+id_of() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+old_ids="$(id_of "$builder") $(id_of "$image")"
 start=$(date +%s)
 echo "docker-build: building $image (version $version, revision $revision)" >&2
+docker build --network host --target builder -t "$builder" "$@" .
 docker build --network host \
     --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" \
     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     -t "$image" "$@" .
 end=$(date +%s)
+new_ids="$(id_of "$builder") $(id_of "$image")"
+for old in $old_ids; do
+    case " $new_ids " in *" $old "*) continue ;; esac
+    # In use by a container: kept, and docker says nothing fatal.
+    docker rmi "$old" >/dev/null 2>&1 && echo "docker-build: removed the replaced image ${old#sha256:}" >&2 || true
+done
 size=$(docker image inspect -f '{{.Size}}' "$image")
 echo "docker-build: $image built in $((end - start)) s, size $((size / 1000000)) MB" >&2

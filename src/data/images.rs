@@ -166,8 +166,11 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
     let fingerprint = folders::fingerprint(all.iter().zip(shas), size);
 
     let train_labels: Vec<u8> = train.iter().map(|e| e.label).collect();
-    let (held_test, val_idx, train_idx) =
-        split_indices(dir, &train_labels, test.is_some(), k, opts)?;
+    let Splits {
+        held_test,
+        val: val_idx,
+        train: train_idx,
+    } = split_indices(dir, &train_labels, test.is_some(), k, opts)?;
 
     let normalisation = channel_statistics(&train_buf, &train_idx, &target);
     let tensor_err = |e: TchError| DataError::Tensor {
@@ -207,15 +210,23 @@ pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<D
     })
 }
 
-/// Which records of the training folders are held out as the test set (none
-/// when `test/` exists), which form the validation split, and which train.
+/// Indices into the training folders, by the part of the data they go to.
+struct Splits {
+    /// Held out as the test set (none when `test/` exists).
+    held_test: Vec<i64>,
+    val: Vec<i64>,
+    train: Vec<i64>,
+}
+
+/// Which records of the training folders are held out as the test set,
+/// which form the validation split, and which train.
 fn split_indices(
     dir: &Path,
     train_labels: &[u8],
     has_test: bool,
     k: usize,
     opts: &LoadOptions,
-) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), DataError> {
+) -> Result<Splits, DataError> {
     // Indices into the training folders: the test records (when test/ is missing) and the rest.
     let (held_test, pool) = if has_test {
         (
@@ -250,9 +261,11 @@ fn split_indices(
             ),
         },
     )?;
-    let val_idx: Vec<i64> = val_at.iter().map(|&i| pool[i as usize]).collect();
-    let train_idx: Vec<i64> = train_at.iter().map(|&i| pool[i as usize]).collect();
-    Ok((held_test, val_idx, train_idx))
+    Ok(Splits {
+        held_test,
+        val: val_at.iter().map(|&i| pool[i as usize]).collect(),
+        train: train_at.iter().map(|&i| pool[i as usize]).collect(),
+    })
 }
 
 /// Per-channel mean and std over the images `idx` of `buf` (`[N, C, H, W]` bytes).
