@@ -24,14 +24,15 @@ version=$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # The builder stage is tagged too ($image-builder): it is the cache of the
 # next build, and a rebuild leaves the images it replaces untagged, which are
-# removed below (only these two, never another project's images).
+# removed below (only these two, never another project's images);
+# --force-rm removes the containers of failed steps too.
 builder="$image-builder"
 id_of() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 old_ids="$(id_of "$builder") $(id_of "$image")"
 start=$(date +%s)
 echo "docker-build: building $image (version $version, revision $revision)" >&2
-docker build --network host --target builder -t "$builder" "$@" .
-docker build --network host \
+docker build --network host --force-rm --target builder -t "$builder" "$@" .
+docker build --network host --force-rm \
     --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" \
     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
