@@ -65,6 +65,8 @@ fn an_explicit_val_size_that_cannot_fit_names_the_key() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("val_size") && err.contains("600"), "{err}");
+    let line = err.lines().find(|l| l.contains("val_size")).unwrap();
+    assert!(!line.contains("  "), "single spaces: {line:?}");
 }
 
 #[test]

@@ -268,7 +268,8 @@ pub fn file_sha256_complete(path: &Path) -> Result<[u8; 32], DataError> {
     if tail != PNG_END && !jpeg_end {
         return Err(DataError::invalid(
             path,
-            "does not end as a complete PNG or JPEG does (still being copied, or truncated);              finish copying it, or replace it",
+            "does not end as a complete PNG or JPEG does (still being copied, or truncated); \
+             finish copying it, or replace it",
         ));
     }
     Ok(sha)
@@ -351,5 +352,34 @@ mod tests {
             assert!(e.to_string().contains(named), "{named}: {e}");
             assert_eq!(crate::exit::ExitStatus::exit_code(&e), crate::exit::DATA);
         }
+    }
+
+    #[test]
+    fn only_a_file_that_ends_as_a_png_or_jpeg_does_counts_as_complete() {
+        let d = tempfile::tempdir().unwrap();
+        let png = d.path().join("a.png");
+        let mut bytes = b"\x89PNG\r\n\x1a\n some chunks".to_vec();
+        fs::write(&png, &bytes).unwrap();
+        let e = file_sha256_complete(&png).unwrap_err().to_string();
+        assert!(
+            e.contains("a.png") && e.contains("still being copied"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("  ") && !e.contains('\n'),
+            "one line, single spaces: {e:?}"
+        );
+        bytes.extend_from_slice(&PNG_END);
+        fs::write(&png, &bytes).unwrap();
+        assert_eq!(
+            file_sha256_complete(&png).unwrap(),
+            file_sha256(&png).unwrap()
+        );
+        let jpeg = d.path().join("b.jpg");
+        fs::write(&jpeg, [0xFF, 0xD8, 1, 2, 0xFF, 0xD9, 0, 0]).unwrap();
+        assert!(
+            file_sha256_complete(&jpeg).is_ok(),
+            "EOI followed by padding"
+        );
     }
 }

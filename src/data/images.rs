@@ -136,17 +136,6 @@ fn labels_tensor(entries: &[Entry]) -> Result<Tensor, TchError> {
     Tensor::f_from_slice(&l)?.f_to_kind(Kind::Int64)
 }
 
-/// Indices of `labels` marked (`true`) and not, by a stratified pick of `size`.
-fn pick_split(
-    labels: &[u8],
-    classes: usize,
-    size: usize,
-    seed: u64,
-) -> Result<(Vec<i64>, Vec<i64>), split::DoesNotFit> {
-    let marked = split::pick(labels, classes, size, seed)?;
-    Ok((0..labels.len() as i64).partition(|&i| marked[i as usize]))
-}
-
 /// Loads the image folders in `dir`.
 pub fn load(dir: &Path, opts: &LoadOptions, size: Option<ImageSize>) -> Result<Dataset, DataError> {
     let Layout {
@@ -235,7 +224,7 @@ fn split_indices(
         )
     } else {
         let size = split::auto_size(train_labels.len(), k);
-        let split = pick_split(train_labels, k, size, opts.seed ^ TEST_SPLIT_KEY);
+        let split = split::partition(train_labels, k, size, opts.seed ^ TEST_SPLIT_KEY);
         let split = split.map_err(|_| too_few(dir, "a test set"))?;
         tracing::info!(
             dir = %dir.display(),
@@ -249,18 +238,8 @@ fn split_indices(
     let val_size = opts
         .val_size
         .unwrap_or_else(|| split::auto_size(pool.len(), k));
-    let (val_at, train_at) = pick_split(&pool_labels, k, val_size, opts.seed).map_err(
-        |split::DoesNotFit { largest }| DataError::Option {
-            key: "val_size",
-            what: format!(
-                "{val_size} does not fit the {} training images of {}: it must be between 1 \
-                 and {largest}, so that every class keeps a training image; lower --val-size, \
-                 or leave it unset for a tenth of the data",
-                pool.len(),
-                dir.display()
-            ),
-        },
-    )?;
+    let (val_at, train_at) = split::partition(&pool_labels, k, val_size, opts.seed)
+        .map_err(|e| e.error(val_size, pool.len(), "images", dir))?;
     Ok(Splits {
         held_test,
         val: val_at.iter().map(|&i| pool[i as usize]).collect(),

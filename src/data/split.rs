@@ -10,7 +10,9 @@
 //!   order of a permutation keyed by the seed, so the split is a function of
 //!   the seed and the labels alone.
 
-use super::rng;
+use std::path::Path;
+
+use super::{rng, DataError};
 
 /// The default validation size's cap (MNIST: 60,000 / 10 -> 5,000).
 pub const MAX_AUTO_VAL_SIZE: usize = 5000;
@@ -33,6 +35,37 @@ pub fn auto_size(n_train: usize, classes: usize) -> usize {
 pub struct DoesNotFit {
     /// The largest size that leaves every class a training record.
     pub largest: usize,
+}
+
+impl DoesNotFit {
+    /// The error for `--val-size size` on the `n` training `records` (what
+    /// they are: "records", "images") of `source`: exit 78, naming the key
+    /// and the largest size that fits.
+    pub fn error(&self, size: usize, n: usize, records: &str, source: &Path) -> DataError {
+        let largest = self.largest;
+        let one = records.strip_suffix('s').unwrap_or(records);
+        DataError::Option {
+            key: "val_size",
+            what: format!(
+                "{size} does not fit the {n} training {records} of {}: it must be between 1 \
+                 and {largest}, so that every class keeps a training {one}; lower --val-size, \
+                 or leave it unset for a tenth of the data",
+                source.display()
+            ),
+        }
+    }
+}
+
+/// The records held out for validation ([`pick`]) and those left for
+/// training, as indices `(validation, training)`, each in record order.
+pub fn partition(
+    labels: &[u8],
+    classes: usize,
+    size: usize,
+    seed: u64,
+) -> Result<(Vec<i64>, Vec<i64>), DoesNotFit> {
+    let marked = pick(labels, classes, size, seed)?;
+    Ok((0..labels.len() as i64).partition(|&i| marked[i as usize]))
 }
 
 /// Marks `size` of the records (labels `labels`, classes `0..classes`) as
