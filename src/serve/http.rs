@@ -17,9 +17,9 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tower_http::timeout::TimeoutLayer;
 
-use super::batcher::{Batcher, Job, JobError, Shared};
+use super::batcher::{Answer, Batcher, Job, JobError, Shared};
 use super::metrics::ServeMetrics;
-use super::protocol::{self, InferRequest, MODEL_NAME};
+use super::protocol::{self, Geometry, InferRequest, Validated, MODEL_NAME};
 
 /// Largest request body: 16 MiB (a thousand MNIST images as JSON text).
 pub const MAX_BODY: usize = 16 << 20;
@@ -274,14 +274,16 @@ async fn infer_checked(
         Ok(l) => l,
         Err((status, what)) => return error(status, what),
     };
-    let headers = req.headers().clone();
-    if headers.contains_key("inference-header-content-length") {
+    if req
+        .headers()
+        .contains_key("inference-header-content-length")
+    {
         return error(
             StatusCode::BAD_REQUEST,
             "the binary tensor extension is not supported; send the tensor as JSON `data`",
         );
     }
-    let declared = body_len(&headers);
+    let declared = body_len(req.headers());
     if declared != usize::MAX && declared > MAX_BODY {
         return too_large();
     }
@@ -293,20 +295,8 @@ async fn infer_checked(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let geo = loaded.geometry;
-    let parse = move || {
-        let req: InferRequest = serde_json::from_slice(&body)
-            .map_err(|e| format!("not an inference request (JSON): {e}"))?;
-        protocol::validate(req, geo)
-    };
-    let parsed = if body_len(&headers) > PARSE_INLINE {
-        tokio::task::spawn_blocking(parse)
-            .await
-            .unwrap_or_else(|e| Err(format!("parsing failed: {e}")))
-    } else {
-        parse()
-    };
-    let mut v = match parsed {
+    let large = declared > PARSE_INLINE;
+    let mut v = match parse_request(body, large, loaded.geometry).await {
         Ok(v) => v,
         Err(what) => return error(StatusCode::BAD_REQUEST, what),
     };
@@ -325,20 +315,44 @@ async fn infer_checked(
         );
     }
     match answer.await {
-        Ok(Ok(a)) => json(
-            StatusCode::OK,
-            &protocol::respond(&v, a.logits, a.classes, a.version),
-        ),
-        Ok(Err(JobError::Reshaped(per))) => error(
-            StatusCode::BAD_REQUEST,
-            format!("the model changed while the request waited; it takes {per} values per image"),
-        ),
-        Ok(Err(e @ JobError::NotReady)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(result) => reply_of(&v, result),
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the inference thread stopped",
         ),
+    }
+}
+
+/// The body as an inference request checked against the model's geometry;
+/// a `large` one is parsed off the async threads.
+async fn parse_request(body: Bytes, large: bool, geo: Geometry) -> Result<Validated, String> {
+    let parse = move || {
+        let req: InferRequest = serde_json::from_slice(&body)
+            .map_err(|e| format!("not an inference request (JSON): {e}"))?;
+        protocol::validate(req, geo)
+    };
+    if large {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .unwrap_or_else(|e| Err(format!("parsing failed: {e}")))
+    } else {
+        parse()
+    }
+}
+
+/// The HTTP reply to request `v` once the batcher has answered it.
+fn reply_of(v: &Validated, result: Result<Answer, JobError>) -> Response {
+    match result {
+        Ok(a) => json(
+            StatusCode::OK,
+            &protocol::respond(v, a.logits, a.classes, a.version),
+        ),
+        Err(JobError::Reshaped(per)) => error(
+            StatusCode::BAD_REQUEST,
+            format!("the model changed while the request waited; it takes {per} values per image"),
+        ),
+        Err(e @ JobError::NotReady) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
