@@ -175,22 +175,7 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
     let mut events = EventLog::open(&cfg.state_dir, ctx.notify.clone())?;
     replay_events(&journal, &mut events)?;
     let (key, settings) = study_key(cfg, &plan, &data.fingerprint, data.val.len());
-    let latest = journal
-        .entries()
-        .iter()
-        .rev()
-        .find_map(|e| match &e.record {
-            Record::StudyStarted { key: k, .. } => Some((e.study.clone(), k.clone())),
-            _ => None,
-        });
-    let studies = journal
-        .entries()
-        .iter()
-        .filter(|e| matches!(e.record, Record::StudyStarted { .. }))
-        .count() as u32;
-    // A superseded study is never taken up again, even with the same settings
-    // (a commit that changed neither data nor config).
-    let latest = latest.filter(|(study, _)| !view(journal.study(study)).superseded);
+    let (latest, studies) = latest_study(&journal);
     let mut chain = Chain {
         study: String::new(),
         target: plan.target,
@@ -227,6 +212,24 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
         }
     }
     drive(ctx, &plan, &data, device, RefCell::new(chain))
+}
+
+/// The newest study the journal started, as (id, key), unless it was
+/// superseded (a superseded study is never taken up again, even with the
+/// same settings: a commit that changed neither data nor config); and how
+/// many studies the journal has started in all.
+fn latest_study(journal: &Journal) -> (Option<(String, String)>, u32) {
+    let entries = journal.entries();
+    let latest = entries.iter().rev().find_map(|e| match &e.record {
+        Record::StudyStarted { key, .. } => Some((e.study.clone(), key.clone())),
+        _ => None,
+    });
+    let studies = entries
+        .iter()
+        .filter(|e| matches!(e.record, Record::StudyStarted { .. }))
+        .count() as u32;
+    let latest = latest.filter(|(study, _)| !view(journal.study(study)).superseded);
+    (latest, studies)
 }
 
 /// Journals the end of the study and sweeps its trial directories.
