@@ -218,8 +218,14 @@ async fn supervised(
         }
     };
     let mut inputs = Inputs { stops, stalls };
+    let state_dir = cfg.state_dir.clone();
     let ending = control::run(mode, cfg, shared, &mut inputs).await;
     let abandon = ending.as_ref().is_ok_and(|e| e.abandon);
+    if !abandon {
+        // (Abandoned: a stalled trainer may still hold the counters; the
+        // beat before the stall is the truer one.)
+        heartbeat::write_last(state_dir, p.progress.clone()).await;
+    }
     if let Some(n) = notifier.filter(|_| !abandon) {
         let grace = if stop.is_raised() {
             Duration::from_secs(3)

@@ -172,9 +172,15 @@ pub fn render_table(v: &Value) -> String {
             format!("loss {loss:.4} · val accuracy {}", pct(&v["val_accuracy"])),
         ));
     }
+    // A process that ended may have written some: a finished trial's are removed.
+    let none = if v["state"] == "not running" {
+        "none on disk"
+    } else {
+        "none yet"
+    };
     let mut ckpt = v["last_checkpoint_age_seconds"]
         .as_f64()
-        .map_or("none yet".into(), |a| format!("{} ago", format_age(a)));
+        .map_or(none.into(), |a| format!("{} ago", format_age(a)));
     if let Some(path) = v["last_checkpoint"].as_str() {
         ckpt += &format!(" ({path})");
     }
@@ -340,6 +346,8 @@ mod tests {
             serde_json::to_vec(&beat).unwrap(),
         )
         .unwrap();
+        let table = render_table(&collect(dir.path()));
+        assert!(table.contains("checkpoint    none on disk"), "{table}");
         let ckpts = dir.path().join("study/abc/trials/0001/checkpoints");
         std::fs::create_dir_all(&ckpts).unwrap();
         std::fs::write(ckpts.join("ckpt-000000000040.tch"), b"x").unwrap();

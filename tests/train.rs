@@ -61,6 +61,15 @@ fn learns_and_writes_the_champion() {
     assert_eq!(status.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["best"]["test_accuracy"].as_f64(), Some(test_acc));
+    // The process's last heartbeat: where its trial ended, not where a beat
+    // caught it earlier.
+    assert_eq!(v["state"], "not running", "{v}");
+    assert!(v["total_steps"].as_u64().is_some_and(|t| t > 0), "{v}");
+    assert_eq!(v["step"], v["total_steps"], "{v}");
+    assert_eq!(v["epoch"].as_u64(), Some(2), "{v}");
+    let table = run(&["status", "--state-dir", state.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("(100%)"), "{table}");
 }
 
 #[test]

@@ -134,6 +134,15 @@ pub fn spawn(
     });
 }
 
+/// Writes `heartbeat.json` once more, as `progress` stands and not
+/// training: the last beat of a process that ends, so that `trainerd
+/// status` shows where its last trial ended, not where the beat before it
+/// (up to a period earlier) caught it.
+pub async fn write_last(state_dir: PathBuf, progress: Arc<Progress>) {
+    let beat = Heartbeat::from_progress(&progress, false);
+    let _ = tokio::task::spawn_blocking(move || write(&state_dir, &beat)).await;
+}
+
 /// Writes `heartbeat.json` atomically (temp file, rename).
 fn write(state_dir: &Path, beat: &Heartbeat) {
     let tmp = path(state_dir).with_extension("tmp");
