@@ -118,6 +118,7 @@ struct Prepared {
     _lock: store::StateLock,
     progress: Arc<Progress>,
     live: heartbeat::Liveness,
+    beats: heartbeat::Beats,
     _http: Option<telemetry::http::HttpServer>,
     _serve: Option<crate::serve::Server>,
 }
@@ -139,7 +140,7 @@ async fn prepare(
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(5), Duration::from_millis);
-    heartbeat::spawn(
+    let beats = heartbeat::spawn(
         cfg.state_dir.clone(),
         progress.clone(),
         live.clone(),
@@ -160,6 +161,7 @@ async fn prepare(
         _lock: lock,
         progress,
         live,
+        beats,
         _http: http,
         _serve: serve,
     })
@@ -218,13 +220,12 @@ async fn supervised(
         }
     };
     let mut inputs = Inputs { stops, stalls };
-    let state_dir = cfg.state_dir.clone();
     let ending = control::run(mode, cfg, shared, &mut inputs).await;
     let abandon = ending.as_ref().is_ok_and(|e| e.abandon);
     if !abandon {
         // (Abandoned: a stalled trainer may still hold the counters; the
-        // beat before the stall is the truer one.)
-        heartbeat::write_last(state_dir, p.progress.clone()).await;
+        // beat before the stall is the truer one, so `p.beats` just drops.)
+        p.beats.write_last().await;
     }
     if let Some(n) = notifier.filter(|_| !abandon) {
         let grace = if stop.is_raised() {

@@ -101,7 +101,8 @@ pub struct Stall {
 /// Starts the heartbeat task on the current runtime: every `every`, writes
 /// `heartbeat.json`; the first time a trial trains without a step for
 /// `watchdog`, reports a [`Stall`] on `stalls` (the control plane decides
-/// how the process ends).
+/// how the process ends). The task is the file's only writer, its last
+/// beat included ([`Beats::write_last`]).
 pub fn spawn(
     state_dir: PathBuf,
     progress: Arc<Progress>,
@@ -109,15 +110,24 @@ pub fn spawn(
     every: Duration,
     watchdog: Duration,
     stalls: tokio::sync::mpsc::UnboundedSender<Stall>,
-) {
+) -> Beats {
     let period = every.min(watchdog / 4).max(Duration::from_millis(100));
-    tokio::spawn(async move {
+    let (last_tx, mut last_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reported = false;
         loop {
-            tick.tick().await;
-            let training = live.training.load(Ordering::Relaxed);
+            let last = tokio::select! {
+                _ = tick.tick() => false,
+                asked = &mut last_rx => match asked {
+                    Ok(()) => true,
+                    // Dropped unasked (a stalled trainer abandoned): the
+                    // beat before the stall stays the last word.
+                    Err(_) => return,
+                },
+            };
+            let training = !last && live.training.load(Ordering::Relaxed);
             // Idle now, or a longer gap the trainer already came back from
             // (read after the idle time: a step in between shows in one of them).
             let idle = Duration::from_millis(progress.idle_ms().max(progress.take_gap_ms()));
@@ -130,17 +140,29 @@ pub fn spawn(
             let dir = state_dir.clone();
             // A write is small but may block on a slow disk: off the async workers.
             let _ = tokio::task::spawn_blocking(move || write(&dir, &beat)).await;
+            if last {
+                return;
+            }
         }
     });
+    Beats { last_tx, task }
 }
 
-/// Writes `heartbeat.json` once more, as `progress` stands and not
-/// training: the last beat of a process that ends, so that `trainerd
-/// status` shows where its last trial ended, not where the beat before it
-/// (up to a period earlier) caught it.
-pub async fn write_last(state_dir: PathBuf, progress: Arc<Progress>) {
-    let beat = Heartbeat::from_progress(&progress, false);
-    let _ = tokio::task::spawn_blocking(move || write(&state_dir, &beat)).await;
+/// The running heartbeat task.
+pub struct Beats {
+    last_tx: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Beats {
+    /// Ends the beats with a last one, as the progress stands and not
+    /// training: a process that ends thus leaves where its last trial ended
+    /// for `trainerd status`, not where a beat caught it up to a period
+    /// earlier. Dropping `Beats` instead ends them with no last beat.
+    pub async fn write_last(self) {
+        let _ = self.last_tx.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// Writes `heartbeat.json` atomically (temp file, rename).
