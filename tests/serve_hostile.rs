@@ -126,3 +126,121 @@ fn hostile_clients_get_4xx_or_a_closed_connection() {
     live(a);
     assert!(srv.alive(), "the server exited: {}", read_log(&srv.log));
 }
+
+/// One request with Triton's binary header: the status line, the headers
+/// (lower-cased) and the body's bytes; the connection is closed after it.
+fn binary_call(addr: std::net::SocketAddr, header_len: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!(
+        "POST /v2/models/trainerd/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Inference-Header-Content-Length: {header_len}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&resp[..end]).to_lowercase();
+    (head, resp[end + 4..].to_vec())
+}
+
+/// A binary request: the JSON header (one input `pixels` of `shape` and
+/// `datatype` declaring `size` bytes, outputs asked for as binary), then `tail`.
+fn binary_body(shape: &[i64], datatype: &str, size: i64, tail: &[u8]) -> (String, Vec<u8>) {
+    let head = serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "pixels", "shape": shape, "datatype": datatype,
+                    "parameters": {"binary_data_size": size}}],
+        "outputs": [{"name": "label", "parameters": {"binary_data": true}}],
+    }))
+    .unwrap();
+    let len = head.len().to_string();
+    let mut body = head;
+    body.extend_from_slice(tail);
+    (len, body)
+}
+
+#[test]
+fn binary_tensors_are_checked_against_what_they_declare() {
+    let t = trained();
+    let mut srv = Serve::ready(&t.state, &t.root.join("serve-binary.log"), &[]);
+    let a = srv.addr;
+    let (pixels, n, idx) = test_images(&t.data);
+    let want = predict_labels(&t.state, &idx);
+
+    // A well-formed UINT8 request: labels as predict's, 8 bytes each, after
+    // a JSON header whose length the answer's header gives.
+    let (len, body) = binary_body(&[n as i64, 784], "UINT8", pixels.len() as i64, &pixels);
+    let (head, resp) = binary_call(a, &len, &body);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let json_len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("inference-header-content-length: "))
+        .expect("the answer's header length")
+        .trim()
+        .parse()
+        .unwrap();
+    let meta = json(std::str::from_utf8(&resp[..json_len]).unwrap());
+    assert_eq!(meta["outputs"][0]["parameters"]["binary_data_size"], n * 8);
+    let labels: Vec<i64> = resp[json_len..]
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(labels, want);
+
+    let one = &pixels[..784];
+    let fp32: Vec<u8> = one
+        .iter()
+        .flat_map(|&p| (p as f32 / 255.0).to_le_bytes())
+        .collect();
+    let (ok_len, ok_body) = binary_body(&[1, 784], "FP32", 3136, &fp32);
+    let case = |(len, body): (String, Vec<u8>), want: &'static str| (len, body, want);
+    let bad = [
+        // The header's length beyond the body, negative, not a number.
+        case(
+            (format!("{}", ok_body.len() + 1), ok_body.clone()),
+            "exceeds the body",
+        ),
+        case(("-5".into(), ok_body.clone()), "not a byte count"),
+        case(("12abc".into(), ok_body.clone()), "not a byte count"),
+        // A size the shape and datatype disagree with, or beyond the body.
+        case(
+            binary_body(&[1, 784], "FP32", 784, &fp32[..784]),
+            "disagrees with shape",
+        ),
+        case(
+            binary_body(&[1, 784], "FP32", 1 << 30, &fp32),
+            "exceeds the",
+        ),
+        // A datatype the model does not take.
+        case(
+            binary_body(&[1, 784], "FP64", 6272, &[0; 6272]),
+            r#"datatype \"FP64\""#,
+        ),
+        // More bytes than the inputs declare.
+        case(
+            (ok_len.clone(), [&ok_body[..], &[0; 16]].concat()),
+            "add up to",
+        ),
+        // Not a finite number.
+        case(
+            binary_body(&[1, 1, 28, 28], "FP32", 3136, &[0xff; 3136]),
+            "NaN",
+        ),
+    ];
+    for (len, body, want) in &bad {
+        let (head, resp) = binary_call(a, len, body);
+        let text = String::from_utf8_lossy(&resp);
+        assert!(head.starts_with("http/1.1 400"), "{want}: {head}\n{text}");
+        assert!(text.contains(want), "want {want:?} in {text}");
+        live(a);
+    }
+    // And a good one still succeeds afterwards.
+    let (head, _) = binary_call(a, &ok_len, &ok_body);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(srv.alive(), "the server exited: {}", read_log(&srv.log));
+}

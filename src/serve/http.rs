@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tower_http::timeout::TimeoutLayer;
 
 use super::batcher::{Answer, Batcher, Job, JobError, Shared};
+use super::binary;
 use super::metrics::ServeMetrics;
 use super::protocol::{self, Geometry, InferRequest, Validated, MODEL_NAME};
 
@@ -119,7 +120,7 @@ async fn server_metadata() -> Response {
     ok(serde_json::json!({
         "name": "trainerd",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": [],
+        "extensions": ["binary_tensor_data"],
     }))
 }
 
@@ -274,15 +275,16 @@ async fn infer_checked(
         Ok(l) => l,
         Err((status, what)) => return error(status, what),
     };
-    if req
-        .headers()
-        .contains_key("inference-header-content-length")
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the binary tensor extension is not supported; send the tensor as JSON `data`",
-        );
-    }
+    let header_len = match req.headers().get(binary::HEADER_LENGTH).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v.to_owned()),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{}: not a byte count", binary::HEADER_LENGTH),
+            )
+        }
+    };
     let declared = body_len(req.headers());
     if declared != usize::MAX && declared > MAX_BODY {
         return too_large();
@@ -296,7 +298,7 @@ async fn infer_checked(
         Err(r) => return r,
     };
     let large = declared > PARSE_INLINE;
-    let mut v = match parse_request(body, large, loaded.geometry).await {
+    let mut v = match parse_request(body, header_len, large, loaded.geometry).await {
         Ok(v) => v,
         Err(what) => return error(StatusCode::BAD_REQUEST, what),
     };
@@ -323,12 +325,23 @@ async fn infer_checked(
     }
 }
 
-/// The body as an inference request checked against the model's geometry;
-/// a `large` one is parsed off the async threads.
-async fn parse_request(body: Bytes, large: bool, geo: Geometry) -> Result<Validated, String> {
+/// The body (a JSON header of `header_len` bytes and a binary part, when
+/// the header is given) as an inference request checked against the model's
+/// geometry; a `large` one is parsed off the async threads.
+async fn parse_request(
+    body: Bytes,
+    header_len: Option<String>,
+    large: bool,
+    geo: Geometry,
+) -> Result<Validated, String> {
     let parse = move || {
-        let req: InferRequest = serde_json::from_slice(&body)
+        let (head, tail) = match &header_len {
+            Some(len) => binary::split(&body, len)?,
+            None => (&body[..], &[][..]),
+        };
+        let mut req: InferRequest = serde_json::from_slice(head)
             .map_err(|e| format!("not an inference request (JSON): {e}"))?;
+        binary::attach(&mut req.inputs, tail, header_len.is_some())?;
         protocol::validate(req, geo)
     };
     if large {
@@ -343,10 +356,7 @@ async fn parse_request(body: Bytes, large: bool, geo: Geometry) -> Result<Valida
 /// The HTTP reply to request `v` once the batcher has answered it.
 fn reply_of(v: &Validated, result: Result<Answer, JobError>) -> Response {
     match result {
-        Ok(a) => json(
-            StatusCode::OK,
-            &protocol::respond(v, a.logits, a.classes, a.version),
-        ),
+        Ok(a) => infer_reply(v, protocol::respond(v, a.logits, a.classes, a.version)),
         Err(JobError::Reshaped(per)) => error(
             StatusCode::BAD_REQUEST,
             format!("the model changed while the request waited; it takes {per} values per image"),
@@ -354,6 +364,33 @@ fn reply_of(v: &Validated, result: Result<Answer, JobError>) -> Response {
         Err(e @ JobError::NotReady) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// An inference answer: JSON, or with the outputs asked for as binary, a
+/// JSON header (its length in `Inference-Header-Content-Length`) and their bytes.
+fn infer_reply(v: &Validated, mut resp: protocol::InferResponse) -> Response {
+    if !v.binary.contains(&true) {
+        return json(StatusCode::OK, &resp);
+    }
+    let tail = binary::take_binary(&mut resp, &v.binary);
+    let mut body = match serde_json::to_vec(&resp) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let head_len = body.len().to_string();
+    body.extend_from_slice(&tail);
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::HeaderName::from_static(binary::HEADER_LENGTH),
+                head_len,
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn body_len(headers: &HeaderMap) -> usize {

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`protocol`]: the protocol's JSON types; request validation
+//! - [`binary`]: Triton's binary tensor data extension (raw tensors after the JSON)
 //! - [`batcher`]: the inference thread and its bounded queue
 //! - [`swap`]: watches `best/`, loads and verifies new champions
 //! - [`http`]: the axum routes and request limits
@@ -15,6 +16,7 @@
 //! only read (no lock, no recovery): several servers may share one.
 
 pub mod batcher;
+pub mod binary;
 pub mod http;
 pub mod metrics;
 pub mod protocol;

@@ -39,7 +39,10 @@ pub struct InputTensor {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
-    pub data: Data,
+    /// The values as JSON; `None` when they come in the binary part
+    /// ([`super::binary`]).
+    #[serde(default)]
+    pub data: Option<Data>,
     #[serde(default)]
     pub parameters: Option<serde_json::Value>,
 }
@@ -113,7 +116,11 @@ pub struct OutputTensor {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<i64>,
-    pub data: OutputData,
+    /// `None` when sent in the binary part (`parameters` then gives its size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<OutputData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -152,6 +159,8 @@ pub struct Validated {
     pub pixels: Vec<f32>,
     pub n: usize,
     pub outputs: Vec<&'static str>,
+    /// Whether each output goes in the binary part (parallel to `outputs`).
+    pub binary: Vec<bool>,
     pub id: Option<String>,
 }
 
@@ -163,7 +172,8 @@ pub fn validate(req: InferRequest, geo: Geometry) -> Result<Validated, String> {
          (0..255), shape [N, {c}, {h}, {w}] or [N, {}]",
         c * h * w
     );
-    let outputs = requested_outputs(req.outputs.as_deref())?;
+    let all_binary = flag(req.parameters.as_ref(), "binary_data_output")?;
+    let (outputs, binary) = requested_outputs(req.outputs.as_deref(), all_binary)?;
     let mut inputs = req.inputs;
     if inputs.len() != 1 {
         return Err(format!(
@@ -195,7 +205,13 @@ pub fn validate(req: InferRequest, geo: Geometry) -> Result<Validated, String> {
         ));
     }
     let n = n as usize;
-    let mut data = input.data;
+    let Some(mut data) = input.data else {
+        return Err(format!(
+            "input \"{INPUT_NAME}\" has no `data`; send the values as JSON `data`, or as \
+             binary with `parameters.binary_data_size` and the Inference-Header-Content-Length \
+             header"
+        ));
+    };
     let want = n.checked_mul(geo.per_image());
     if want != Some(data.values.len()) {
         return Err(format!(
@@ -215,27 +231,53 @@ pub fn validate(req: InferRequest, geo: Geometry) -> Result<Validated, String> {
         pixels: data.values,
         n,
         outputs,
+        binary,
         id: req.id,
     })
 }
 
-/// The outputs asked for (default: logits and label), or which names exist.
-fn requested_outputs(asked: Option<&[RequestedOutput]>) -> Result<Vec<&'static str>, String> {
+/// A boolean parameter (`binary_data`, `binary_data_output`); absent is false.
+fn flag(parameters: Option<&serde_json::Value>, key: &str) -> Result<bool, String> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!(
+            "parameter {key:?} is {other}; expected true or false"
+        )),
+    }
+}
+
+/// The outputs asked for (default: logits and label) and whether each is
+/// binary (its own `binary_data`, else the request's `binary_data_output`),
+/// or which names exist.
+fn requested_outputs(
+    asked: Option<&[RequestedOutput]>,
+    all_binary: bool,
+) -> Result<(Vec<&'static str>, Vec<bool>), String> {
     let Some(asked) = asked.filter(|a| !a.is_empty()) else {
-        return Ok(vec![OUTPUT_NAME, LABEL]);
+        return Ok((vec![OUTPUT_NAME, LABEL], vec![all_binary; 2]));
     };
-    asked
-        .iter()
-        .map(|o| match o.name.as_str() {
-            OUTPUT_NAME => Ok(OUTPUT_NAME),
-            PROBABILITIES => Ok(PROBABILITIES),
-            LABEL => Ok(LABEL),
-            other => Err(format!(
-                "unknown output {other:?}; the model has \"{OUTPUT_NAME}\", \"{PROBABILITIES}\" \
-                 and \"{LABEL}\""
-            )),
-        })
-        .collect()
+    let mut names = Vec::with_capacity(asked.len());
+    let mut binary = Vec::with_capacity(asked.len());
+    for o in asked {
+        names.push(match o.name.as_str() {
+            OUTPUT_NAME => OUTPUT_NAME,
+            PROBABILITIES => PROBABILITIES,
+            LABEL => LABEL,
+            other => {
+                return Err(format!(
+                    "unknown output {other:?}; the model has \"{OUTPUT_NAME}\", \
+                     \"{PROBABILITIES}\" and \"{LABEL}\""
+                ))
+            }
+        });
+        let own = o.parameters.as_ref().and_then(|p| p.get("binary_data"));
+        binary.push(match own {
+            None => all_binary,
+            Some(_) => flag(o.parameters.as_ref(), "binary_data")?,
+        });
+    }
+    Ok((names, binary))
 }
 
 /// The response for `n` images' logits (row-major `[n, classes]`).
@@ -257,7 +299,8 @@ pub fn respond(v: &Validated, logits: Vec<f32>, classes: usize, version: u64) ->
             name: name.into(),
             datatype: datatype.into(),
             shape,
-            data,
+            data: Some(data),
+            parameters: None,
         });
     }
     InferResponse {
@@ -384,11 +427,11 @@ mod tests {
         let v = parse(r#"{"inputs":[{"name":"pixels","shape":[1,4],"datatype":"FP32","data":[0,0,0,0]}],"outputs":[{"name":"probabilities"},{"name":"label"}]}"#).unwrap();
         let r = respond(&v, vec![1.0, 3.0, 2.0], 3, 7);
         assert_eq!(r.model_version, "7");
-        match &r.outputs[1].data {
+        match r.outputs[1].data.as_ref().unwrap() {
             OutputData::Int(l) => assert_eq!(l, &vec![1]),
             other => panic!("{other:?}"),
         }
-        match &r.outputs[0].data {
+        match r.outputs[0].data.as_ref().unwrap() {
             OutputData::Float(p) => assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5),
             other => panic!("{other:?}"),
         }

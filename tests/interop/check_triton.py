@@ -1,6 +1,7 @@
 """`trainerd serve` through the real Triton client (tritonclient[http] from
 PyPI): server liveness, model readiness and metadata, and inference on a
-batch of test images whose labels must equal `trainerd predict`'s.
+batch of test images whose labels must equal `trainerd predict`'s, as JSON
+and with every default (Triton's binary tensor data, in and out).
 
 Usage: check_triton.py HOST:PORT IMAGES.idx[.gz] PREDICT_LABELS.json
 """
@@ -57,6 +58,22 @@ def main():
         one.set_data_from_numpy(images[i].reshape(1, -1), binary_data=False)
         r = client.infer(MODEL, [one], outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
         assert r.as_numpy("label").tolist() == [want[i]], (i, r.get_response())
+    # Every default: binary tensors in (FP32 and UINT8) and out, the
+    # outputs named or left to the server.
+    binary = httpclient.InferInput("pixels", list(pixels.shape), "FP32")
+    binary.set_data_from_numpy(pixels)
+    r = client.infer(MODEL, [binary])
+    assert r.as_numpy("label").tolist() == want, "binary FP32: labels differ"
+    assert abs(r.as_numpy("logits") - logits).max() < 1e-5, "binary logits differ from JSON's"
+    raw = httpclient.InferInput("pixels", list(images.shape), "UINT8")
+    raw.set_data_from_numpy(images)
+    r = client.infer(MODEL, [raw], outputs=[httpclient.InferRequestedOutput("label"),
+                                            httpclient.InferRequestedOutput("probabilities")])
+    assert r.as_numpy("label").tolist() == want, "binary UINT8: labels differ"
+    probs = r.as_numpy("probabilities")
+    assert abs(probs.sum(1) - 1).max() < 1e-4, "probabilities do not sum to 1"
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+
     print(f"tritonclient: {len(images)} images agree with trainerd predict "
           f"(model version {result.get_response()['model_version']})")
 
