@@ -222,7 +222,7 @@ mod tests {
                 "exceeds the 8 bytes",
             ),
             (
-                input(vec![1, 2], "FP32", 4.into()),
+                input(vec![1, 1], "FP32", 4.into()),
                 vec![0u8; 8],
                 "add up to 4",
             ),
