@@ -217,7 +217,9 @@ mod tests {
     #[test]
     fn next_the_library_beside_the_binary_then_the_built_path() {
         let dir = tempfile::tempdir().unwrap();
+        // The binary's directory exists (`bin/..` resolves through it).
         let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
         let built = dir.path().join("venv/libonnxruntime.so.1.31.1");
         touch(&built);
         // Nothing staged yet: the path recorded at build time.
