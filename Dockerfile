@@ -6,8 +6,10 @@
 #
 # Two stages: the builder installs torch==2.11.0 from PyPI into a venv (via
 # scripts/setup.sh, LIBTORCH_USE_PYTORCH=1) and compiles trainerd against its
-# libtorch; the runtime stage holds the binary and only the shared libraries
-# it loads (found by ldd), with no Python and no compiler.
+# libtorch, and onnxruntime==1.31.1, whose shared library `trainerd serve`
+# dlopens for its forward pass; the runtime stage holds the binary and only
+# the shared libraries it loads (found by ldd, plus onnxruntime's), with no
+# Python and no compiler.
 
 ############################## builder ##############################
 FROM rust:1.95-slim-bookworm AS builder
@@ -19,7 +21,7 @@ RUN apt-get update \
 
 WORKDIR /src
 
-# torch first: the largest download, and it changes least often.
+# torch (and onnxruntime) first: the largest download, and it changes least often.
 COPY scripts/setup.sh scripts/need-space.sh scripts/
 RUN scripts/setup.sh && rm -rf /root/.cache/pip
 
@@ -72,9 +74,11 @@ RUN groupadd --system --gid 10001 trainerd \
 COPY --from=builder /out/lib/trainerd/ /usr/local/lib/trainerd/
 COPY --from=builder /out/bin/trainerd /usr/local/bin/trainerd
 COPY entrypoint/trainerd-entrypoint.sh /usr/local/bin/trainerd-entrypoint
-# Fail the build, not the first run, if a library does not resolve.
+# Fail the build, not the first run, if a library does not resolve (or
+# onnxruntime's, which serve dlopens and ldd does not list, is missing).
 RUN ldd /usr/local/bin/trainerd \
- && ! ldd /usr/local/bin/trainerd | grep -q 'not found'
+ && ! ldd /usr/local/bin/trainerd | grep -q 'not found' \
+ && ls /usr/local/lib/trainerd/libonnxruntime.so*
 
 # /metrics, /healthz and the push hooks on every interface of the container
 # (`-p 9464:9464`, or host networking); TRAINERD_METRICS_ADDR=off turns it off.

@@ -2,7 +2,10 @@
 //!
 //! Two entries: the directory setup.sh found (development builds), and
 //! `$ORIGIN/../lib/trainerd`, where the Docker image installs the libraries.
+//! Also reruns when TRAINERD_ORT_LIB (the onnxruntime library setup.sh
+//! found, read by `serve::onnxruntime` through `option_env!`) changes.
 fn main() {
+    println!("cargo:rerun-if-env-changed=TRAINERD_ORT_LIB");
     println!("cargo:rerun-if-env-changed=TRAINERD_TORCH_LIB");
     if let Ok(dir) = std::env::var("TRAINERD_TORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");

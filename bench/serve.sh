@@ -3,11 +3,16 @@
 # data, driven by examples/serve_bench.rs over kept-alive HTTP/1.1
 # connections: requests/s and p50/p99 latency for single-image requests at
 # 1, 8 and 64 concurrent clients, images/s for batch-64 requests, and beside
-# them the raw libtorch forward pass on batches of 64 in a loop.
+# them the raw forward pass of each engine (libtorch, onnxruntime) on batches
+# of 64 in a loop (and single-image latency), and onnxruntime's own Python
+# throughput on the same best/model.onnx with the same threads
+# (bench/ort_throughput.py): the target is served images/s at batch 64 of at
+# least 0.9x that.
 #   bench/serve.sh
 #   PRESET=fast   the champion's architecture
 #   SECONDS_EACH=10  length of each run
-#   THREADS=2     cores for the server (taskset) and its libtorch threads
+#   THREADS=2     cores for the server (taskset) and its forward pass's threads
+#   ENGINE=auto   the server's --engine (auto | onnxruntime | libtorch)
 #   CLIENT_CORES= cores for the load generator (default: the others, or the same)
 # Timings mean something only on a quiet machine (check `uptime` first).
 set -euo pipefail
@@ -31,17 +36,20 @@ n=$(nproc)
 client_cores=${CLIENT_CORES:-$([ "$n" -gt "$THREADS" ] && seq -s, "$THREADS" $((n - 1)) || echo "$cores")}
 port=$((20000 + RANDOM % 20000))
 TRAINERD_LOG_FORMAT=json taskset -c "$cores" "$bin" serve --state-dir "$work/state" \
-    --addr "127.0.0.1:$port" --threads "$THREADS" 2>"$work/serve.log" &
+    --addr "127.0.0.1:$port" --threads "$THREADS" --engine "${ENGINE:-auto}" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 600); do
     "$bin" serve --probe --addr "127.0.0.1:$port" >/dev/null 2>&1 && break
     sleep 0.1
 done
 "$bin" serve --probe --addr "127.0.0.1:$port"
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $n cores; server on cores $cores, clients on $client_cores; preset $PRESET"
+engine=$(grep -o '"engine":"[a-z_]*"' "$work/serve.log" | head -n 1 | cut -d'"' -f4)
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $n cores; server on cores $cores, clients on $client_cores; preset $PRESET; engine $engine"
 for clients in 1 8 64; do
     taskset -c "$client_cores" "$load" load "127.0.0.1:$port" "$clients" 1 "$SECONDS_EACH"
 done
 taskset -c "$client_cores" "$load" load "127.0.0.1:$port" 8 64 "$SECONDS_EACH"
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 THREADS=$THREADS taskset -c "$cores" "$load" raw "$work/state" 64 "$SECONDS_EACH"
+taskset -c "$cores" .venv/bin/python bench/ort_throughput.py "$work/state/best/model.onnx" \
+    "$THREADS" 64 "$SECONDS_EACH"

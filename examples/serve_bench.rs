@@ -5,7 +5,9 @@
 //!     requests without pause; prints requests/s, images/s, p50/p99 latency.
 //!   serve_bench raw STATE_DIR BATCH SECONDS
 //!     the champion's forward pass on batches of BATCH in a loop (one
-//!     thread, libtorch's own threads), as the serve batcher runs it; images/s.
+//!     thread, the engine's own threads: `THREADS`), as the serve batcher
+//!     runs it, with each engine (libtorch, then onnxruntime): images/s, and
+//!     p50/p99 latency of single-image passes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -114,22 +116,55 @@ fn load(addr: &str, clients: usize, images: usize, seconds: usize) {
 }
 
 fn raw(state: &str, batch: usize, seconds: usize) {
-    if let Some(n) = std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
-        tch::set_num_threads(n);
+    use trainerd::serve::engine::{EngineSetup, Served};
+    let threads: Option<usize> = std::env::var("THREADS").ok().and_then(|v| v.parse().ok());
+    if let Some(n) = threads {
+        tch::set_num_threads(n as i32);
     }
-    let champion = trainerd::predict::load_champion(std::path::Path::new(state)).expect("champion");
-    let [c, h, w] = champion.card.input_shape;
-    let pixels: Vec<f32> = (0..batch * (c * h * w) as usize)
-        .map(|i| (i % 256) as f32 / 255.0)
-        .collect();
-    let end = Instant::now() + Duration::from_secs(seconds as u64);
-    let (start, mut done) = (Instant::now(), 0usize);
-    while Instant::now() < end {
-        champion.logits01(&pixels, batch).expect("forward pass");
-        done += batch;
+    let state = std::path::Path::new(state);
+    let ort = trainerd::serve::onnxruntime::runtime()
+        .map_err(|e| eprintln!("raw: no onnxruntime: {e}"))
+        .ok();
+    // libtorch, then onnxruntime when its library loads.
+    for runtime in std::iter::once(None).chain(ort.map(Some)) {
+        let champion = trainerd::predict::load_champion(state).expect("champion");
+        let setup = EngineSetup {
+            runtime,
+            threads: threads.unwrap_or(1),
+            memory_budget: u64::MAX,
+        };
+        let mut served = Served::new(champion, &state.join("best"), setup);
+        let [c, h, w] = served.champion.card.input_shape;
+        let pixels: Vec<f32> = (0..batch * (c * h * w) as usize)
+            .map(|i| (i % 256) as f32 / 255.0)
+            .collect();
+        let per_image = (c * h * w) as usize;
+        let end = Instant::now() + Duration::from_secs(seconds as u64);
+        let (start, mut done) = (Instant::now(), 0usize);
+        while Instant::now() < end {
+            served.logits01(&pixels, batch).expect("forward pass");
+            done += batch;
+        }
+        let rate = done as f64 / start.elapsed().as_secs_f64();
+        let mut lat = Vec::new();
+        let end = Instant::now() + Duration::from_secs(seconds as u64);
+        while Instant::now() < end {
+            let t = Instant::now();
+            served
+                .logits01(&pixels[..per_image], 1)
+                .expect("forward pass");
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        let ms = |p: f64| {
+            let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+            lat.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        };
+        println!(
+            "raw forward pass: engine={:<17} batch={batch} images/s={rate:9.1}  batch=1 p50_ms={:7.3} p99_ms={:7.3}",
+            served.platform(),
+            ms(0.50),
+            ms(0.99),
+        );
     }
-    println!(
-        "raw forward pass: batch={batch} images/s={:9.1}",
-        done as f64 / start.elapsed().as_secs_f64()
-    );
 }

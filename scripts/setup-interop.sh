@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent: the ecosystem's own software from PyPI in the project venv
 # (made by scripts/setup.sh, which holds torch), for the tests that prove
-# interoperability with it: `onnx` and `onnxruntime` (tests/export.rs),
+# interoperability with it: `onnx` and `onnxruntime` (tests/export.rs;
+# scripts/setup.sh installs the same onnxruntime, which serve dlopens),
 # `standardwebhooks` (tests/chain.rs), `tritonclient[http]` (tests/serve.rs,
 # which talks to `trainerd serve` with Triton's own client). Skipped when the
 # pinned versions are already there.

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent build setup: a project-local virtualenv holding torch==2.11.0
-# (libtorch for tch), and .cargo/config.toml pointing the build at it.
+# (libtorch for tch) and onnxruntime==1.31.1 (the shared library `trainerd
+# serve` dlopens for its forward pass), and .cargo/config.toml pointing the
+# build at both.
 # Safe to run again: every step is skipped when already done.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$root/.venv"
 torch_version="2.11.0"
+ort_version="1.31.1"
 
 if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
     echo "setup: creating $venv with torch==$torch_version (a large download, once)" >&2
@@ -16,7 +19,19 @@ if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
     "$venv/bin/pip" install --quiet --no-cache-dir "torch==$torch_version" numpy
 fi
 
+if ! "$venv/bin/python" -c "import sys; from importlib.metadata import version; sys.exit(version('onnxruntime') != '$ort_version')" 2>/dev/null; then
+    echo "setup: installing onnxruntime==$ort_version into $venv" >&2
+    "$venv/bin/pip" install --quiet --no-cache-dir "onnxruntime==$ort_version"
+fi
+
 torch_lib=$("$venv/bin/python" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+# The library file itself (libonnxruntime.so.1.31.1), found without importing onnxruntime.
+ort_lib=$("$venv/bin/python" - <<'PY'
+import glob, os, sysconfig
+capi = os.path.join(sysconfig.get_paths()["purelib"], "onnxruntime", "capi")
+print(sorted(glob.glob(os.path.join(capi, "libonnxruntime.so*")))[0])
+PY
+)
 # PATH as it is now, minus any earlier venv entry, so reruns give the same file.
 base_path=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vx "$venv/bin" | paste -sd: -)
 mkdir -p "$root/.cargo"
@@ -29,6 +44,8 @@ LIBTORCH_USE_PYTORCH = "1"
 VIRTUAL_ENV = "$venv"
 PATH = { value = "$venv/bin:$base_path", force = true }
 TRAINERD_TORCH_LIB = "$torch_lib"
+# The onnxruntime library serve loads when nothing else is found (serve::onnxruntime).
+TRAINERD_ORT_LIB = "$ort_lib"
 TOML
 )
 if [ ! -f "$config" ] || [ "$(cat "$config")" != "$want" ]; then
@@ -45,4 +62,4 @@ if [ ! -e "$root/data" ] && [ -f "$copy/train-images-idx3-ubyte.gz" ]; then
     cp "$copy"/*-ubyte.gz "$root/data/"
     echo "setup: copied MNIST from $copy to $root/data" >&2
 fi
-echo "setup: ok (torch $torch_version at $torch_lib)" >&2
+echo "setup: ok (torch $torch_version at $torch_lib; onnxruntime $ort_version at $ort_lib)" >&2

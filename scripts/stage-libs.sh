@@ -5,8 +5,12 @@
 # torch venv VENV into DEST: what ldd resolves, which follows libtorch's own
 # RPATHs (libc10, libgomp, CUDA runtime stubs ...). For a CUDA build it adds
 # what libtorch_cuda loads with dlopen, invisible to ldd: cuDNN's engine
-# libraries, the CUDA linear-algebra backend and NVRTC. System libraries
-# (libc, libstdc++) are left to the runtime image. Used by the Dockerfile.
+# libraries, the CUDA linear-algebra backend and NVRTC. It also copies
+# onnxruntime's library from the venv's onnxruntime wheel (installed by
+# scripts/setup.sh), which `trainerd serve` dlopens, so ldd cannot list it;
+# the binary finds it as $ORIGIN/../lib/trainerd/libonnxruntime.so*. System
+# libraries (libc, libstdc++) are left to the runtime image. Used by the
+# Dockerfile.
 set -eu
 bin=$1 venv=$2 dest=$3
 
@@ -29,6 +33,13 @@ if [ -n "$cuda" ]; then
         libs=$(printf '%s\n%s\n%s\n' "$libs" "$extra" "$(from_venv "$extra")")
     done
 fi
+
+ort=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -n 1)
+if [ -z "$ort" ]; then
+    echo "stage-libs: no onnxruntime library in $venv (scripts/setup.sh installs the wheel)" >&2
+    exit 1
+fi
+libs=$(printf '%s\n%s\n' "$libs" "$ort")
 
 mkdir -p "$dest"
 printf '%s\n' "$libs" | sort -u | while read -r lib; do

@@ -151,7 +151,8 @@ async fn prepare(
     let http = telemetry::http::start(cfg, &progress).await?;
     let serve = match cfg.serve_addr {
         Some(addr) => {
-            let opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), addr);
+            let mut opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), addr);
+            opts.engine = cfg.engine;
             Some(crate::serve::start(&opts).await?)
         }
         None => None,

@@ -69,9 +69,14 @@ pub struct ServeArgs {
     /// Most memory a champion's weights may take, e.g. `4G` (default: 3/4 of the memory limit).
     #[arg(long, env = "TRAINERD_MEMORY_BUDGET")]
     pub memory_budget: Option<String>,
-    /// libtorch threads for the forward pass (default: libtorch's choice).
+    /// Threads for the forward pass (default: libtorch's choice; onnxruntime: the CPUs this
+    /// process may use).
     #[arg(long, env = "TRAINERD_THREADS")]
     pub threads: Option<usize>,
+    /// Engine of the forward pass: auto (onnxruntime on `best/model.onnx` when its library
+    /// loads, else libtorch) | onnxruntime (exit 78 when it cannot load) | libtorch.
+    #[arg(long, env = "TRAINERD_ENGINE", default_value = "auto")]
+    pub engine: String,
     /// Log format: auto | human | json
     #[arg(long, env = "TRAINERD_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -272,6 +277,8 @@ impl ServeArgs {
         opts.max_connections = self.max_connections;
         opts.memory_budget = memory_budget(self.memory_budget.as_deref())?;
         opts.watch_poll = self.watch_poll;
+        opts.engine = crate::config::EngineChoice::parse(Some(&self.engine))?;
+        opts.threads = self.threads;
         Ok(opts)
     }
 

@@ -58,6 +58,28 @@ impl DeviceChoice {
     ];
 }
 
+/// Which engine runs the served champion's forward pass (`engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// onnxruntime when its library loads, else libtorch.
+    Auto,
+    Onnxruntime,
+    Libtorch,
+}
+
+impl EngineChoice {
+    /// `auto` (the default when unset), `onnxruntime` or `libtorch`.
+    pub fn parse(value: Option<&str>) -> Result<EngineChoice, ConfigError> {
+        choice(value, "engine", EngineChoice::NAMES)
+    }
+
+    const NAMES: &[(&str, EngineChoice)] = &[
+        ("auto", EngineChoice::Auto),
+        ("onnxruntime", EngineChoice::Onnxruntime),
+        ("libtorch", EngineChoice::Libtorch),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Auto,
@@ -114,6 +136,8 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the champion is served (`None`: not served).
     pub serve_addr: Option<std::net::SocketAddr>,
+    /// The engine of the served forward pass.
+    pub engine: EngineChoice,
     /// Watch the workspace by polling (network filesystems miss file events).
     pub watch_poll: bool,
     /// Remote to fetch and fast-forward the workspace checkout from.
@@ -214,6 +238,7 @@ impl Config {
         let log_format = choice(o.log_format.as_deref(), "log_format", LogFormat::NAMES)?;
         let metrics_addr = address(o.metrics_addr.as_deref(), "metrics_addr", "127.0.0.1:9464")?;
         let serve_addr = address(o.serve_addr.as_deref(), "serve_addr", "0.0.0.0:8000")?;
+        let engine = EngineChoice::parse(o.engine.as_deref())?;
         let git_fetch_every = match o.git_fetch_every.as_deref() {
             Some(s) => duration_at_least(s, second, "git_fetch_every")?,
             None => Duration::from_secs(60),
@@ -253,6 +278,7 @@ impl Config {
             },
             metrics_addr,
             serve_addr,
+            engine,
             watch_poll: o.watch_poll,
             git_remote: o.git_remote.clone().filter(|r| !r.is_empty()),
             git_fetch_every,

@@ -27,6 +27,7 @@ pub const OS_STRING_VARS: &[&str] = &[
     "TRAINERD_HOOK_SECRET_FILE",
     "TRAINERD_HOOK_SECRET",
     "TRAINERD_TEST_MNIST_DIR",
+    "TRAINERD_ONNXRUNTIME",
 ];
 
 /// Variables read outside clap (tests' knobs, fault injection, the secret).
@@ -36,6 +37,8 @@ const EXTRA_VARS: &[&str] = &[
     "TRAINERD_FAULT_DELAY_MS",
     "TRAINERD_FAULT_ABORT",
     "TRAINERD_FAULT_PANIC",
+    // serve::onnxruntime's library path.
+    "TRAINERD_ONNXRUNTIME",
 ];
 
 /// Every environment variable clap reads for some subcommand, plus the extras.
@@ -118,6 +121,7 @@ mod tests {
                 "TRAINERD_WEBHOOK_SECRET",
                 "TRAINERD_HOOK_SECRET",
                 "TRAINERD_TEST_MNIST_DIR",
+                "TRAINERD_ONNXRUNTIME",
             ];
             if outside.contains(var) {
                 continue;

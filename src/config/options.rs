@@ -136,6 +136,10 @@ options! {
         /// address (e.g. `0.0.0.0:8000`; `off` or unset: not served).
         #[arg(long, env = "TRAINERD_SERVE_ADDR")]
         pub serve_addr: Option<String>,
+        /// Engine of the served forward pass (`--serve-addr`): auto (onnxruntime when its
+        /// library loads, else libtorch) | onnxruntime | libtorch.
+        #[arg(long, env = "TRAINERD_ENGINE")]
+        pub engine: Option<String>,
         /// Watch the workspace by polling instead of file events (network filesystems).
         #[arg(long, env = "TRAINERD_WATCH_POLL")]
         pub watch_poll: bool,

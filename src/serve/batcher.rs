@@ -2,7 +2,8 @@
 //! pass runs on a tokio worker). Requests queue in a bounded channel
 //! ([`Batcher::submit`] refuses when it is full); the thread takes the first,
 //! collects more for up to the batch window or until `max_batch` images,
-//! runs one forward pass under `no_grad` and answers each request through its
+//! runs one forward pass (onnxruntime's, or libtorch's under `no_grad`: see
+//! [`super::engine`]) and answers each request through its
 //! oneshot channel. The window is only waited for while other requests are
 //! arriving (being read or parsed), so a lone client is not delayed by it.
 //!
@@ -17,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::engine::Served;
 use super::metrics::ServeMetrics;
 use super::protocol::Geometry;
-use crate::predict::Champion;
 
 /// The model being served, as the HTTP handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub struct Loaded {
     pub geometry: Geometry,
     /// The card's class names (label `i` is entry `i`; empty for older cards).
     pub class_names: Arc<[String]>,
+    /// The engine serving it, as the model metadata's `platform`.
+    pub platform: &'static str,
 }
 
 /// What the handlers and the thread share.
@@ -73,7 +76,7 @@ pub struct Job {
 
 pub enum Msg {
     Job(Job),
-    Swap(Box<Champion>),
+    Swap(Box<Served>),
 }
 
 /// The handle the HTTP handlers queue requests through.
@@ -97,8 +100,8 @@ impl Batcher {
     }
 
     /// Hands a new champion to the thread (waits for room in the queue).
-    pub fn swap(&self, champion: Champion) -> bool {
-        self.tx.send(Msg::Swap(Box::new(champion))).is_ok()
+    pub fn swap(&self, served: Served) -> bool {
+        self.tx.send(Msg::Swap(Box::new(served))).is_ok()
     }
 }
 
@@ -128,7 +131,7 @@ struct Worker {
     settings: BatchSettings,
     shared: Arc<Shared>,
     metrics: Arc<ServeMetrics>,
-    champion: Option<Box<Champion>>,
+    champion: Option<Box<Served>>,
     /// A job that did not fit the last batch: first in the next.
     carry: Option<Job>,
 }
@@ -156,7 +159,7 @@ impl Worker {
     }
 
     /// More jobs for the batch that `first` opens, and a swap that ended it.
-    fn collect(&mut self, first: Job, rx: &Receiver<Msg>) -> (Vec<Job>, Option<Box<Champion>>) {
+    fn collect(&mut self, first: Job, rx: &Receiver<Msg>) -> (Vec<Job>, Option<Box<Served>>) {
         let deadline = Instant::now() + self.settings.window;
         let mut images = first.n;
         let mut jobs = vec![first];
@@ -187,8 +190,8 @@ impl Worker {
         (jobs, None)
     }
 
-    fn install(&mut self, champion: Box<Champion>) {
-        let card = &champion.card;
+    fn install(&mut self, served: Box<Served>) {
+        let card = &served.champion.card;
         let loaded = Loaded {
             version: card.version,
             geometry: Geometry {
@@ -196,18 +199,20 @@ impl Worker {
                 classes: card.classes,
             },
             class_names: card.class_names.clone().into(),
+            platform: served.platform(),
         };
         tracing::info!(
             version = card.version,
             trial = card.trial,
             study = %card.study,
             preset = %card.preset,
+            engine = served.platform(),
             "serving champion"
         );
         if self.champion.is_some() {
             self.metrics.swaps.inc();
         }
-        self.champion = Some(champion);
+        self.champion = Some(served);
         self.metrics.model_version.set(loaded.version as i64);
         if let Ok(mut g) = self.shared.loaded.write() {
             *g = Some(loaded);
@@ -216,13 +221,13 @@ impl Worker {
 
     /// One forward pass over every job that fits the model, then the answers.
     fn answer(&mut self, jobs: Vec<Job>) {
-        let Some(champion) = self.champion.as_deref() else {
+        let Some(served) = self.champion.as_deref_mut() else {
             for job in jobs {
                 let _ = job.reply.send(Err(JobError::NotReady));
             }
             return;
         };
-        let [c, h, w] = champion.card.input_shape;
+        let [c, h, w] = served.champion.card.input_shape;
         let per_image = (c * h * w).max(0) as usize;
         let (fit, misfit): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
@@ -236,16 +241,16 @@ impl Worker {
         let total: usize = fit.iter().map(|j| j.n).sum();
         self.metrics.batch_images.observe(total as f64);
         let logits = if fit.len() == 1 {
-            champion.logits01(&fit[0].pixels, total)
+            served.logits01(&fit[0].pixels, total)
         } else {
             let mut all = Vec::with_capacity(total * per_image);
             for j in &fit {
                 all.extend_from_slice(&j.pixels);
             }
-            champion.logits01(&all, total)
+            served.logits01(&all, total)
         };
-        let classes = champion.card.classes.max(1) as usize;
-        let version = champion.card.version;
+        let classes = served.champion.card.classes.max(1) as usize;
+        let version = served.champion.card.version;
         let Some(logits) = logits.filter(|l| l.len() == total * classes) else {
             for job in fit {
                 let _ = job.reply.send(Err(JobError::Forward));

@@ -160,6 +160,7 @@ async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -
             l.geometry,
             l.version,
             &l.class_names,
+            l.platform,
         )),
         Err((status, what)) => error(status, what),
     }
@@ -174,6 +175,7 @@ async fn version_metadata(
             l.geometry,
             l.version,
             &l.class_names,
+            l.platform,
         )),
         Err((status, what)) => error(status, what),
     }

@@ -7,6 +7,8 @@
 //! - [`binary`]: Triton's binary tensor data extension (raw tensors after the JSON)
 //! - [`batcher`]: the inference thread and its bounded queue
 //! - [`swap`]: watches `best/`, loads and verifies new champions
+//! - [`engine`]: which engine runs a champion (onnxruntime or libtorch)
+//! - [`onnxruntime`]: finds and loads the onnxruntime library; its sessions
 //! - [`http`]: the axum routes and request limits
 //! - [`metrics`]: the Prometheus registry behind `/metrics`
 //!
@@ -17,8 +19,10 @@
 
 pub mod batcher;
 pub mod binary;
+pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod onnxruntime;
 pub mod protocol;
 pub mod swap;
 
@@ -47,6 +51,10 @@ pub struct ServeOptions {
     pub memory_budget: u64,
     /// Poll `best/` instead of waiting for file events.
     pub watch_poll: bool,
+    /// The engine of the forward pass.
+    pub engine: crate::config::EngineChoice,
+    /// Threads for the forward pass (`None`: the CPUs the process may use).
+    pub threads: Option<usize>,
 }
 
 impl ServeOptions {
@@ -63,6 +71,8 @@ impl ServeOptions {
             max_connections: 1024,
             memory_budget: crate::data::budget::default_budget(),
             watch_poll: false,
+            engine: crate::config::EngineChoice::Auto,
+            threads: None,
         }
     }
 }
@@ -100,13 +110,20 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         .await
         .map_err(|e| invalid("serve_addr", format!("cannot listen on {}: {e}", opts.addr)))?;
     let addr = listener.local_addr()?;
+    let setup = engine::EngineSetup {
+        runtime: engine::choose(opts.engine)?,
+        threads: opts.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+        memory_budget: opts.memory_budget,
+    };
     let shared = Arc::new(Shared::default());
     let metrics = Arc::new(metrics::ServeMetrics::default());
     let batcher = batcher::spawn(opts.batch, shared.clone(), metrics.clone())
         .context("starting the inference thread")?;
     swap::spawn(
         opts.state_dir.clone(),
-        opts.memory_budget,
+        setup,
         opts.watch_poll,
         batcher.clone(),
         metrics.clone(),

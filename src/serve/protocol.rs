@@ -332,12 +332,17 @@ fn softmax(logits: &[f32], k: usize) -> Vec<f32> {
 /// the optional `parameters` object, as `class_names`: one string holding
 /// a JSON list, since the protocol's parameter values are strings, numbers
 /// or booleans only.
-pub fn model_metadata(geo: Geometry, version: u64, class_names: &[String]) -> serde_json::Value {
+pub fn model_metadata(
+    geo: Geometry,
+    version: u64,
+    class_names: &[String],
+    platform: &str,
+) -> serde_json::Value {
     let [c, h, w] = geo.input;
     let mut out = serde_json::json!({
         "name": MODEL_NAME,
         "versions": [version.to_string()],
-        "platform": "trainerd_libtorch",
+        "platform": platform,
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, c, h, w]}],
         "outputs": [
             {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, geo.classes]},

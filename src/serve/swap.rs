@@ -3,7 +3,9 @@
 //! promotion or rollback makes, and on `best/` itself), after a short
 //! debounce. Loading verifies every checksum in `model.json`
 //! (`predict::load_champion_within`); a champion that fails is logged and
-//! the one being served stays. Nothing in the state dir is written.
+//! the one being served stays. The engine's session (onnxruntime's, on the
+//! verified `model.onnx`) is built here too, off the inference thread, which
+//! only installs it between batches. Nothing in the state dir is written.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use super::batcher::Batcher;
+use super::engine::{EngineSetup, Served};
 use super::metrics::ServeMetrics;
 use crate::predict::{self, PredictError};
 
@@ -34,7 +37,7 @@ fn touches_best(state_dir: &Path, path: &Path) -> bool {
 /// of waiting for file events.
 pub fn spawn(
     state_dir: PathBuf,
-    memory_budget: u64,
+    setup: EngineSetup,
     poll: bool,
     batcher: Batcher,
     metrics: Arc<ServeMetrics>,
@@ -63,7 +66,7 @@ pub fn spawn(
             let mut swapper = Swapper {
                 best: crate::state_dir::best(&state_dir),
                 state_dir,
-                memory_budget,
+                setup,
                 batcher,
                 metrics,
                 last: None,
@@ -76,7 +79,7 @@ pub fn spawn(
 struct Swapper {
     state_dir: PathBuf,
     best: PathBuf,
-    memory_budget: u64,
+    setup: EngineSetup,
     batcher: Batcher,
     metrics: Arc<ServeMetrics>,
     /// The card (as JSON) of the champion last handed to the batcher.
@@ -113,10 +116,11 @@ impl Swapper {
         if card.is_some() && card == self.last {
             return true;
         }
-        match predict::load_champion_within(&self.state_dir, self.memory_budget) {
+        match predict::load_champion_within(&self.state_dir, self.setup.memory_budget) {
             Ok(champion) => {
                 self.last = serde_json::to_string(&champion.card).ok();
-                self.batcher.swap(champion)
+                self.batcher
+                    .swap(Served::new(champion, &self.best, self.setup))
             }
             Err(PredictError::NoModel(_)) => true,
             Err(e) => {

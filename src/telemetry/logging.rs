@@ -6,9 +6,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level.
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info`
+/// level (`warn` for onnxruntime, whose `info` narrates every session it builds).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,

@@ -67,7 +67,12 @@ impl Serve {
 
     /// Any trainerd command that serves (`serve`, `run --serve-addr`).
     pub fn spawn(args: &[&str], log: &Path) -> Serve {
-        let mut child = spawn_logged(&mut trainerd(args), log);
+        Serve::spawn_command(&mut trainerd(args), log)
+    }
+
+    /// [`Serve::spawn`] of a prepared command (e.g. with more environment).
+    pub fn spawn_command(cmd: &mut std::process::Command, log: &Path) -> Serve {
+        let mut child = spawn_logged(cmd, log);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = read_log(log);

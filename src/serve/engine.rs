@@ -1,0 +1,187 @@
+//! Which engine runs a served champion's forward pass: onnxruntime on its
+//! checksum-verified `model.onnx` when the library loads (`--engine auto`,
+//! the default, or `onnxruntime`), else libtorch on its weights
+//! (`Champion::logits01`). A champion onnxruntime cannot run is served with
+//! libtorch, with one warning: serving never fails for the engine.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::onnxruntime::{self, OrtModel, Runtime};
+use crate::config::{ConfigError, EngineChoice};
+use crate::predict::Champion;
+
+/// The ONNX file in `best/`, as `model.json` lists it.
+const ONNX_FILE: &str = "model.onnx";
+
+/// The engine `choice` asks for: the onnxruntime library, or `None` for
+/// libtorch. `auto` falls back to libtorch with a warning when the library
+/// cannot be loaded; `onnxruntime` then fails (exit 78 naming `engine`).
+pub fn choose(choice: EngineChoice) -> Result<Option<&'static Runtime>, ConfigError> {
+    match (choice, onnxruntime_if(choice)) {
+        (_, None) => Ok(None),
+        (_, Some(Ok(rt))) => {
+            tracing::info!(library = %rt.path.display(), "onnxruntime loaded");
+            Ok(Some(rt))
+        }
+        (EngineChoice::Onnxruntime, Some(Err(e))) => Err(ConfigError::Invalid {
+            key: "engine".into(),
+            what: format!("onnxruntime was asked for but {e}"),
+        }),
+        (_, Some(Err(e))) => {
+            tracing::warn!("serving with libtorch: {e}");
+            Ok(None)
+        }
+    }
+}
+
+fn onnxruntime_if(choice: EngineChoice) -> Option<Result<&'static Runtime, onnxruntime::OrtError>> {
+    (choice != EngineChoice::Libtorch).then(onnxruntime::runtime)
+}
+
+/// How the engine is set up for each champion.
+#[derive(Clone, Copy)]
+pub struct EngineSetup {
+    /// The loaded onnxruntime, or `None`: libtorch.
+    pub runtime: Option<&'static Runtime>,
+    /// onnxruntime's intra-op threads.
+    pub threads: usize,
+    /// The most a model file may take in memory.
+    pub memory_budget: u64,
+}
+
+enum Engine {
+    Onnxruntime(Box<OrtModel>),
+    Libtorch,
+}
+
+/// A champion with the engine that runs it.
+pub struct Served {
+    pub champion: Champion,
+    engine: Engine,
+}
+
+impl Served {
+    /// Sets up `champion` (loaded from `best`) for `setup`'s engine; on the
+    /// swap thread, so the inference thread only installs it.
+    pub fn new(champion: Champion, best: &Path, setup: EngineSetup) -> Served {
+        let engine = match setup.runtime {
+            None => Engine::Libtorch,
+            Some(rt) => match ort_model(rt, &champion, best, setup) {
+                Ok(m) => Engine::Onnxruntime(Box::new(m)),
+                Err(e) => {
+                    tracing::warn!(
+                        version = champion.card.version,
+                        "serving with libtorch: {e}"
+                    );
+                    Engine::Libtorch
+                }
+            },
+        };
+        Served { champion, engine }
+    }
+
+    /// The model metadata's `platform`: which engine serves.
+    pub fn platform(&self) -> &'static str {
+        match self.engine {
+            Engine::Onnxruntime(_) => "onnxruntime_onnx",
+            Engine::Libtorch => "trainerd_libtorch",
+        }
+    }
+
+    /// Logits, row-major `[n, classes]`, of `n` images of values in [0, 1];
+    /// `None` if the forward pass fails (the message is logged).
+    pub fn logits01(&mut self, pixels: &[f32], n: usize) -> Option<Vec<f32>> {
+        match &mut self.engine {
+            Engine::Onnxruntime(m) => m
+                .logits01(pixels, n)
+                .map_err(|e| tracing::error!("{e}"))
+                .ok(),
+            Engine::Libtorch => self.champion.logits01(pixels, n),
+        }
+    }
+}
+
+fn ort_model(
+    rt: &Runtime,
+    champion: &Champion,
+    best: &Path,
+    setup: EngineSetup,
+) -> Result<OrtModel, String> {
+    let path = best.join(ONNX_FILE);
+    let bytes = verified_bytes(&path, &champion.card.files, setup.memory_budget)?;
+    OrtModel::new(rt, &bytes, &path, champion.card.input_shape, setup.threads)
+        .map_err(|e| e.to_string())
+}
+
+/// `path`'s bytes, read once and checked against the size and SHA-256
+/// `files` (model.json's list) gives it; onnxruntime gets these same bytes.
+fn verified_bytes(
+    path: &Path,
+    files: &[crate::model::card::FileEntry],
+    budget: u64,
+) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let want = files
+        .iter()
+        .find(|f| f.path == ONNX_FILE)
+        .ok_or_else(|| format!("model.json lists no {ONNX_FILE} (an older champion)"))?;
+    if want.bytes > budget {
+        return Err(format!(
+            "{shown} is {} bytes, more than the memory budget",
+            want.bytes
+        ));
+    }
+    let mut bytes = Vec::with_capacity(want.bytes as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(want.bytes + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() as u64 != want.bytes {
+        return Err(format!(
+            "{shown} is not the {} bytes model.json says (it changed after the champion was checked)",
+            want.bytes
+        ));
+    }
+    if hex::encode(Sha256::digest(&bytes)) != want.sha256 {
+        return Err(format!(
+            "{shown}: SHA-256 differs from model.json's (it changed after the champion was checked)"
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::card::FileEntry;
+
+    fn entry(bytes: &[u8]) -> FileEntry {
+        FileEntry {
+            path: ONNX_FILE.into(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            bytes: bytes.len() as u64,
+        }
+    }
+
+    #[test]
+    fn only_the_bytes_model_json_names_are_handed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ONNX_FILE);
+        std::fs::write(&path, b"onnx graph").unwrap();
+        let good = [entry(b"onnx graph")];
+        assert_eq!(
+            verified_bytes(&path, &good, 1 << 20).unwrap(),
+            b"onnx graph"
+        );
+        let err = verified_bytes(&path, &[entry(b"onnx grapH")], 1 << 20).unwrap_err();
+        assert!(err.contains("SHA-256"), "{err}");
+        let err = verified_bytes(&path, &[entry(b"onnx")], 1 << 20).unwrap_err();
+        assert!(err.contains("4 bytes"), "{err}");
+        let err = verified_bytes(&path, &good, 4).unwrap_err();
+        assert!(err.contains("memory budget"), "{err}");
+        let err = verified_bytes(&path, &[], 1 << 20).unwrap_err();
+        assert!(err.contains("lists no model.onnx"), "{err}");
+    }
+}
