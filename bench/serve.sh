@@ -2,7 +2,8 @@
 # Serving benchmark: `trainerd serve` on a champion trained on tiny generated
 # data, driven by examples/serve_bench.rs over kept-alive HTTP/1.1
 # connections: requests/s and p50/p99 latency for single-image requests at
-# 1, 8 and 64 concurrent clients, images/s for batch-64 requests, and beside
+# 1, 8 and 64 concurrent clients, images/s for batch-64 requests, each as JSON
+# and as Triton's binary tensor data, and beside
 # them the raw forward pass of each engine (libtorch, onnxruntime) on batches
 # of 64 in a loop (and single-image latency), and onnxruntime's own Python
 # throughput on the same best/model.onnx with the same threads
@@ -45,10 +46,12 @@ done
 "$bin" serve --probe --addr "127.0.0.1:$port"
 engine=$(grep -o '"engine":"[a-z_]*"' "$work/serve.log" | head -n 1 | cut -d'"' -f4)
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $n cores; server on cores $cores, clients on $client_cores; preset $PRESET; engine $engine"
-for clients in 1 8 64; do
-    taskset -c "$client_cores" "$load" load "127.0.0.1:$port" "$clients" 1 "$SECONDS_EACH"
+for form in json binary; do
+    for clients in 1 8 64; do
+        taskset -c "$client_cores" "$load" load "127.0.0.1:$port" "$clients" 1 "$SECONDS_EACH" "$form"
+    done
+    taskset -c "$client_cores" "$load" load "127.0.0.1:$port" 8 64 "$SECONDS_EACH" "$form"
 done
-taskset -c "$client_cores" "$load" load "127.0.0.1:$port" 8 64 "$SECONDS_EACH"
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 THREADS=$THREADS taskset -c "$cores" "$load" raw "$work/state" 64 "$SECONDS_EACH"
 taskset -c "$cores" .venv/bin/python bench/ort_throughput.py "$work/state/best/model.onnx" \

@@ -1,8 +1,10 @@
 //! Load generator for bench/serve.sh, and the raw forward pass to compare with.
 //!
-//!   serve_bench load ADDR CLIENTS IMAGES_PER_REQUEST SECONDS
+//!   serve_bench load ADDR CLIENTS IMAGES_PER_REQUEST SECONDS [json|binary]
 //!     CLIENTS threads, each on its own kept-alive connection, send UINT8
-//!     requests without pause; prints requests/s, images/s, p50/p99 latency.
+//!     requests without pause, as JSON `data` (the default) or as Triton's
+//!     binary tensor data (the label back in binary too); prints requests/s,
+//!     images/s, p50/p99 latency.
 //!   serve_bench raw STATE_DIR BATCH SECONDS
 //!     the champion's forward pass on batches of BATCH in a loop (one
 //!     thread, the engine's own threads: `THREADS`), as the serve batcher
@@ -17,14 +19,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
     match arg(1).as_str() {
-        "load" => load(&arg(2), num(&arg(3)), num(&arg(4)), num(&arg(5))),
+        "load" => {
+            let form = args.get(6).map_or("json", String::as_str);
+            load(&arg(2), num(&arg(3)), num(&arg(4)), num(&arg(5)), form)
+        }
         "raw" => raw(&arg(2), num(&arg(3)), num(&arg(4))),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: serve_bench load ADDR CLIENTS IMAGES SECONDS | raw STATE_DIR BATCH SECONDS");
+    eprintln!("usage: serve_bench load ADDR CLIENTS IMAGES SECONDS [json|binary] | raw STATE_DIR BATCH SECONDS");
     std::process::exit(64)
 }
 
@@ -39,6 +44,21 @@ fn body(images: usize) -> Vec<u8> {
         "outputs": [{"name": "label"}],
     }))
     .expect("request body")
+}
+
+/// The same request in Triton's binary form: the JSON header's length, and
+/// the body (header, then the raw pixels).
+fn binary_body(images: usize) -> (usize, Vec<u8>) {
+    let pixels: Vec<u8> = (0..images * 784).map(|i| (i * 7 % 256) as u8).collect();
+    let mut body = serde_json::to_vec(&serde_json::json!({
+        "inputs": [{"name": "pixels", "shape": [images, 784], "datatype": "UINT8",
+                    "parameters": {"binary_data_size": pixels.len()}}],
+        "outputs": [{"name": "label", "parameters": {"binary_data": true}}],
+    }))
+    .expect("request header");
+    let header = body.len();
+    body.extend_from_slice(&pixels);
+    (header, body)
 }
 
 /// One request on a kept-alive connection; false on anything but a 200.
@@ -68,11 +88,21 @@ fn request(r: &mut BufReader<TcpStream>, head: &[u8], body: &[u8]) -> bool {
     ok && r.read_exact(&mut buf).is_ok()
 }
 
-fn load(addr: &str, clients: usize, images: usize, seconds: usize) {
-    let body = body(images);
+fn load(addr: &str, clients: usize, images: usize, seconds: usize, form: &str) {
+    let (extra, body) = match form {
+        "json" => (String::new(), body(images)),
+        "binary" => {
+            let (header, body) = binary_body(images);
+            (
+                format!("Inference-Header-Content-Length: {header}\r\n"),
+                body,
+            )
+        }
+        _ => usage(),
+    };
     let head = format!(
         "POST /v2/models/trainerd/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+         {extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     let end = Instant::now() + Duration::from_secs(seconds as u64);
@@ -107,7 +137,7 @@ fn load(addr: &str, clients: usize, images: usize, seconds: usize) {
     let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
     let rps = lat.len() as f64 / seconds as f64;
     println!(
-        "clients={clients:<3} images/request={images:<3} requests/s={rps:9.1} images/s={:9.1} \
+        "{form:<6} clients={clients:<3} images/request={images:<3} requests/s={rps:9.1} images/s={:9.1} \
          p50_ms={:7.3} p99_ms={:7.3} failed={failed}",
         rps * images as f64,
         ms(pct(0.50)),
