@@ -253,6 +253,18 @@ pub fn print(state_dir: &Path, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An accuracy with its 95% interval when the card has one
+/// (`0.921 [0.914, 0.928]`), else as a percentage.
+fn with_interval(acc: &Value, interval: Option<&Value>) -> String {
+    let pair = interval
+        .and_then(|i| serde_json::from_value::<[f64; 2]>(i.clone()).ok())
+        .zip(acc.as_f64());
+    match pair {
+        Some((i, a)) => crate::model::card::Intervals::shown(a, Some(i)),
+        None => pct(acc),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,17 +386,5 @@ mod tests {
             table.contains("UNUSABLE") && table.contains("best/model.json"),
             "{table}"
         );
-    }
-}
-
-/// An accuracy with its 95% interval when the card has one
-/// (`0.921 [0.914, 0.928]`), else as a percentage.
-fn with_interval(acc: &Value, interval: Option<&Value>) -> String {
-    let pair = interval
-        .and_then(|i| serde_json::from_value::<[f64; 2]>(i.clone()).ok())
-        .zip(acc.as_f64());
-    match pair {
-        Some((i, a)) => crate::model::card::Intervals::shown(a, Some(i)),
-        None => pct(acc),
     }
 }
