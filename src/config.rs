@@ -188,7 +188,7 @@ impl Config {
 
     /// The defaults where `o` sets nothing; every value checked, naming its key.
     pub fn validate(o: &Options) -> Result<Config, ConfigError> {
-        let target_accuracy = o.target_accuracy.unwrap_or(0.99);
+        let target_accuracy = o.target_accuracy.unwrap_or(crate::data::DEFAULT_TARGET);
         if !(target_accuracy > 0.0 && target_accuracy <= 1.0) {
             return Err(invalid(
                 "target_accuracy",
@@ -302,6 +302,7 @@ impl Config {
 pub fn load_options(o: &Options) -> Result<crate::data::LoadOptions, ConfigError> {
     Ok(crate::data::LoadOptions {
         val_size: o.val_size,
+        target: o.target_accuracy.unwrap_or(crate::data::DEFAULT_TARGET),
         seed: o.seed.unwrap_or(1),
         memory_budget: memory_budget(o)?,
         classes: classes(o)?,

@@ -22,12 +22,14 @@
 //! - [`exit`]: exit codes, and the one place errors map to them
 //! - [`timestamp`]: the one wall-clock timestamp format
 //! - [`finite`]: NaN and infinity at the JSON boundary (diverged trials)
+//! - [`confidence`]: Wilson intervals of accuracies; the default validation size
 //! - [`signing`]: webhook signatures by the Standard Webhooks specification
 //! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
 
 pub mod app;
 pub mod catalog;
 pub mod cli;
+pub mod confidence;
 pub mod config;
 pub mod control;
 pub mod data;

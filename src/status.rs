@@ -119,7 +119,10 @@ pub fn collect(state_dir: &Path) -> Value {
             });
             // Fields newer cards carry (study, commit), passed through as written.
             if let Ok(Value::Object(all)) = serde_json::to_value(&c) {
-                for key in ["study", "commit"] {
+                for key in [
+                    "study", "commit", "val_size", "val_interval", "test_size",
+                    "test_interval", "confidence_level",
+                ] {
                     if let Some(x) = all.get(key).filter(|x| !x.is_null()) {
                         v[key] = x.clone();
                     }
@@ -222,8 +225,8 @@ fn champion_line(v: &Value) -> String {
         "trial {} ({}) · val {} · test {} · {}",
         b["trial"],
         b["preset"].as_str().unwrap_or(""),
-        pct(&b["val_accuracy"]),
-        pct(&b["test_accuracy"]),
+        with_interval(&b["val_accuracy"], b.get("val_interval")),
+        with_interval(&b["test_accuracy"], b.get("test_interval")),
         b["created_at"].as_str().unwrap_or("")
     );
     let fp = b["data_fingerprint"].as_str().unwrap_or("");
@@ -248,6 +251,18 @@ pub fn print(state_dir: &Path, as_json: bool) -> anyhow::Result<()> {
         print!("{}", render_table(&v));
     }
     Ok(())
+}
+
+/// An accuracy with its 95% interval when the card has one
+/// (`0.921 [0.914, 0.928]`), else as a percentage.
+fn with_interval(acc: &Value, interval: Option<&Value>) -> String {
+    let pair = interval
+        .and_then(|i| serde_json::from_value::<[f64; 2]>(i.clone()).ok())
+        .zip(acc.as_f64());
+    match pair {
+        Some((i, a)) => crate::model::card::Intervals::shown(a, Some(i)),
+        None => pct(acc),
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ fn train(data: &Path, state: &Path, extra: &[&str]) -> std::process::Output {
         "3",
         "--max-trials",
         "1",
+        // Modest: certifiable by its 95% lower bound on the default split.
+        "--target-accuracy",
+        "0.8",
     ];
     args.extend_from_slice(extra);
     run(&args)

@@ -25,7 +25,9 @@ fn val_size_of(state: &Path) -> u64 {
 
 #[test]
 fn train_and_trial_succeed_with_defaults_on_small_data() {
-    for (n, want_val) in [(600usize, 60u64), (3000, 300)] {
+    // At the default target 0.99 the default split is a quarter of the
+    // training images (certifying 0.99 takes about 6,000).
+    for (n, want_val) in [(600usize, 150u64), (3000, 750)] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         synth_data(&data, n, 100);
@@ -33,8 +35,15 @@ fn train_and_trial_succeed_with_defaults_on_small_data() {
         let mut args = vec!["train", "--data-dir", s(&data), "--state-dir", s(&state)];
         args.extend_from_slice(&SHORT);
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(0), "train on {n}: {}", stderr(&out));
-        assert_eq!(val_size_of(&state), want_val, "a tenth of {n}");
+        // It trains and keeps its model; whether one trial certifies 0.99 on
+        // so few images (exit 0) or says it does not (exit 2) is the data's.
+        let log = stderr(&out);
+        match out.status.code() {
+            Some(0) => {}
+            Some(2) => assert!(log.contains("without certifying the target"), "{n}: {log}"),
+            c => panic!("train on {n} exited {c:?}: {log}"),
+        }
+        assert_eq!(val_size_of(&state), want_val, "a quarter of {n}");
 
         let trial_state = tmp.path().join("trial");
         let out = run(&[
@@ -91,7 +100,7 @@ fn the_daemon_trains_and_watches_small_data_with_defaults() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(val_size_of(&state), 60);
+    assert_eq!(val_size_of(&state), 150);
     // SAFETY: kill(2) on the child's pid only sends a signal.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();

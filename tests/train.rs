@@ -203,3 +203,66 @@ fn env_and_config_file_apply_with_flag_precedence() {
     assert_eq!(card["seed"], 12, "env beats file");
     assert_eq!(card["epochs_trained"], 1, "flag beats file");
 }
+
+/// A point value over the target is not enough: on 20 validation images
+/// even a perfect score's 95% lower bound (20/23.84 = 0.84) is below 0.9,
+/// so the study spends its one trial, exits 2 (budget spent), keeps the
+/// model and shows the interval that did not certify it.
+#[test]
+fn a_point_value_over_the_target_with_a_low_bound_does_not_stop_as_reached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth_data(&data, 1200, 300);
+    let state = tmp.path().join("state");
+    let (d, s) = (data.to_str().unwrap(), state.to_str().unwrap());
+    let out = run(&[
+        "train",
+        "--data-dir",
+        d,
+        "--state-dir",
+        s,
+        "--val-size",
+        "20",
+        "--preset",
+        "fast",
+        "--epochs",
+        "2",
+        "--target-accuracy",
+        "0.9",
+        "--max-trials",
+        "1",
+    ]);
+    let log = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "budget spent, not reached: {log}"
+    );
+    assert!(log.contains("without certifying the target"), "{log}");
+    let card: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("best/model.json")).unwrap()).unwrap();
+    let val = card["val_accuracy"].as_f64().unwrap();
+    assert!(
+        val >= 0.9,
+        "the setup needs a point value over the target: {val}"
+    );
+    let lo = card["val_interval"][0].as_f64().unwrap();
+    let hi = card["val_interval"][1].as_f64().unwrap();
+    assert!(lo < 0.9 && lo <= val && val <= hi, "{card}");
+    assert!(card["test_interval"][0].as_f64().unwrap() <= card["test_accuracy"].as_f64().unwrap());
+    assert_eq!(card["confidence_level"].as_f64(), Some(0.95));
+    assert_eq!(card["test_size"].as_u64(), Some(300));
+    let events = fs::read_to_string(state.join("events.jsonl")).unwrap_or_default();
+    assert!(
+        events.contains("budget_exhausted") && !events.contains("\"target_reached\""),
+        "{events}"
+    );
+    let status = run(&["status", "--json", "--state-dir", s]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["best"]["val_interval"], card["val_interval"], "{v}");
+    let table = String::from_utf8_lossy(&run(&["status", "--state-dir", s]).stdout).to_string();
+    assert!(
+        table.contains(&format!("val {val:.3} [{lo:.3}, {hi:.3}]")),
+        "{table}"
+    );
+}

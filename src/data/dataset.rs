@@ -135,12 +135,19 @@ pub struct Dataset {
     pub class_names: Vec<String>,
 }
 
+/// The target a load without one sizes its validation split for (the
+/// `--target-accuracy` default).
+pub const DEFAULT_TARGET: f64 = 0.99;
+
 /// How to load: validation size and the seed that picks it, the memory
 /// budget, the number of classes.
 pub struct LoadOptions {
     /// Training records held out for validation: `None` for the default
     /// ([`split::auto_size`]); every class must keep a training record.
     pub val_size: Option<usize>,
+    /// The study's target accuracy: the default validation size is what
+    /// certifying it takes ([`crate::confidence::val_size_for`]).
+    pub target: f64,
     /// Picks which records are held out.
     pub seed: u64,
     /// Bytes the data set may take in memory ([`memory_cost`]); more is refused unread.
@@ -156,6 +163,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             val_size: None,
+            target: DEFAULT_TARGET,
             seed: 0,
             memory_budget: super::budget::default_budget(),
             classes: None,
@@ -517,7 +525,7 @@ fn validation_split(
     let n_train = labels.count;
     let val_size = opts
         .val_size
-        .unwrap_or_else(|| split::auto_size(n_train, num_classes));
+        .unwrap_or_else(|| split::auto_size(n_train, num_classes, opts.target));
     split::partition(labels.values(), num_classes, val_size, opts.seed)
         .map_err(|e| e.error(val_size, n_train, "records", images_path))
 }

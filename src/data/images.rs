@@ -223,7 +223,7 @@ fn split_indices(
             (0..train_labels.len() as i64).collect::<Vec<_>>(),
         )
     } else {
-        let size = split::auto_size(train_labels.len(), k);
+        let size = split::auto_size(train_labels.len(), k, opts.target);
         let split = split::partition(train_labels, k, size, opts.seed ^ TEST_SPLIT_KEY);
         let split = split.map_err(|_| too_few(dir, "a test set"))?;
         tracing::info!(
@@ -237,7 +237,7 @@ fn split_indices(
     let pool_labels: Vec<u8> = pool.iter().map(|&i| train_labels[i as usize]).collect();
     let val_size = opts
         .val_size
-        .unwrap_or_else(|| split::auto_size(pool.len(), k));
+        .unwrap_or_else(|| split::auto_size(pool.len(), k, opts.target));
     let (val_at, train_at) = split::partition(&pool_labels, k, val_size, opts.seed)
         .map_err(|e| e.error(val_size, pool.len(), "images", dir))?;
     Ok(Splits {

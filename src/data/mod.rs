@@ -42,7 +42,7 @@ pub(crate) mod synth_folders;
 mod synth_tests;
 
 pub use augment::{augment_shift, BatchSource};
-pub use dataset::{batch, Dataset, LoadOptions, Split};
+pub use dataset::{batch, Dataset, LoadOptions, Split, DEFAULT_TARGET};
 pub use download::ensure_mnist;
 
 /// Everything that can be wrong with a data directory; always names the file

@@ -1,10 +1,14 @@
 //! The validation split: how many training records are held out and which.
 //!
 //! - **How many**: `--val-size N` when given (it must leave every class a
-//!   training record, else exit 78 naming the key); by default a tenth of the
-//!   training set, at most [`MAX_AUTO_VAL_SIZE`] and at least
-//!   [`MIN_AUTO_PER_CLASS`] per class (never more than half the set), so a
-//!   600-image data set trains with every default and MNIST keeps 5,000.
+//!   training record, else exit 78 naming the key); by default what
+//!   certifying the study's target takes
+//!   ([`crate::confidence::val_size_for`]): the split on which a model a
+//!   quarter of the target's error better than the target has a 95% Wilson
+//!   lower bound at the target, but at least a tenth of the set (up to
+//!   5,000), at most a quarter, at least 5 per class, never more than half:
+//!   a 600-image set trains with every default (and says it cannot certify
+//!   0.99), MNIST at 0.99 holds out about 6,000.
 //! - **Which**: stratified by class: each class gives its share of the
 //!   held-out records (largest remainders settle the rounding), taken in the
 //!   order of a permutation keyed by the seed, so the split is a function of
@@ -14,20 +18,13 @@ use std::path::Path;
 
 use super::{rng, DataError};
 
-/// The default validation size's cap (MNIST: 60,000 / 10 -> 5,000).
-pub const MAX_AUTO_VAL_SIZE: usize = 5000;
-/// Records per class the default validation split holds at least.
-pub const MIN_AUTO_PER_CLASS: usize = 5;
 /// Stream id under which the seed picks the validation split.
 const STREAM_VAL_SPLIT: u64 = u64::from_be_bytes(*b"valsplit");
 
-/// The default validation size for `n_train` records of `classes` classes.
-pub fn auto_size(n_train: usize, classes: usize) -> usize {
-    (n_train / 10)
-        .min(MAX_AUTO_VAL_SIZE)
-        .max(MIN_AUTO_PER_CLASS.saturating_mul(classes))
-        .min(n_train / 2)
-        .max(1)
+/// The default validation size for `n_train` records of `classes` classes
+/// and the study's `target` (see [`crate::confidence::val_size_for`]).
+pub fn auto_size(n_train: usize, classes: usize, target: f64) -> usize {
+    crate::confidence::val_size_for(n_train, classes, target)
 }
 
 /// Why a requested size does not fit (the caller names file and key).
@@ -49,7 +46,7 @@ impl DoesNotFit {
             what: format!(
                 "{size} does not fit the {n} training {records} of {}: it must be between 1 \
                  and {largest}, so that every class keeps a training {one}; lower --val-size, \
-                 or leave it unset for a tenth of the data",
+                 or leave it unset for the default size",
                 source.display()
             ),
         }
@@ -136,12 +133,14 @@ mod tests {
 
     #[test]
     fn default_sizes_fit_small_and_full_data_sets() {
-        assert_eq!(auto_size(60_000, 10), 5000);
-        assert_eq!(auto_size(3000, 10), 300);
-        assert_eq!(auto_size(600, 10), 60);
-        assert_eq!(auto_size(200, 10), 50, "five per class");
-        assert_eq!(auto_size(40, 10), 20, "never more than half");
-        assert_eq!(auto_size(1, 1), 1);
+        assert_eq!(auto_size(60_000, 10, 0.92), 5000);
+        assert!(auto_size(60_000, 10, 0.99) > 5000, "0.99 takes more");
+        assert_eq!(auto_size(3000, 10, 0.99), 750, "a quarter at most");
+        assert_eq!(auto_size(3000, 10, 0.5), 300, "a tenth when that certifies");
+        assert_eq!(auto_size(600, 10, 0.99), 150);
+        assert_eq!(auto_size(200, 10, 0.5), 50, "five per class");
+        assert_eq!(auto_size(40, 10, 0.99), 20, "never more than half");
+        assert_eq!(auto_size(1, 1, 0.99), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::manifest::Manifest;
 use super::triton::MODEL_NAME;
 use super::{INPUT_NAME, ONNX_FILE, OUTPUT_NAME, REPOSITORY_DIR, TORCHSCRIPT_FILE};
-use crate::model::card::ModelCard;
+use crate::model::card::{Intervals, ModelCard};
 
 /// A YAML scalar (a JSON string is a valid YAML double-quoted scalar).
 fn yaml(s: &str) -> String {
@@ -78,15 +78,29 @@ fn results_and_recipe(card: &ModelCard) -> String {
     let r = &card.recipe;
     format!(
         "## Results\n\n| split | accuracy | loss |\n| --- | --- | --- |\n\
-         | validation ({val} images) | {va:.4} | {vl:.4} |\n| test | {ta:.4} | {tl:.4} |\n\n\
+         | validation ({val} images) | {va} | {vl:.4} |\n| test{tn} | {ta} | {tl:.4} |\n\n\
+         {conf}\
          ## Recipe\n\n- architecture: `{arch}` ({params} parameters)\n\
          - optimizer: `{optim}`\n- schedule: `{sched}`\n\
          - {epochs} epoch(s) planned, {trained} trained, batch size {batch}, label smoothing \
          {ls}, shift augmentation {shift} px\n- seed {seed}, {secs:.1} s of training\n\n",
         val = card.val_size,
-        va = card.val_accuracy,
+        va = Intervals::shown(card.val_accuracy, card.intervals.val_interval),
         vl = card.val_loss,
-        ta = card.test_accuracy,
+        ta = Intervals::shown(card.test_accuracy, card.intervals.test_interval),
+        tn = match card.intervals.test_size {
+            0 => String::new(),
+            n => format!(" ({n} images)"),
+        },
+        conf = match card.intervals.confidence_level {
+            Some(l) => format!(
+                "Accuracies are given with their {}% Wilson score intervals; the \
+                 study counts its target as reached on the validation interval's \
+                 lower bound, and the test set is never used to choose.\n\n",
+                l * 100.0
+            ),
+            None => String::new(),
+        },
         tl = card.test_loss,
         params = card.parameters,
         epochs = r.epochs,
@@ -191,6 +205,7 @@ pub(crate) mod tests {
             files: vec![],
             version: 0,
             class_names: Vec::new(),
+            intervals: Default::default(),
         }
     }
 

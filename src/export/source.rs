@@ -195,6 +195,7 @@ fn trial_card(
         files: Vec::new(),
         version: 0,
         class_names: data.class_names,
+        intervals: Default::default(),
     }
 }
 

@@ -87,6 +87,49 @@ pub struct ModelCard {
     /// of an image-folder data set, `"0"`..`"K-1"` for IDX; empty in older cards.
     #[serde(default)]
     pub class_names: Vec<String>,
+    /// The accuracies' 95% Wilson intervals (`val_interval`,
+    /// `test_interval`, `test_size`, `confidence_level` in the JSON);
+    /// absent from older cards.
+    #[serde(flatten)]
+    pub intervals: Intervals,
+}
+
+/// How sure the card's accuracies are ([`crate::confidence`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    /// `[lo, hi]` of `val_accuracy` on `val_size` records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_interval: Option<[f64; 2]>,
+    /// `[lo, hi]` of `test_accuracy` on `test_size` records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_interval: Option<[f64; 2]>,
+    /// Test records the test accuracy was measured on (0: not recorded).
+    #[serde(default)]
+    pub test_size: usize,
+    /// The intervals' confidence level (0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_level: Option<f64>,
+}
+
+impl Intervals {
+    /// `acc` with `interval` when known: `0.921 [0.914, 0.928]`, else `0.9210`.
+    pub fn shown(acc: f64, interval: Option<[f64; 2]>) -> String {
+        match interval {
+            Some([lo, hi]) => format!("{acc:.3} [{lo:.3}, {hi:.3}]"),
+            None => format!("{acc:.4}"),
+        }
+    }
+
+    /// The intervals of `val` on `val_n` and `test` on `test_n` records.
+    pub fn of(val: f64, val_n: usize, test: f64, test_n: usize) -> Intervals {
+        let pair = |i: crate::confidence::Interval| Some([i.lo, i.hi]);
+        Intervals {
+            val_interval: pair(crate::confidence::Interval::of_accuracy(val, val_n)),
+            test_interval: pair(crate::confidence::Interval::of_accuracy(test, test_n)),
+            test_size: test_n,
+            confidence_level: Some(crate::confidence::LEVEL),
+        }
+    }
 }
 
 pub const MODEL_CARD_FORMAT: u32 = 1;

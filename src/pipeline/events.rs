@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::jsonl::{self, JsonlLog};
+use crate::confidence::Goal;
 pub use crate::event_kind::{EventKind, KINDS};
 use crate::search::journal::{Entry, Outcome, Record};
 
@@ -74,7 +75,9 @@ fn with(mut ev: Event, message: String, data: serde_json::Value) -> Event {
 }
 
 /// The events a journal record implies. `target` is the study's target.
-pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
+pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
+    let goal = goal.into();
+    let target = goal.target;
     let t = |trial: u32| Some(format!("t{trial}"));
     match &e.record {
         Record::StudyStarted {
@@ -154,7 +157,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
                     json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy}),
                 ));
             }
-            out.extend(below_target(e, *trial, *study_best, target));
+            out.extend(below_target(e, *trial, *study_best, goal));
             out
         }
         Record::TrialDiverged {
@@ -179,7 +182,7 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
                            "diverged": true, "train_seconds": train_seconds}),
                 ),
             ];
-            out.extend(below_target(e, *trial, *study_best, target));
+            out.extend(below_target(e, *trial, *study_best, goal));
             out
         }
         Record::Stopped { seq, trial, step } => vec![with(
@@ -218,9 +221,11 @@ pub fn events_for(e: &Entry, target: f64) -> Vec<Event> {
 }
 
 /// The `below_target` event that follows a finished trial while the study's
-/// best is still short of its target; none once the target is met.
-fn below_target(e: &Entry, trial: u32, study_best: f64, target: f64) -> Option<Event> {
-    (study_best < target).then(|| {
+/// best is still short of its target (its 95% lower bound is below it);
+/// none once the target is met.
+fn below_target(e: &Entry, trial: u32, study_best: f64, goal: Goal) -> Option<Event> {
+    let target = goal.target;
+    (!goal.reached(study_best)).then(|| {
         with(
             event(
                 e,
@@ -228,8 +233,11 @@ fn below_target(e: &Entry, trial: u32, study_best: f64, target: f64) -> Option<E
                 Some(format!("t{trial}")),
                 Some(trial),
             ),
-            format!("best so far {study_best:.4} is below the target {target}"),
-            json!({"study_best": study_best, "target": target}),
+            format!(
+                "best so far {} is below the target {target}",
+                crate::confidence::show(study_best, goal.val_n)
+            ),
+            json!({"study_best": study_best, "target": target, "val_n": goal.val_n}),
         )
     })
 }

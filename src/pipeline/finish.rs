@@ -126,6 +126,12 @@ fn card_of(
         files: Vec::new(),
         version: 0,
         class_names: data.class_names.clone(),
+        intervals: crate::model::card::Intervals::of(
+            report.val.accuracy,
+            data.val.len(),
+            report.test.accuracy,
+            data.test.len(),
+        ),
     }
 }
 

@@ -125,6 +125,7 @@ pub fn load_data(cfg: &Config, device: Device, stop: &StopFlag) -> anyhow::Resul
         &cfg.data_dir,
         &LoadOptions {
             val_size: cfg.val_size,
+            target: cfg.target_accuracy,
             seed: cfg.seed,
             memory_budget: cfg.memory_budget,
             classes: cfg.classes,

@@ -59,7 +59,7 @@ pub(super) struct Chain {
     journal: Journal,
     events: EventLog,
     pub(super) study: String,
-    target: f64,
+    goal: crate::confidence::Goal,
     /// The champion measured on this study's data (see `champion`).
     pub(super) remeasured: Option<super::champion::Remeasured>,
 }
@@ -77,7 +77,7 @@ impl Chain {
     pub(super) fn record(&mut self, record: Record) -> anyhow::Result<Entry> {
         let entry = self.journal.append(&self.study, record)?;
         crate::store::fault::point("events.emit");
-        for ev in events_for(&entry, self.target) {
+        for ev in events_for(&entry, self.goal) {
             self.events.emit(ev)?;
         }
         Ok(entry)
@@ -116,6 +116,7 @@ pub fn plan(cfg: &Config) -> anyhow::Result<Plan> {
         start: initial_spec(cfg)?,
         ladder: cfg.ladder.clone(),
         target: cfg.target_accuracy,
+        val_n: 0,
         min_accuracy: cfg.min_accuracy,
         max_trials: cfg.max_trials,
         seed: cfg.seed,
@@ -134,14 +135,19 @@ pub fn trial_dir(state_dir: &Path, study: &str, trial: u32) -> PathBuf {
 
 /// Emits the events of every journal record that the event log lacks.
 fn replay_events(journal: &Journal, events: &mut EventLog) -> anyhow::Result<()> {
-    let mut target = 1.0;
+    let mut goal = crate::confidence::Goal::from(1.0);
     let mut study = String::new();
     for e in journal.entries() {
-        if let Record::StudyStarted { target: t, .. } = &e.record {
-            (target, study) = (*t, e.study.clone());
+        if let Record::StudyStarted { target, config, .. } = &e.record {
+            let val_n = config.get("val_size").and_then(|v| v.as_u64()).unwrap_or(0);
+            goal = crate::confidence::Goal {
+                target: *target,
+                val_n: val_n as usize,
+            };
+            study = e.study.clone();
         }
         if e.study == study {
-            for ev in events_for(e, target) {
+            for ev in events_for(e, goal) {
                 events.emit(ev)?;
             }
         }
@@ -171,6 +177,7 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
     let input = train::input_shape(&data);
     super::check_specs(&plan.start, &plan.ladder, input)?;
     plan.input = Some(input);
+    plan.val_n = data.val.len();
     let journal = Journal::open(&cfg.state_dir)?;
     let mut events = EventLog::open(&cfg.state_dir, ctx.notify.clone())?;
     replay_events(&journal, &mut events)?;
@@ -178,7 +185,7 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
     let (latest, studies) = latest_study(&journal);
     let mut chain = Chain {
         study: String::new(),
-        target: plan.target,
+        goal: plan.goal(),
         journal,
         events,
         remeasured: None,
@@ -237,9 +244,16 @@ fn finish(ctx: &Context<'_>, chain: &mut Chain, reason: String) -> anyhow::Resul
     let v = chain.view();
     let best = v.best();
     let best_val = best.map_or(0.0, |b| b.1);
-    let outcome = if best_val >= chain.target {
+    let outcome = if chain.goal.reached(best_val) {
         Outcome::TargetReached
     } else {
+        let shown = crate::confidence::show(best_val, chain.goal.val_n);
+        tracing::warn!(
+            study = %chain.study, target = chain.goal.target,
+            "budget spent without certifying the target: the best's validation accuracy {shown} \
+             has a 95% lower bound below {}; the best model is kept",
+            chain.goal.target
+        );
         Outcome::BudgetExhausted
     };
     chain.record(Record::StudyFinished {
@@ -300,9 +314,17 @@ fn next_trial(
     let done = v.done();
     let Some(p) = plan.next(&done) else {
         let why = match v.best() {
-            Some((trial, acc)) if acc >= plan.target => {
-                format!("trial {trial} reached {acc:.4} >= {}", plan.target)
-            }
+            Some((trial, acc)) if plan.goal().reached(acc) => format!(
+                "trial {trial} reached {}: lower bound >= {}",
+                crate::confidence::show(acc, plan.val_n),
+                plan.target
+            ),
+            Some((_, acc)) => format!(
+                "max_trials {} run; the best {} does not certify {}",
+                plan.max_trials,
+                crate::confidence::show(acc, plan.val_n),
+                plan.target
+            ),
             _ => format!("max_trials {} run", plan.max_trials),
         };
         return finish(ctx, chain, why).map(Err);

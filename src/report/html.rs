@@ -176,8 +176,23 @@ pub fn page(inputs: &ReportInputs) -> String {
         r#"<p class="sub">{}</p><section class="cards">"#,
         esc(&sub)
     );
-    card(&mut out, "validation accuracy", &pct(c.val_accuracy), false);
-    card(&mut out, "test accuracy", &pct(c.test_accuracy), false);
+    let shown = |acc: f64, i: Option<[f64; 2]>| match i {
+        Some(_) => crate::model::card::Intervals::shown(acc, i),
+        None => pct(acc),
+    };
+    let iv = &c.intervals;
+    card(
+        &mut out,
+        "validation accuracy",
+        &shown(c.val_accuracy, iv.val_interval),
+        false,
+    );
+    card(
+        &mut out,
+        "test accuracy",
+        &shown(c.test_accuracy, iv.test_interval),
+        false,
+    );
     card(&mut out, "parameters", &c.parameters.to_string(), false);
     card(&mut out, "epochs", &c.epochs_trained.to_string(), false);
     card(&mut out, "training time", &secs(c.train_seconds), false);

@@ -263,6 +263,7 @@ mod tests {
             files: Vec::new(),
             version: 0,
             class_names: Vec::new(),
+            intervals: Default::default(),
         }
     }
 

@@ -2,9 +2,11 @@
 //! trial should stop early. No I/O; every decision is a function of the plan
 //! and the finished-trial history, so a restarted study decides the same.
 //!
-//! Next trial, while the best validation accuracy is below the target:
-//! 1. **escalate**: while the best is below `min_accuracy` (by default the
-//!    target itself), climb the ladder: the next rung above the highest one
+//! Next trial, while the best validation accuracy does not certify the
+//! target (its 95% Wilson lower bound on the split's `val_n` records is
+//! below it, [`crate::confidence`]):
+//! 1. **escalate**: while the best's lower bound is below `min_accuracy`
+//!    (by default the target itself), climb the ladder: the next rung above the highest one
 //!    tried (growing capacity, stronger recipes);
 //! 2. **lengthen**: the best trial's spec with twice the epochs (a longer
 //!    schedule), once per best;
@@ -20,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::confidence::{certifies, Goal};
 use crate::data::rng::mix;
 #[cfg(test)]
 use crate::model::parse_ladder;
@@ -33,6 +36,10 @@ pub struct Plan {
     /// Rungs to escalate through, smallest first.
     pub ladder: Vec<TrialSpec>,
     pub target: f64,
+    /// The validation split's size: the target counts as reached when the
+    /// best's 95% Wilson lower bound on it is at or above the target
+    /// ([`crate::confidence::certifies`]); 0 judges the point value.
+    pub val_n: usize,
     /// Below this the next trial changes the architecture (climbs the ladder);
     /// at or above it only the recipe of the best is tuned.
     pub min_accuracy: f64,
@@ -102,6 +109,14 @@ impl Plan {
             .position(|r| base_name(&r.preset) == name)
     }
 
+    /// The target, judged on the validation split's size.
+    pub fn goal(&self) -> Goal {
+        Goal {
+            target: self.target,
+            val_n: self.val_n,
+        }
+    }
+
     /// The next trial, or `None` when the study is over (target reached or
     /// the trial budget spent). `done` is in trial order.
     pub fn next(&self, done: &[Finished]) -> Option<Proposal> {
@@ -121,10 +136,10 @@ impl Plan {
             });
         };
         let b = &done[best];
-        if b.val_accuracy >= self.target {
+        if self.goal().reached(b.val_accuracy) {
             return None;
         }
-        if b.val_accuracy < self.min_accuracy {
+        if !certifies(b.val_accuracy, self.val_n, self.min_accuracy) {
             let top = done.iter().filter_map(|f| f.rung).max();
             let next = top.map_or(0, |t| t + 1);
             if let Some(spec) = self.ladder.get(next) {

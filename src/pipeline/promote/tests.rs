@@ -33,6 +33,7 @@ fn card(trial: u32) -> ModelCard {
         files: Vec::new(),
         version: 0,
         class_names: Vec::new(),
+        intervals: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@ fn plan(start: &str, ladder: &str, target: f64) -> Plan {
         start: preset(start).unwrap(),
         ladder: parse_ladder(ladder).unwrap(),
         target,
+        val_n: 0,
         min_accuracy: target,
         max_trials: 10,
         seed: 7,
@@ -232,4 +233,31 @@ fn best_is_the_earliest_of_equals() {
         Some(1)
     );
     assert_eq!(best_index(&[]), None);
+}
+
+#[test]
+fn the_target_counts_on_the_lower_bound_of_the_split() {
+    let mut p = plan("fast", "linear,fast,bn3", 0.92);
+    p.val_n = 5000;
+    let first = p.next(&[]).unwrap();
+    // 0.9218 on 5,000: the point value is above 0.92, the bound (0.914) is not.
+    let next = p.next(&[done(&first, 0.9218)]);
+    assert!(
+        next.is_some(),
+        "the point value alone does not stop the study"
+    );
+    assert_eq!(
+        next.unwrap().mv,
+        Move::Escalate,
+        "below min_accuracy by the bound"
+    );
+    assert!(
+        p.next(&[done(&first, 0.93)]).is_none(),
+        "0.93 on 5,000 certifies"
+    );
+    p.val_n = 0;
+    assert!(
+        p.next(&[done(&first, 0.9218)]).is_none(),
+        "no size: the point value"
+    );
 }
