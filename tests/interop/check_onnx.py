@@ -14,12 +14,12 @@ labels (the accuracy check is then skipped). Checks, failing with one line each:
 - every file in model.json's `files` has the listed SHA-256 and size;
 - onnx.checker.check_model(full_check=True), opset >= 17, input `pixels`
   [N, C, H, W] with a symbolic N, output `logits` [N, classes];
-- onnxruntime's logits equal trainerd's within 1e-4, at batch 1, 64 and all;
+- onnxruntime's logits equal trainerd's within 1e-4 (relative beyond 1), at batch 1, 64 and all;
 - onnxruntime's test accuracy equals model.json's test_accuracy exactly;
 - the graph's norm_mean / norm_std are model.json's per-channel normalisation,
   and metadata_props' class_names and repository/<name>/labels.txt are its
   class names;
-- torch.jit.load("model.pt") gives trainerd's labels (and logits within 1e-4);
+- torch.jit.load("model.pt") gives trainerd's labels (and logits within the same);
 - repository/<name>/1/model.onnx is model.onnx, and config.pbtxt's dims
   match the ONNX input and output.
 
@@ -163,19 +163,23 @@ def main():
         fail(f"{len(preds)} predictions for {len(x)} images")
     ref = np.array([p["logits"] for p in preds], dtype=np.float32)
     ref_labels = np.array([p["label"] for p in preds])
+    # 1e-4, relative once logits exceed 1 in size: float32 carries ~7
+    # significant digits, so logits in the hundreds (a deep model trained on
+    # tiny data) differ by an ulp or two, ~1e-4, between two summation orders.
+    tol = TOLERANCE * max(1.0, float(np.abs(ref).max()))
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     session = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
     ort_logits = session.run(["logits"], {"pixels": x})[0]
     worst = float(np.abs(ort_logits - ref).max())
-    if worst > TOLERANCE:
+    if worst > tol:
         fail(f"onnxruntime logits differ from trainerd's by up to {worst}")
     for batch in (1, 64):
         part = session.run(["logits"], {"pixels": x[:batch]})[0]
         if part.shape != (min(batch, len(x)), card["classes"]):
             fail(f"batch {batch}: onnxruntime output shape {part.shape}")
-        if float(np.abs(part - ref[:batch]).max()) > TOLERANCE:
+        if float(np.abs(part - ref[:batch]).max()) > tol:
             fail(f"batch {batch}: onnxruntime logits differ from trainerd's")
     correct = None
     if labels_path != "-":
@@ -189,12 +193,13 @@ def main():
     with torch.no_grad():
         pt_logits = module(torch.from_numpy(x)).numpy()
     pt_worst = float(np.abs(pt_logits - ref).max())
-    if pt_worst > TOLERANCE or not (pt_logits.argmax(1) == ref_labels).all():
-        fail(f"TorchScript labels or logits differ from trainerd's (logits by up to {pt_worst})")
+    if pt_worst > tol or not (pt_logits.argmax(1) == ref_labels).all():
+        fail(f"TorchScript labels or logits differ from trainerd's (logits by up to {pt_worst}, "
+             f"allowed {tol})")
 
     print(json.dumps({
         "images": len(x), "opset": opset, "max_abs_diff_onnxruntime": worst,
-        "max_abs_diff_torchscript": pt_worst, "onnxruntime_correct": correct,
+        "max_abs_diff_torchscript": pt_worst, "tolerance": tol, "onnxruntime_correct": correct,
         "test_accuracy": card["test_accuracy"],
     }))
 

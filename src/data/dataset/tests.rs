@@ -440,9 +440,13 @@ fn real_mnist_matches_its_readme() {
     let ds = Dataset::load(&dir, &LoadOptions::default()).unwrap();
     eprintln!("loaded MNIST in {:?} (unoptimised test build)", t.elapsed());
     assert_eq!(ds.num_classes, 10);
+    // The validation split's default follows from the default target
+    // (split::auto_size), here more than the old flat 5,000.
+    let val = crate::data::split::auto_size(60_000, 10, LoadOptions::default().target);
+    assert!(val > 5000, "{val}");
     assert_eq!(
         (ds.train.len(), ds.val.len(), ds.test.len()),
-        (55_000, 5000, 10_000)
+        (60_000 - val, val, 10_000)
     );
     assert_eq!(ds.image_shape(), [1, 28, 28]);
     let counts = |t: &Tensor| Vec::<i64>::try_from(t.bincount::<Tensor>(None, 10)).unwrap();
