@@ -160,6 +160,8 @@ pub struct Config {
     pub classes: Option<usize>,
     /// `--data-format`, `--image-size` (see `data::source`).
     pub data_source: crate::data::source::SourceOptions,
+    /// `--tensorboard`: write each trial's scalars as TensorBoard event files.
+    pub tensorboard: bool,
 }
 
 /// Ladder used when none is configured: softmax regression up to the deep
@@ -247,6 +249,11 @@ impl Config {
         crate::model::resolve_preset(&preset).map_err(|w| invalid("preset", w))?;
         let memory_budget = memory_budget(o)?;
         let classes = classes(o)?;
+        let tensorboard = choice(
+            o.tensorboard.as_deref(),
+            "tensorboard",
+            &[("on", true), ("off", false)],
+        )?;
         Ok(Config {
             data_dir: o
                 .data_dir
@@ -293,6 +300,7 @@ impl Config {
             memory_budget,
             classes,
             data_source,
+            tensorboard,
         })
     }
 }

@@ -105,6 +105,7 @@ pub fn run(
             }
         }
     };
+    let tb_dir = crate::state_dir::standalone_tensorboard(&cfg.state_dir, args.trial);
     let outcome = train::run_trial(train::TrialSetup {
         trial: args.trial,
         spec: &spec,
@@ -118,6 +119,7 @@ pub fn run(
         prune: None,
         warm_start: None,
         on_epoch: Some(&on_epoch),
+        tensorboard: cfg.tensorboard.then_some(tb_dir.as_path()),
     })?;
     match outcome {
         TrialOutcome::Stopped { .. } => Ok(Outcome::Stopped),

@@ -10,6 +10,7 @@
 //! - [`search`]: the study's strategy, journal and replayed history
 //! - [`pipeline`]: the job chain: study, promotion, events, webhooks, daemon
 //! - [`telemetry`]: logging, heartbeat, watchdog, Prometheus metrics, progress bar
+//! - [`tensorboard`]: TensorBoard event files of each trial's scalars
 //! - [`report`]: `best/report.html` with SVG plots
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
 //! - [`hooks`]: `POST /hooks/git`: verified push events fast-forward the workspace
@@ -52,6 +53,7 @@ pub mod status;
 pub mod stop_flag;
 pub mod store;
 pub mod telemetry;
+pub mod tensorboard;
 pub mod timestamp;
 pub mod train;
 pub mod watch;

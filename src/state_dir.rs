@@ -10,6 +10,8 @@
 //! study/journal.jsonl      the study journal (search::journal)
 //! study/<id>/trials/NNNN/checkpoints/
 //! trials/NNNN/checkpoints/ standalone trials (`trainerd trial`)
+//! tensorboard/<id>/NNNN/   TensorBoard event files of a trial (tensorboard)
+//! tensorboard/trials/NNNN/ those of standalone trials
 //! best/                    the champion and its exports (pipeline::promote)
 //! best.previous/ best.staging/ best.rollback/
 //! ```
@@ -62,6 +64,19 @@ pub fn standalone_trials(state: &Path) -> PathBuf {
 
 pub fn standalone_trial(state: &Path, trial: u32) -> PathBuf {
     standalone_trials(state).join(format!("{trial:04}"))
+}
+
+/// A study trial's TensorBoard event files.
+pub fn tensorboard(state: &Path, study_id: &str, trial: u32) -> PathBuf {
+    state
+        .join("tensorboard")
+        .join(study_id)
+        .join(format!("{trial:04}"))
+}
+
+/// A standalone trial's (`trainerd trial`) TensorBoard event files.
+pub fn standalone_tensorboard(state: &Path, trial: u32) -> PathBuf {
+    tensorboard(state, "trials", trial)
 }
 
 /// A trial directory's checkpoints.

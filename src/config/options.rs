@@ -193,6 +193,10 @@ options! {
         /// (triangle filter); default: all images must share one size.
         #[arg(long, env = "TRAINERD_IMAGE_SIZE")]
         pub image_size: Option<String>,
+        /// Write each trial's scalars as TensorBoard event files under
+        /// `tensorboard/` of the state dir: on (default) | off
+        #[arg(long, env = "TRAINERD_TENSORBOARD")]
+        pub tensorboard: Option<String>,
     }
 }
 

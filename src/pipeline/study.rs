@@ -381,6 +381,7 @@ fn drive(
             }
             _ => None,
         };
+        let tb_dir = crate::state_dir::tensorboard(&cfg.state_dir, &study, current.trial);
         ctx.live.begin(ctx.progress);
         let outcome = train::run_trial(train::TrialSetup {
             trial: current.trial,
@@ -395,6 +396,7 @@ fn drive(
             prune: Some(&prune),
             on_epoch: None,
             warm_start: warm.as_deref(),
+            tensorboard: cfg.tensorboard.then_some(tb_dir.as_path()),
         });
         ctx.live.end();
         let report = match outcome? {

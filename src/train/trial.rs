@@ -79,6 +79,8 @@ pub struct TrialSetup<'a> {
     /// trial has no checkpoint yet (a warm start from the champion); named
     /// as in the VarStore, every variable of the model present.
     pub warm_start: Option<&'a [(String, Tensor)]>,
+    /// Where the trial's TensorBoard event files go (`None`: not written).
+    pub tensorboard: Option<&'a std::path::Path>,
 }
 
 /// The result of a trial that ran to its end (or was pruned).

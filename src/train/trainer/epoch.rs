@@ -30,6 +30,7 @@ impl Trainer<'_> {
     /// At an epoch's end: validate, record, checkpoint, and ask the pruner.
     pub(in crate::train) fn end_epoch(&mut self, lr: f64) -> Result<Flow, TrainError> {
         fault::point("train.eval");
+        let rate = self.epoch_rate();
         let data = self.setup.data;
         let val = evaluate(
             &self.net.net,
@@ -59,7 +60,7 @@ impl Trainer<'_> {
                 secs,
             )));
         }
-        self.record_epoch(record, val);
+        self.record_epoch(record, val, rate);
         self.save(secs)?;
         let trial = self.setup.trial;
         if step < self.geo.total && self.setup.prune.is_some_and(|p| p(&self.history)) {
@@ -76,7 +77,7 @@ impl Trainer<'_> {
 
     /// Logs a finite epoch record, resets the running loss, and hands the
     /// record to the progress counters, the history and the epoch sink.
-    fn record_epoch(&mut self, record: EpochRecord, val: EvalResult) {
+    fn record_epoch(&mut self, record: EpochRecord, val: EvalResult, rate: Option<f64>) {
         let trial = self.setup.trial;
         tracing::info!(
             trial,
@@ -86,8 +87,10 @@ impl Trainer<'_> {
             val_accuracy = format!("{:.4}", record.val_accuracy),
             "epoch finished"
         );
+        self.epoch_scalars(&record, rate);
         self.loss_sum = Tensor::zeros([], (Kind::Float, self.setup.device));
         self.loss_count = 0;
+        self.clocks.epoch_from = (self.step, Instant::now());
         let progress = self.setup.progress;
         progress.end_epoch(record.epoch, record.train_loss, record.val_accuracy);
         self.history.push(record);
@@ -95,6 +98,36 @@ impl Trainer<'_> {
         if let (Some(cb), Some(last)) = (self.setup.on_epoch, self.history.last()) {
             cb(trial, last);
         }
+    }
+
+    /// Training samples per second since the epoch began in this run (none
+    /// when it began in an earlier one: a resume's first partial epoch).
+    fn epoch_rate(&self) -> Option<f64> {
+        let (from, at) = self.clocks.epoch_from;
+        let secs = at.elapsed().as_secs_f64();
+        let steps = self.step.saturating_sub(from);
+        let fresh = from % self.geo.per_epoch == 0;
+        (fresh && steps > 0 && secs > 0.0).then(|| {
+            let samples = if steps == self.geo.per_epoch {
+                self.geo.n_train as u64
+            } else {
+                steps * self.geo.batch as u64
+            };
+            samples as f64 / secs
+        })
+    }
+
+    /// An epoch's scalars to TensorBoard, at its last step, made durable.
+    fn epoch_scalars(&mut self, record: &EpochRecord, rate: Option<f64>) {
+        let (tb, step) = (&mut self.tb, record.step);
+        tb.scalar("train/loss", step, record.train_loss);
+        tb.scalar("train/learning_rate", step, record.lr);
+        tb.scalar("val/accuracy", step, record.val_accuracy);
+        tb.scalar("val/loss", step, record.val_loss);
+        if let Some(rate) = rate {
+            tb.scalar("train/samples_per_second", step, rate);
+        }
+        tb.sync();
     }
 
     /// Checkpoints mid-epoch when the step or time interval says so.
@@ -126,12 +159,18 @@ impl Trainer<'_> {
                 secs,
             )));
         }
+        if self.loss_count > 0 {
+            // The mean loss since the epoch began: read for the check above anyway.
+            let mean = sum / self.loss_count as f64;
+            self.tb.scalar("train/loss", self.step, mean);
+        }
         self.save(secs)?;
         Ok(None)
     }
 
     /// Writes a checkpoint of the current step.
     fn save(&mut self, secs: f64) -> Result<(), TrainError> {
+        self.tb.sync();
         let step = self.step;
         let mut tensors: Vec<(String, Tensor)> = self
             .net
@@ -191,6 +230,9 @@ impl Trainer<'_> {
             let epoch = self.step.div_ceil(self.geo.per_epoch);
             return Ok(self.diverge(epoch, why, train_seconds));
         }
+        self.tb.scalar("test/accuracy", self.step, test.accuracy);
+        self.tb.scalar("test/loss", self.step, test.loss);
+        self.tb.sync();
         Ok(TrialOutcome::Finished(Box::new(self.report(
             val,
             test,

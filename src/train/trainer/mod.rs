@@ -19,6 +19,7 @@ use crate::data::{rng, BatchSource};
 use crate::model::{self, InputShape, TrialSpec};
 use crate::optim::{learning_rate, Optimizer};
 use crate::store::fault;
+use crate::tensorboard::Scalars;
 
 /// Stream tags, so the per-purpose random streams never coincide.
 const STREAM_INIT: u64 = 1;
@@ -103,6 +104,8 @@ struct Clocks {
     log_from: (u64, Instant),
     /// Time spent saving, so the overhead of checkpointing is visible in the logs.
     saving: Duration,
+    /// Step and time the current epoch's samples-per-second rate counts from.
+    epoch_from: (u64, Instant),
 }
 
 /// One trial's training state; see `run_trial` for the loop.
@@ -130,6 +133,8 @@ pub(super) struct Trainer<'a> {
     last_val: Option<(u64, EvalResult)>,
     pruned: bool,
     clocks: Clocks,
+    /// The trial's TensorBoard scalars (off when not wanted or after an I/O error).
+    tb: Scalars,
 }
 
 impl<'a> Trainer<'a> {
@@ -188,6 +193,11 @@ impl<'a> Trainer<'a> {
             last_log: now,
             log_from: (step, now),
             saving: Duration::ZERO,
+            epoch_from: (step, now),
+        };
+        let tb = match setup.tensorboard {
+            Some(dir) => Scalars::open(dir, trial, step),
+            None => Scalars::off(trial),
         };
         // With shift augmentation this pads a copy of the training set once
         // (timed as training: it replaces per-step work).
@@ -212,6 +222,7 @@ impl<'a> Trainer<'a> {
             last_val: None,
             pruned: false,
             clocks,
+            tb,
         })))
     }
 
