@@ -4,7 +4,8 @@
 # interoperability with it: `onnx` and `onnxruntime` (tests/export.rs;
 # scripts/setup.sh installs the same onnxruntime, which serve dlopens),
 # `standardwebhooks` (tests/chain.rs), `tritonclient[http]` (tests/serve.rs,
-# which talks to `trainerd serve` with Triton's own client). Skipped when the
+# which talks to `trainerd serve` with Triton's own client), `tensorboard`
+# (tests/tensorboard.rs, which reads the event files with TensorBoard's reader). Skipped when the
 # pinned versions are already there.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +15,7 @@ pins=(
     "onnxruntime==1.31.1"
     "standardwebhooks==1.1.0"
     "tritonclient[http]==2.73.0"
+    "tensorboard==2.21.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then
