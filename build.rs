@@ -4,7 +4,12 @@
 //! `$ORIGIN/../lib/trainerd`, where the Docker image installs the libraries.
 //! Also reruns when TRAINERD_ORT_LIB (the onnxruntime library setup.sh
 //! found, read by `serve::onnxruntime` through `option_env!`) changes.
+//!
+//! Also compiles `proto/inference.proto` (the Open Inference Protocol's gRPC
+//! service) with protox, a protobuf compiler in Rust, into prost types and
+//! tonic stubs in `OUT_DIR`, so no `protoc` is needed anywhere.
 fn main() {
+    compile_protos();
     println!("cargo:rerun-if-env-changed=TRAINERD_ORT_LIB");
     println!("cargo:rerun-if-env-changed=TRAINERD_TORCH_LIB");
     if let Ok(dir) = std::env::var("TRAINERD_TORCH_LIB") {
@@ -15,5 +20,21 @@ fn main() {
         // Rust links with --as-needed, which would drop libtorch_cuda (nothing
         // references its symbols directly; it registers the CUDA backend at load).
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}
+
+fn compile_protos() {
+    let proto = "proto/inference.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let fds = match protox::compile([proto], ["proto"]) {
+        Ok(fds) => fds,
+        Err(e) => panic!("{proto}: {e}"),
+    };
+    if let Err(e) = tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)
+    {
+        panic!("generating the gRPC code from {proto}: {e}");
     }
 }

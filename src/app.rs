@@ -149,13 +149,13 @@ async fn prepare(
         stalls,
     );
     let http = telemetry::http::start(cfg, &progress).await?;
-    let serve = match cfg.serve_addr {
-        Some(addr) => {
-            let mut opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), addr);
-            opts.engine = cfg.engine;
-            Some(crate::serve::start(&opts).await?)
-        }
-        None => None,
+    let serve = if cfg.serve_addr.is_some() || cfg.grpc_addr.is_some() {
+        let mut opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), cfg.serve_addr);
+        opts.grpc_addr = cfg.grpc_addr;
+        opts.engine = cfg.engine;
+        Some(crate::serve::start(&opts).await?)
+    } else {
+        None
     };
     telemetry::bar::spawn_if_terminal(progress.clone(), cfg.log_format != LogFormat::Json);
     Ok(Prepared {

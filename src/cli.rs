@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TRAINERD_SERVE_ADDR", default_value = "0.0.0.0:8000")]
     pub addr: String,
+    /// Also serve the Open Inference Protocol's gRPC service (`inference.GRPCInferenceService`,
+    /// as Triton) on this address, e.g. `0.0.0.0:8001` (`off` or unset: REST only).
+    #[arg(long, env = "TRAINERD_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
     /// How long the batcher waits for more requests to join a forward pass.
     #[arg(long, env = "TRAINERD_BATCH_WINDOW", default_value = "2ms")]
     pub batch_window: String,
@@ -271,7 +275,9 @@ impl ServeArgs {
         if !(1..=65536).contains(&self.max_connections) {
             return Err(invalid("max_connections", "must be in 1..=65536"));
         }
-        let mut opts = ServeOptions::new(self.state_dir.clone(), addr);
+        let mut opts = ServeOptions::new(self.state_dir.clone(), Some(addr));
+        opts.grpc_addr =
+            crate::config::address(self.grpc_addr.as_deref(), "grpc_addr", "0.0.0.0:8001")?;
         opts.batch.window = window;
         opts.batch.max_batch = self.max_batch;
         opts.max_connections = self.max_connections;

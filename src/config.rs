@@ -136,6 +136,8 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the champion is served (`None`: not served).
     pub serve_addr: Option<std::net::SocketAddr>,
+    /// Also serve the champion over gRPC here (`--grpc-addr`).
+    pub grpc_addr: Option<std::net::SocketAddr>,
     /// The engine of the served forward pass.
     pub engine: EngineChoice,
     /// Watch the workspace by polling (network filesystems miss file events).
@@ -240,6 +242,7 @@ impl Config {
         let log_format = choice(o.log_format.as_deref(), "log_format", LogFormat::NAMES)?;
         let metrics_addr = address(o.metrics_addr.as_deref(), "metrics_addr", "127.0.0.1:9464")?;
         let serve_addr = address(o.serve_addr.as_deref(), "serve_addr", "0.0.0.0:8000")?;
+        let grpc_addr = address(o.grpc_addr.as_deref(), "grpc_addr", "0.0.0.0:8001")?;
         let engine = EngineChoice::parse(o.engine.as_deref())?;
         let git_fetch_every = match o.git_fetch_every.as_deref() {
             Some(s) => duration_at_least(s, second, "git_fetch_every")?,
@@ -285,6 +288,7 @@ impl Config {
             },
             metrics_addr,
             serve_addr,
+            grpc_addr,
             engine,
             watch_poll: o.watch_poll,
             git_remote: o.git_remote.clone().filter(|r| !r.is_empty()),
@@ -371,7 +375,8 @@ fn within<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(
 }
 
 /// A listening address, or `None` for unset, empty or `off`.
-fn address(
+/// An address setting (`off` or empty: none), or an error naming `key`.
+pub(crate) fn address(
     value: Option<&str>,
     key: &str,
     example: &str,

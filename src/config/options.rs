@@ -136,6 +136,10 @@ options! {
         /// address (e.g. `0.0.0.0:8000`; `off` or unset: not served).
         #[arg(long, env = "TRAINERD_SERVE_ADDR")]
         pub serve_addr: Option<String>,
+        /// Also serve the champion over the Open Inference Protocol's gRPC service (as
+        /// `trainerd serve --grpc-addr`) on this address (e.g. `0.0.0.0:8001`; `off` or unset: not served).
+        #[arg(long, env = "TRAINERD_GRPC_ADDR")]
+        pub grpc_addr: Option<String>,
         /// Engine of the served forward pass (`--serve-addr`): auto (onnxruntime when its
         /// library loads, else libtorch) | onnxruntime | libtorch.
         #[arg(long, env = "TRAINERD_ENGINE")]

@@ -80,7 +80,7 @@ pub fn attach(inputs: &mut [InputTensor], tail: &[u8], binary: bool) -> Result<(
             })?;
         let bytes = &tail[at..at + size];
         at += size;
-        input.data = Some(decode(input, bytes)?);
+        input.data = Some(decode(input, bytes, DATA_SIZE)?);
     }
     if at != tail.len() {
         return Err(format!(
@@ -100,8 +100,10 @@ fn element_size(datatype: &str) -> Option<usize> {
     }
 }
 
-/// One input's values from its raw little-endian bytes.
-fn decode(input: &InputTensor, bytes: &[u8]) -> Result<Data, String> {
+/// One input's values from its raw little-endian bytes; `field` names
+/// where the bytes came from in errors (`binary_data_size`, gRPC's
+/// `raw_input_contents`).
+pub fn decode(input: &InputTensor, bytes: &[u8], field: &str) -> Result<Data, String> {
     let name = &input.name;
     let size = element_size(&input.datatype).ok_or_else(|| {
         format!(
@@ -116,7 +118,7 @@ fn decode(input: &InputTensor, bytes: &[u8]) -> Result<Data, String> {
     let want = values.and_then(|v| v.checked_mul(size as u64));
     if want != Some(bytes.len() as u64) {
         return Err(format!(
-            "input {name:?}: {DATA_SIZE} {} disagrees with shape {:?} as {} ({} bytes)",
+            "input {name:?}: {field} {} disagrees with shape {:?} as {} ({} bytes)",
             bytes.len(),
             input.shape,
             input.datatype,
@@ -153,14 +155,20 @@ pub fn take_binary(resp: &mut InferResponse, binary: &[bool]) -> Vec<u8> {
     let mut tail = Vec::new();
     for (out, _) in resp.outputs.iter_mut().zip(binary).filter(|(_, &b)| b) {
         let start = tail.len();
-        match out.data.take() {
-            Some(OutputData::Float(v)) => v.iter().for_each(|x| tail.extend(x.to_le_bytes())),
-            Some(OutputData::Int(v)) => v.iter().for_each(|x| tail.extend(x.to_le_bytes())),
-            None => {}
+        if let Some(data) = out.data.take() {
+            append_bytes(&data, &mut tail);
         }
         out.parameters = Some(serde_json::json!({ DATA_SIZE: tail.len() - start }));
     }
     tail
+}
+
+/// Appends an output's values to `out` as raw little-endian bytes.
+pub fn append_bytes(data: &OutputData, out: &mut Vec<u8>) {
+    match data {
+        OutputData::Float(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+        OutputData::Int(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+    }
 }
 
 #[cfg(test)]

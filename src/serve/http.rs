@@ -3,7 +3,6 @@
 //! request timeout). Errors are JSON, `{"error": "..."}`, as the protocol
 //! specifies.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,12 +13,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::oneshot;
 use tower_http::timeout::TimeoutLayer;
 
-use super::batcher::{Answer, Batcher, Job, JobError, Shared};
 use super::binary;
-use super::metrics::ServeMetrics;
+use super::infer::{Arriving, Core, Failure};
 use super::protocol::{self, Geometry, InferRequest, Validated, MODEL_NAME};
 
 /// Largest request body: 16 MiB (a thousand MNIST images as JSON text).
@@ -37,11 +34,9 @@ const PARSE_INLINE: usize = 64 << 10;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub shared: Arc<Shared>,
+    pub core: Core,
     /// [`BODY_BUDGET_KIB`] permits.
     pub bodies: Arc<tokio::sync::Semaphore>,
-    pub batcher: Batcher,
-    pub metrics: Arc<ServeMetrics>,
 }
 
 /// A JSON response.
@@ -58,6 +53,16 @@ fn ok(value: serde_json::Value) -> Response {
 
 fn error(status: StatusCode, what: impl Into<String>) -> Response {
     json(status, &serde_json::json!({ "error": what.into() }))
+}
+
+/// A shared-path failure as its HTTP status and message.
+fn failed(f: Failure) -> Response {
+    match f {
+        Failure::NotFound(w) => error(StatusCode::NOT_FOUND, w),
+        Failure::Unavailable(w) => error(StatusCode::SERVICE_UNAVAILABLE, w),
+        Failure::Invalid(w) => error(StatusCode::BAD_REQUEST, w),
+        Failure::Internal(w) => error(StatusCode::INTERNAL_SERVER_ERROR, w),
+    }
 }
 
 /// The router, limits applied.
@@ -97,7 +102,8 @@ pub fn router(state: AppState) -> Router {
 async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let resp = next.run(req).await;
-    app.metrics
+    app.core
+        .metrics
         .observe(resp.status().as_u16(), start.elapsed().as_secs_f64());
     resp
 }
@@ -107,7 +113,7 @@ async fn live() -> Response {
 }
 
 async fn ready(State(app): State<AppState>) -> Response {
-    match app.shared.loaded() {
+    match app.core.shared.loaded() {
         Some(_) => ok(serde_json::json!({ "ready": true })),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -117,86 +123,46 @@ async fn ready(State(app): State<AppState>) -> Response {
 }
 
 async fn server_metadata() -> Response {
-    ok(serde_json::json!({
-        "name": "trainerd",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
-    }))
+    json(StatusCode::OK, &protocol::server_metadata())
 }
 
-/// The loaded model if `name` (and `version`, if given) name it, else a 404 / 503.
-fn lookup(
-    app: &AppState,
-    name: &str,
-    version: Option<&str>,
-) -> Result<super::batcher::Loaded, (StatusCode, String)> {
-    if name != MODEL_NAME {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("unknown model {name:?}; this server serves \"{MODEL_NAME}\""),
-        ));
-    }
-    let Some(loaded) = app.shared.loaded() else {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("model \"{MODEL_NAME}\" is not loaded yet (no verified champion)"),
-        ));
-    };
-    match version {
-        Some(v) if v != loaded.version.to_string() => Err((
-            StatusCode::NOT_FOUND,
-            format!(
-                "model \"{MODEL_NAME}\" version {v:?} is not loaded; version {} is",
-                loaded.version
-            ),
-        )),
-        _ => Ok(loaded),
+fn metadata_answer(found: Result<super::batcher::Loaded, Failure>) -> Response {
+    match found {
+        Ok(l) => json(
+            StatusCode::OK,
+            &protocol::model_metadata(l.geometry, l.version, &l.class_names, l.platform),
+        ),
+        Err(f) => failed(f),
     }
 }
 
 async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    match lookup(&app, &name, None) {
-        Ok(l) => ok(protocol::model_metadata(
-            l.geometry,
-            l.version,
-            &l.class_names,
-            l.platform,
-        )),
-        Err((status, what)) => error(status, what),
-    }
+    metadata_answer(app.core.lookup(&name, None))
 }
 
 async fn version_metadata(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    match lookup(&app, &name, Some(&version)) {
-        Ok(l) => ok(protocol::model_metadata(
-            l.geometry,
-            l.version,
-            &l.class_names,
-            l.platform,
-        )),
-        Err((status, what)) => error(status, what),
-    }
+    metadata_answer(app.core.lookup(&name, Some(&version)))
 }
 
-fn ready_answer(found: Result<super::batcher::Loaded, (StatusCode, String)>) -> Response {
+fn ready_answer(found: Result<super::batcher::Loaded, Failure>) -> Response {
     match found {
         Ok(_) => ok(serde_json::json!({ "name": MODEL_NAME, "ready": true })),
-        Err((status, what)) => error(status, what),
+        Err(f) => failed(f),
     }
 }
 
 async fn model_ready(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    ready_answer(lookup(&app, &name, None))
+    ready_answer(app.core.lookup(&name, None))
 }
 
 async fn version_ready(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    ready_answer(lookup(&app, &name, Some(&version)))
+    ready_answer(app.core.lookup(&name, Some(&version)))
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
@@ -205,7 +171,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
-        app.metrics.render(),
+        app.core.metrics.render(),
     )
         .into_response()
 }
@@ -250,32 +216,16 @@ async fn read_body(req: Request) -> Result<Bytes, Response> {
         })
 }
 
-/// Counts the request as arriving (the batcher waits its window for it) until dropped.
-struct Arriving(Arc<Shared>);
-
-impl Arriving {
-    fn new(shared: &Arc<Shared>) -> Arriving {
-        shared.arriving.fetch_add(1, Ordering::AcqRel);
-        Arriving(shared.clone())
-    }
-}
-
-impl Drop for Arriving {
-    fn drop(&mut self) {
-        self.0.arriving.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 async fn infer_checked(
     app: AppState,
     name: String,
     version: Option<String>,
     req: Request,
 ) -> Response {
-    let arriving = Arriving::new(&app.shared);
-    let loaded = match lookup(&app, &name, version.as_deref()) {
+    let arriving = Arriving::new(&app.core.shared);
+    let loaded = match app.core.lookup(&name, version.as_deref()) {
         Ok(l) => l,
-        Err((status, what)) => return error(status, what),
+        Err(f) => return failed(f),
     };
     let header_len = match req.headers().get(binary::HEADER_LENGTH).map(|v| v.to_str()) {
         None => None,
@@ -304,26 +254,9 @@ async fn infer_checked(
         Ok(v) => v,
         Err(what) => return error(StatusCode::BAD_REQUEST, what),
     };
-    let (reply, answer) = oneshot::channel();
-    let job = Job {
-        pixels: std::mem::take(&mut v.pixels),
-        n: v.n,
-        reply,
-    };
-    // No longer arriving once queued: the batcher waits its window only for others.
-    drop(arriving);
-    if !app.batcher.submit(job) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the inference queue is full; retry",
-        );
-    }
-    match answer.await {
-        Ok(result) => reply_of(&v, result),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the inference thread stopped",
-        ),
+    match app.core.infer(&mut v, arriving).await {
+        Ok(a) => infer_reply(&v, protocol::respond(&v, a.logits, a.classes, a.version)),
+        Err(f) => failed(f),
     }
 }
 
@@ -352,19 +285,6 @@ async fn parse_request(
             .unwrap_or_else(|e| Err(format!("parsing failed: {e}")))
     } else {
         parse()
-    }
-}
-
-/// The HTTP reply to request `v` once the batcher has answered it.
-fn reply_of(v: &Validated, result: Result<Answer, JobError>) -> Response {
-    match result {
-        Ok(a) => infer_reply(v, protocol::respond(v, a.logits, a.classes, a.version)),
-        Err(JobError::Reshaped(per)) => error(
-            StatusCode::BAD_REQUEST,
-            format!("the model changed while the request waited; it takes {per} values per image"),
-        ),
-        Err(e @ JobError::NotReady) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

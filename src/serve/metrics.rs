@@ -1,6 +1,7 @@
 //! `/metrics` of the serving endpoint (Prometheus text format, encoded by
-//! `prometheus-client`): requests by status code, request latency, images
-//! per forward pass, the model version being served, swaps.
+//! `prometheus-client`): REST requests by status code, gRPC requests by
+//! gRPC code, request latency (both), images per forward pass, the model
+//! version being served, swaps.
 
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +15,7 @@ type CodeLabels = Vec<(String, String)>;
 pub struct ServeMetrics {
     registry: Registry,
     pub requests: Family<CodeLabels, Counter>,
+    pub grpc_requests: Family<CodeLabels, Counter>,
     pub latency: Histogram,
     pub batch_images: Histogram,
     pub model_version: Gauge,
@@ -24,6 +26,7 @@ pub struct ServeMetrics {
 impl Default for ServeMetrics {
     fn default() -> Self {
         let requests = Family::<CodeLabels, Counter>::default();
+        let grpc_requests = Family::<CodeLabels, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let batch_images = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let model_version = Gauge::default();
@@ -34,6 +37,11 @@ impl Default for ServeMetrics {
             "requests",
             "HTTP requests answered, by status code",
             requests.clone(),
+        );
+        registry.register(
+            "grpc_requests",
+            "gRPC ModelInfer calls answered, by gRPC status code",
+            grpc_requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
@@ -63,6 +71,7 @@ impl Default for ServeMetrics {
         ServeMetrics {
             registry,
             requests,
+            grpc_requests,
             latency,
             batch_images,
             model_version,
@@ -77,6 +86,18 @@ impl ServeMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&vec![("code".to_string(), status.to_string())])
+            .inc();
+        self.latency.observe(seconds);
+    }
+
+    /// Counts one answered gRPC inference call.
+    pub fn observe_grpc(&self, code: tonic::Code, seconds: f64) {
+        let name = match code {
+            tonic::Code::Ok => "OK".to_string(),
+            other => format!("{other:?}"),
+        };
+        self.grpc_requests
+            .get_or_create(&vec![("code".to_string(), name)])
             .inc();
         self.latency.observe(seconds);
     }

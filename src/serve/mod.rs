@@ -1,6 +1,7 @@
 //! `trainerd serve` (and `trainerd run --serve-addr`): the champion in
-//! `best/` over the Open Inference Protocol v2 REST API, hot-swapped when a
-//! new one is promoted, requests grouped into batches for the forward pass.
+//! `best/` over the Open Inference Protocol v2, REST and (with
+//! `--grpc-addr`) gRPC, hot-swapped when a new one is promoted, requests
+//! of both grouped into batches for the forward pass.
 //!
 //! # Layout
 //! - [`protocol`]: the protocol's JSON types; request validation
@@ -9,7 +10,9 @@
 //! - [`swap`]: watches `best/`, loads and verifies new champions
 //! - [`engine`]: which engine runs a champion (onnxruntime or libtorch)
 //! - [`onnxruntime`]: finds and loads the onnxruntime library; its sessions
+//! - [`infer`]: what both front ends share: model lookup, queueing, waiting
 //! - [`http`]: the axum routes and request limits
+//! - [`grpc`]: `GRPCInferenceService` on tonic
 //! - [`metrics`]: the Prometheus registry behind `/metrics`
 //!
 //! This module owns the listener: at most `max_connections` open (more wait
@@ -20,7 +23,9 @@
 pub mod batcher;
 pub mod binary;
 pub mod engine;
+pub mod grpc;
 pub mod http;
+pub mod infer;
 pub mod metrics;
 pub mod onnxruntime;
 pub mod protocol;
@@ -45,7 +50,10 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub state_dir: PathBuf,
-    pub addr: SocketAddr,
+    /// The REST API's address (`None`: gRPC only).
+    pub addr: Option<SocketAddr>,
+    /// The gRPC service's address (`None`: REST only).
+    pub grpc_addr: Option<SocketAddr>,
     pub batch: BatchSettings,
     pub max_connections: usize,
     pub memory_budget: u64,
@@ -58,11 +66,12 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// Defaults for `addr` serving `state_dir` (`trainerd run --serve-addr`).
-    pub fn new(state_dir: PathBuf, addr: SocketAddr) -> ServeOptions {
+    /// Defaults for REST on `addr` serving `state_dir` (`trainerd run --serve-addr`).
+    pub fn new(state_dir: PathBuf, addr: Option<SocketAddr>) -> ServeOptions {
         ServeOptions {
             state_dir,
             addr,
+            grpc_addr: None,
             batch: BatchSettings {
                 window: Duration::from_millis(2),
                 max_batch: 64,
@@ -79,23 +88,38 @@ impl ServeOptions {
 
 /// A running server; dropping it stops accepting.
 pub struct Server {
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    addr: Option<SocketAddr>,
+    grpc_addr: Option<SocketAddr>,
+    stops: Vec<oneshot::Sender<()>>,
 }
 
 impl Server {
-    pub fn addr(&self) -> SocketAddr {
+    /// The REST API's bound address.
+    pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
     }
+    /// The gRPC service's bound address.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+}
+
+/// Exit 78 naming the setting, as other configuration problems.
+fn invalid(key: &str, what: String) -> crate::config::ConfigError {
+    crate::config::ConfigError::Invalid {
+        key: key.into(),
+        what,
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, crate::config::ConfigError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| invalid(key, format!("cannot listen on {addr}: {e}")))
 }
 
 /// Binds, starts the inference and swap threads and serves on the current runtime.
 pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
-    // Exit 78 naming the setting, as other configuration problems.
-    let invalid = |key: &str, what: String| crate::config::ConfigError::Invalid {
-        key: key.into(),
-        what,
-    };
     if !opts.state_dir.is_dir() {
         return Err(invalid(
             "state_dir",
@@ -106,10 +130,14 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         )
         .into());
     }
-    let listener = TcpListener::bind(opts.addr)
-        .await
-        .map_err(|e| invalid("serve_addr", format!("cannot listen on {}: {e}", opts.addr)))?;
-    let addr = listener.local_addr()?;
+    let rest = match opts.addr {
+        Some(a) => Some(bind(a, "serve_addr").await?),
+        None => None,
+    };
+    let grpc = match opts.grpc_addr {
+        Some(a) => Some(bind(a, "grpc_addr").await?),
+        None => None,
+    };
     let setup = engine::EngineSetup {
         runtime: engine::choose(opts.engine)?,
         threads: opts.threads.unwrap_or_else(|| {
@@ -128,22 +156,48 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         batcher.clone(),
         metrics.clone(),
     )?;
-    let app = http::router(http::AppState {
+    let core = infer::Core {
         shared,
-        bodies: Arc::new(Semaphore::new(http::BODY_BUDGET_KIB)),
         batcher,
         metrics,
-    });
-    let (stop, stopped) = oneshot::channel();
-    let policy = ConnectionPolicy {
-        max_connections: opts.max_connections,
-        head_timeout: HEAD_TIMEOUT,
-        keep_alive: true,
-        name: "serve",
     };
-    tokio::spawn(accept_loop(listener, app, policy, stopped));
-    tracing::info!(%addr, state_dir = %opts.state_dir.display(), "serving /v2 (Open Inference Protocol)");
-    Ok(Server { addr, _stop: stop })
+    let mut server = Server {
+        addr: None,
+        grpc_addr: None,
+        stops: Vec::new(),
+    };
+    let state_dir = opts.state_dir.display();
+    if let Some(listener) = grpc {
+        let (stop, stopped) = oneshot::channel();
+        let limits = grpc::GrpcLimits {
+            max_connections: opts.max_connections,
+            first_byte: HEAD_TIMEOUT,
+            request_timeout: http::REQUEST_TIMEOUT,
+        };
+        let addr = grpc::spawn(listener, core.clone(), limits, stopped)?;
+        tracing::info!(%addr, %state_dir, "serving gRPC inference.GRPCInferenceService (Open Inference Protocol)");
+        server.grpc_addr = Some(addr);
+        server.stops.push(stop);
+    }
+    if let Some(listener) = rest {
+        let addr = listener.local_addr()?;
+        let app = http::router(http::AppState {
+            core,
+            bodies: Arc::new(Semaphore::new(http::BODY_BUDGET_KIB)),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let policy = ConnectionPolicy {
+            max_connections: opts.max_connections,
+            head_timeout: HEAD_TIMEOUT,
+            keep_alive: true,
+            name: "serve",
+        };
+        tokio::spawn(accept_loop(listener, app, policy, stopped));
+        tracing::info!(%addr, %state_dir, "serving /v2 (Open Inference Protocol)");
+        server.addr = Some(addr);
+        server.stops.push(stop);
+    }
+    Ok(server)
 }
 
 /// Raises the soft open-files limit to the hard one, so the connection cap,
@@ -207,7 +261,10 @@ pub fn run(
     source: crate::control::stops::StopSource,
 ) -> anyhow::Result<crate::exit::Outcome> {
     if process.probe {
-        return Ok(probe(opts.addr));
+        return match opts.addr {
+            Some(addr) => Ok(probe(addr)),
+            None => Ok(crate::exit::Outcome::Declined),
+        };
     }
     crate::telemetry::logging::init(process.log_format);
     raise_fd_limit();

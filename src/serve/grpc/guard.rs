@@ -1,0 +1,113 @@
+//! A tower layer around the gRPC routes: at most `in_flight` requests are
+//! decoded or answered at once (others wait for a slot, within their
+//! deadline), each must be answered within the request timeout
+//! (DEADLINE_EXCEEDED otherwise), and tonic's "message too large"
+//! (OUT_OF_RANGE) is answered as RESOURCE_EXHAUSTED, the code gRPC gives
+//! an over-size message, with what the limit is and what to do.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::codegen::http::{HeaderValue, Request, Response};
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+
+#[derive(Clone)]
+pub struct GuardLayer {
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl GuardLayer {
+    pub fn new(in_flight: usize, timeout: Duration) -> GuardLayer {
+        GuardLayer {
+            slots: Arc::new(Semaphore::new(in_flight.max(1))),
+            timeout,
+        }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            slots: self.slots.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for Guard<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The clone is ready (tower's pattern): swap it in for this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (slots, timeout) = (self.slots.clone(), self.timeout);
+        Box::pin(async move {
+            let answer = async {
+                let _slot = slots.acquire_owned().await;
+                inner.call(req).await
+            };
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(resp)) => Ok(with_size_code(resp)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "not answered within {}s (the server's request timeout)",
+                    timeout.as_secs()
+                ))
+                .into_http()),
+            }
+        })
+    }
+}
+
+/// The response, with tonic's OUT_OF_RANGE for an over-size message
+/// replaced by RESOURCE_EXHAUSTED and a message saying what to do.
+fn with_size_code(mut resp: Response<Body>) -> Response<Body> {
+    let status = match Status::from_header_map(resp.headers()) {
+        Some(s) if s.code() == Code::OutOfRange && s.message().contains("length too large") => s,
+        _ => return resp,
+    };
+    let what = format!(
+        "{}; send fewer images per request",
+        status.message().trim_start_matches("Error, ")
+    );
+    let headers = resp.headers_mut();
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(Code::ResourceExhausted as i32),
+    );
+    if let Ok(v) = HeaderValue::from_str(&what) {
+        headers.insert("grpc-message", v);
+    }
+    resp
+}
