@@ -3,8 +3,9 @@
 # (made by scripts/setup.sh, which holds torch), for the tests that prove
 # interoperability with it: `onnx` and `onnxruntime` (tests/export.rs;
 # scripts/setup.sh installs the same onnxruntime, which serve dlopens),
-# `standardwebhooks` (tests/chain.rs), `tritonclient[http]` (tests/serve.rs,
-# which talks to `trainerd serve` with Triton's own client), `tensorboard`
+# `standardwebhooks` (tests/chain.rs), `tritonclient[http,grpc]` (tests/serve.rs
+# and tests/serve_grpc.rs, which talk to `trainerd serve` with Triton's own
+# clients; grpcio pinned with it, as the check below reads only the base name), `tensorboard`
 # (tests/tensorboard.rs, which reads the event files with TensorBoard's reader). Skipped when the
 # pinned versions are already there.
 set -euo pipefail
@@ -14,7 +15,8 @@ pins=(
     "onnx==1.23.2"
     "onnxruntime==1.31.1"
     "standardwebhooks==1.1.0"
-    "tritonclient[http]==2.73.0"
+    "tritonclient[http,grpc]==2.73.0"
+    "grpcio==1.85.4"
     "tensorboard==2.21.0"
 )
 

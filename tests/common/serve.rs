@@ -104,6 +104,29 @@ impl Serve {
     }
 }
 
+/// The gRPC address a server logged (`--grpc-addr`), waiting for the line.
+pub fn grpc_addr_of(log: &Path) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = read_log(log).lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            if !v["message"].as_str()?.starts_with("serving gRPC") {
+                return None;
+            }
+            v["addr"].as_str()?.parse().ok()
+        });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never served gRPC: {}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     if !v["message"].as_str()?.starts_with("serving /v2") {

@@ -3,7 +3,8 @@
 //! deadline), each must be answered within the request timeout
 //! (DEADLINE_EXCEEDED otherwise), and tonic's "message too large"
 //! (OUT_OF_RANGE) is answered as RESOURCE_EXHAUSTED, the code gRPC gives
-//! an over-size message, with what the limit is and what to do.
+//! an over-size message, with what the limit is and what to do. Calls
+//! refused here never reach a handler, so they are counted here.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,17 +18,21 @@ use tonic::codegen::http::{HeaderValue, Request, Response};
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
+use crate::serve::metrics::ServeMetrics;
+
 #[derive(Clone)]
 pub struct GuardLayer {
     slots: Arc<Semaphore>,
     timeout: Duration,
+    metrics: Arc<ServeMetrics>,
 }
 
 impl GuardLayer {
-    pub fn new(in_flight: usize, timeout: Duration) -> GuardLayer {
+    pub fn new(in_flight: usize, timeout: Duration, metrics: Arc<ServeMetrics>) -> GuardLayer {
         GuardLayer {
             slots: Arc::new(Semaphore::new(in_flight.max(1))),
             timeout,
+            metrics,
         }
     }
 }
@@ -39,6 +44,7 @@ impl<S> Layer<S> for GuardLayer {
             inner,
             slots: self.slots.clone(),
             timeout: self.timeout,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -48,6 +54,7 @@ pub struct Guard<S> {
     inner: S,
     slots: Arc<Semaphore>,
     timeout: Duration,
+    metrics: Arc<ServeMetrics>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -71,20 +78,24 @@ where
         // The clone is ready (tower's pattern): swap it in for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (slots, timeout) = (self.slots.clone(), self.timeout);
+        let (slots, timeout, metrics) = (self.slots.clone(), self.timeout, self.metrics.clone());
         Box::pin(async move {
+            let start = std::time::Instant::now();
             let answer = async {
                 let _slot = slots.acquire_owned().await;
                 inner.call(req).await
             };
             match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(resp)) => Ok(with_size_code(resp)),
+                Ok(Ok(resp)) => Ok(with_size_code(resp, &metrics, start)),
                 Ok(Err(e)) => Err(e),
-                Err(_) => Ok(Status::deadline_exceeded(format!(
-                    "not answered within {}s (the server's request timeout)",
-                    timeout.as_secs()
-                ))
-                .into_http()),
+                Err(_) => {
+                    metrics.observe_grpc(Code::DeadlineExceeded, start.elapsed().as_secs_f64());
+                    Ok(Status::deadline_exceeded(format!(
+                        "not answered within {}s (the server's request timeout)",
+                        timeout.as_secs()
+                    ))
+                    .into_http())
+                }
             }
         })
     }
@@ -92,7 +103,11 @@ where
 
 /// The response, with tonic's OUT_OF_RANGE for an over-size message
 /// replaced by RESOURCE_EXHAUSTED and a message saying what to do.
-fn with_size_code(mut resp: Response<Body>) -> Response<Body> {
+fn with_size_code(
+    mut resp: Response<Body>,
+    metrics: &ServeMetrics,
+    start: std::time::Instant,
+) -> Response<Body> {
     let status = match Status::from_header_map(resp.headers()) {
         Some(s) if s.code() == Code::OutOfRange && s.message().contains("length too large") => s,
         _ => return resp,
@@ -101,6 +116,7 @@ fn with_size_code(mut resp: Response<Body>) -> Response<Body> {
         "{}; send fewer images per request",
         status.message().trim_start_matches("Error, ")
     );
+    metrics.observe_grpc(Code::ResourceExhausted, start.elapsed().as_secs_f64());
     let headers = resp.headers_mut();
     headers.insert(
         "grpc-status",

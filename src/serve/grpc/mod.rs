@@ -62,6 +62,7 @@ pub fn spawn(
     stopped: oneshot::Receiver<()>,
 ) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
+    let guard = guard::GuardLayer::new(MAX_IN_FLIGHT, limits.request_timeout, core.metrics.clone());
     let svc = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
         service::Inference::new(core),
     )
@@ -75,10 +76,7 @@ pub fn spawn(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)
-        .layer(guard::GuardLayer::new(
-            MAX_IN_FLIGHT,
-            limits.request_timeout,
-        ))
+        .layer(guard)
         .add_service(svc);
     tokio::spawn(async move {
         let stop = async {
