@@ -85,7 +85,9 @@ RUN ldd /usr/local/bin/trainerd \
 ENV TRAINERD_STATE_DIR=/var/lib/trainerd \
     TRAINERD_DATA_DIR=/data \
     TRAINERD_METRICS_ADDR=0.0.0.0:9464
-EXPOSE 9464
+# `trainerd serve` (or `run --serve-addr`): REST on 8000 and, from the
+# entrypoint, gRPC on 8001, the ports Triton uses.
+EXPOSE 9464 8000 8001
 VOLUME ["/var/lib/trainerd", "/data"]
 USER 10001:10001
 WORKDIR /var/lib/trainerd

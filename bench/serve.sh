@@ -2,8 +2,8 @@
 # Serving benchmark: `trainerd serve` on a champion trained on tiny generated
 # data, driven by examples/serve_bench.rs over kept-alive HTTP/1.1
 # connections: requests/s and p50/p99 latency for single-image requests at
-# 1, 8 and 64 concurrent clients, images/s for batch-64 requests, each as JSON
-# and as Triton's binary tensor data, and beside
+# 1, 8 and 64 concurrent clients, images/s for batch-64 requests, each as JSON,
+# as Triton's binary tensor data and over gRPC (raw_input_contents), and beside
 # them the raw forward pass of each engine (libtorch, onnxruntime) on batches
 # of 64 in a loop (and single-image latency), and onnxruntime's own Python
 # throughput on the same best/model.onnx with the same threads
@@ -36,8 +36,9 @@ cores=$(seq -s, 0 $((THREADS - 1)))
 n=$(nproc)
 client_cores=${CLIENT_CORES:-$([ "$n" -gt "$THREADS" ] && seq -s, "$THREADS" $((n - 1)) || echo "$cores")}
 port=$((20000 + RANDOM % 20000))
+gport=$((port + 1))
 TRAINERD_LOG_FORMAT=json taskset -c "$cores" "$bin" serve --state-dir "$work/state" \
-    --addr "127.0.0.1:$port" --threads "$THREADS" --engine "${ENGINE:-auto}" 2>"$work/serve.log" &
+    --addr "127.0.0.1:$port" --grpc-addr "127.0.0.1:$gport" --threads "$THREADS" --engine "${ENGINE:-auto}" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 600); do
     "$bin" serve --probe --addr "127.0.0.1:$port" >/dev/null 2>&1 && break
@@ -46,11 +47,12 @@ done
 "$bin" serve --probe --addr "127.0.0.1:$port"
 engine=$(grep -o '"engine":"[a-z_]*"' "$work/serve.log" | head -n 1 | cut -d'"' -f4)
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $n cores; server on cores $cores, clients on $client_cores; preset $PRESET; engine $engine"
-for form in json binary; do
+for form in json binary grpc; do
+    p=$port; [ "$form" = grpc ] && p=$gport
     for clients in 1 8 64; do
-        taskset -c "$client_cores" "$load" load "127.0.0.1:$port" "$clients" 1 "$SECONDS_EACH" "$form"
+        taskset -c "$client_cores" "$load" load "127.0.0.1:$p" "$clients" 1 "$SECONDS_EACH" "$form"
     done
-    taskset -c "$client_cores" "$load" load "127.0.0.1:$port" 8 64 "$SECONDS_EACH" "$form"
+    taskset -c "$client_cores" "$load" load "127.0.0.1:$p" 8 64 "$SECONDS_EACH" "$form"
 done
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 THREADS=$THREADS taskset -c "$cores" "$load" raw "$work/state" 64 "$SECONDS_EACH"

@@ -38,4 +38,9 @@ if [ "$2" = run ] || [ "$2" = train ]; then
              "or chown the mounted directory" >&2
     fi
 fi
+# `serve` in the image also answers gRPC on Triton's port, 0.0.0.0:8001
+# (`-p 8001:8001`), unless TRAINERD_GRPC_ADDR says otherwise (`off`: REST only).
+if [ "$2" = serve ] && [ -z "${TRAINERD_GRPC_ADDR+set}" ]; then
+    export TRAINERD_GRPC_ADDR=0.0.0.0:8001
+fi
 exec "$@"

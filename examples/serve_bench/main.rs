@@ -1,10 +1,11 @@
 //! Load generator for bench/serve.sh, and the raw forward pass to compare with.
 //!
-//!   serve_bench load ADDR CLIENTS IMAGES_PER_REQUEST SECONDS [json|binary]
+//!   serve_bench load ADDR CLIENTS IMAGES_PER_REQUEST SECONDS [json|binary|grpc]
 //!     CLIENTS threads, each on its own kept-alive connection, send UINT8
 //!     requests without pause, as JSON `data` (the default) or as Triton's
-//!     binary tensor data (the label back in binary too); prints requests/s,
-//!     images/s, p50/p99 latency.
+//!     binary tensor data (the label back in binary too), or CLIENTS gRPC
+//!     clients (ADDR: the `--grpc-addr`) send `raw_input_contents`
+//!     ([`grpc`]); prints requests/s, images/s, p50/p99 latency.
 //!   serve_bench raw STATE_DIR BATCH SECONDS
 //!     the champion's forward pass on batches of BATCH in a loop (one
 //!     thread, the engine's own threads: `THREADS`), as the serve batcher
@@ -14,6 +15,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+
+mod grpc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -29,7 +32,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: serve_bench load ADDR CLIENTS IMAGES SECONDS [json|binary] | raw STATE_DIR BATCH SECONDS");
+    eprintln!("usage: serve_bench load ADDR CLIENTS IMAGES SECONDS [json|binary|grpc] | raw STATE_DIR BATCH SECONDS");
     std::process::exit(64)
 }
 
@@ -89,6 +92,21 @@ fn request(r: &mut BufReader<TcpStream>, head: &[u8], body: &[u8]) -> bool {
 }
 
 fn load(addr: &str, clients: usize, images: usize, seconds: usize, form: &str) {
+    let (lat, failed) = match form {
+        "grpc" => grpc::load(addr, clients, images, seconds),
+        _ => load_http(addr, clients, images, seconds, form),
+    };
+    report(lat, failed, form, clients, images, seconds);
+}
+
+/// Each request's latency over HTTP/1.1 until `seconds` pass, and the failures.
+fn load_http(
+    addr: &str,
+    clients: usize,
+    images: usize,
+    seconds: usize,
+    form: &str,
+) -> (Vec<Duration>, usize) {
     let (extra, body) = match form {
         "json" => (String::new(), body(images)),
         "binary" => {
@@ -132,6 +150,17 @@ fn load(addr: &str, clients: usize, images: usize, seconds: usize, form: &str) {
         lat.extend(l);
         failed += f;
     }
+    (lat, failed)
+}
+
+fn report(
+    mut lat: Vec<Duration>,
+    failed: usize,
+    form: &str,
+    clients: usize,
+    images: usize,
+    seconds: usize,
+) {
     lat.sort();
     let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
     let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
