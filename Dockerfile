@@ -28,6 +28,8 @@ RUN scripts/setup.sh && rm -rf /root/.cache/pip
 # Dependencies (torch-sys's C++ shim above all) in their own layer, built
 # against a placeholder crate, so an edit under src/ does not rebuild them.
 COPY Cargo.toml Cargo.lock build.rs ./
+# build.rs compiles the gRPC service's definition (protox: no protoc needed).
+COPY proto proto
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && cargo build --release --locked \
