@@ -21,6 +21,9 @@
 #      host pid, as the OOM killer would); the restart policy starts it again
 #      and it resumes. (`docker kill` would not do: Docker counts it as a
 #      manual stop and the policy leaves the container down.)
+#   s  `trainerd serve` in the image: a champion trained by the image on tiny
+#      data, served over REST and, by the entrypoint's default, gRPC on 8001;
+#      Triton's own gRPC client (the venv's tritonclient) infers through it
 #   g  empty data dir: MNIST is downloaded from TRAINERD_MNIST_MIRRORS (a
 #      local http.server on 127.0.0.1); with no mirror answering, a clear
 #      error that says how to mount data instead
@@ -66,7 +69,7 @@ if [ -z "$mnist" ]; then
     done
     mnist=${mnist:-$root/../shared/data/mnist}
 fi
-only=${TRAINERD_E2E_ONLY:-a f b c e d g}
+only=${TRAINERD_E2E_ONLY:-a f b c e d s g}
 prefix=trainerd-e2e-$$
 every=20 # checkpoint interval, steps
 compose=(docker-compose -p "$prefix" -f docker-compose.yml -f docker-compose.test.yml)
@@ -394,6 +397,50 @@ check_d() {
 check d "compose: daemon killed, restart policy restarts it, it resumes" check_d
 
 ######################## g: MNIST download ########################
+check_s() {
+    local dir=$work/serve rest grpc c
+    mkdir -p "$dir/state"
+    python3 scripts/tiny-mnist.py "$dir/data" 300 100 1 >/dev/null
+    chown -R "$uid:$uid" "$dir"
+    docker run --rm --network none --user "$uid:$uid" \
+        -v "$dir/state:/var/lib/trainerd" -v "$dir/data:/data" "$image" \
+        train --preset linear --epochs 1 --max-trials 1 --val-size 50 --target-accuracy 0.01 \
+        >"$work/serve-train.log" 2>&1 || { tail -n 5 "$work/serve-train.log" >&2; fail "train in the image failed"; }
+    rest=$(free_port)
+    # The entrypoint's gRPC default is 0.0.0.0:8001; with host networking that
+    # is the host's port, so fall back to a free one if something holds it.
+    grpc=8001
+    local env=()
+    if ! python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0", 8001))' 2>/dev/null; then
+        grpc=$(free_port)
+        env=(-e "TRAINERD_GRPC_ADDR=127.0.0.1:$grpc")
+        say "port 8001 is taken here; gRPC on $grpc instead (the default is not checked)"
+    fi
+    c=$prefix-serve
+    docker run -d --name "$c" --network host --user "$uid:$uid" --read-only \
+        -v "$dir/state:/var/lib/trainerd:ro" -e "TRAINERD_SERVE_ADDR=127.0.0.1:$rest" \
+        -e TRAINERD_LOG_FORMAT=json "${env[@]}" "$image" serve >/dev/null
+    local deadline=$((SECONDS + 60))
+    until curl -fsS -o /dev/null "http://127.0.0.1:$rest/v2/health/ready" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || { docker logs "$c" 2>&1 | tail -n 5 >&2; fail "REST never ready"; }
+        sleep 0.2
+    done
+    "$root/.venv/bin/python" - "127.0.0.1:$grpc" <<'PY' || fail "gRPC through tritonclient.grpc failed"
+import sys
+import numpy as np
+import tritonclient.grpc as g
+c = g.InferenceServerClient(url=sys.argv[1])
+assert c.is_server_ready() and c.is_model_ready("trainerd")
+x = g.InferInput("pixels", [4, 784], "UINT8")
+x.set_data_from_numpy(np.zeros((4, 784), np.uint8))
+labels = c.infer("trainerd", [x]).as_numpy("label")
+assert labels.shape == (4,), labels
+print("e2e: gRPC answered labels", labels.tolist(), file=sys.stderr)
+PY
+    docker rm -f "$c" >/dev/null
+}
+check s "trainerd serve in the image: REST, and gRPC on 8001 by default (tritonclient.grpc)" check_s
+
 check_g() {
     local port c line
     make_dirs download no
