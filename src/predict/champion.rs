@@ -33,6 +33,17 @@ pub fn load_champion_within(
     let best = crate::state_dir::best(state_dir);
     let card =
         promote::load_champion(state_dir)?.ok_or_else(|| PredictError::NoModel(best.clone()))?;
+    load_from(&best, card, memory_budget)
+}
+
+/// The model whose card is `card` from `best` (the champion's `best/`, or
+/// a kept `versions/N/`): every file the card lists verified first, then
+/// the weights, refused unread when they would take more than `memory_budget`.
+pub fn load_from(
+    best: &Path,
+    card: ModelCard,
+    memory_budget: u64,
+) -> Result<Champion, PredictError> {
     if card.diverged() {
         return Err(promote::CardError::Diverged {
             path: best.join(promote::CARD),
@@ -50,7 +61,7 @@ pub fn load_champion_within(
             ),
         ));
     }
-    crate::export::verify(&best, &card).map_err(PredictError::Corrupt)?;
+    crate::export::verify(best, &card).map_err(PredictError::Corrupt)?;
     let weights = best.join("model.safetensors");
     let model_err = |what: String| PredictError::Model {
         path: weights.clone(),

@@ -105,11 +105,29 @@ impl Batcher {
     }
 }
 
-/// Starts the inference thread.
+/// Starts the champion's inference thread.
 pub fn spawn(
     settings: BatchSettings,
     shared: Arc<Shared>,
     metrics: Arc<ServeMetrics>,
+) -> std::io::Result<Batcher> {
+    spawn_for(settings, shared, metrics, Role::Champion)
+}
+
+/// Whose thread it is: the champion's sets the served-version gauge and
+/// counts swaps; a kept version's ([`super::kept`]) only answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Champion,
+    Kept,
+}
+
+/// Starts an inference thread for `role`; it ends when every [`Batcher`] is dropped.
+pub fn spawn_for(
+    settings: BatchSettings,
+    shared: Arc<Shared>,
+    metrics: Arc<ServeMetrics>,
+    role: Role,
 ) -> std::io::Result<Batcher> {
     let (tx, rx) = mpsc::sync_channel(settings.queue.max(1));
     std::thread::Builder::new()
@@ -119,6 +137,7 @@ pub fn spawn(
                 settings,
                 shared,
                 metrics,
+                role,
                 champion: None,
                 carry: None,
             };
@@ -131,6 +150,7 @@ struct Worker {
     settings: BatchSettings,
     shared: Arc<Shared>,
     metrics: Arc<ServeMetrics>,
+    role: Role,
     champion: Option<Box<Served>>,
     /// A job that did not fit the last batch: first in the next.
     carry: Option<Job>,
@@ -201,19 +221,25 @@ impl Worker {
             class_names: card.class_names.clone().into(),
             platform: served.platform(),
         };
+        let what = match self.role {
+            Role::Champion => "serving champion",
+            Role::Kept => "serving kept version on request",
+        };
         tracing::info!(
             version = card.version,
             trial = card.trial,
             study = %card.study,
             preset = %card.preset,
             engine = served.platform(),
-            "serving champion"
+            "{what}"
         );
-        if self.champion.is_some() {
-            self.metrics.swaps.inc();
+        if self.role == Role::Champion {
+            if self.champion.is_some() {
+                self.metrics.swaps.inc();
+            }
+            self.metrics.model_version.set(loaded.version as i64);
         }
         self.champion = Some(served);
-        self.metrics.model_version.set(loaded.version as i64);
         if let Ok(mut g) = self.shared.loaded.write() {
             *g = Some(loaded);
         }

@@ -16,7 +16,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 use super::binary;
-use super::infer::{Arriving, Core, Failure};
+use super::infer::{Arriving, Core, Failure, Target};
 use super::protocol::{self, Geometry, InferRequest, Validated, MODEL_NAME};
 
 /// Largest request body: 16 MiB (a thousand MNIST images as JSON text).
@@ -126,8 +126,8 @@ async fn server_metadata() -> Response {
     json(StatusCode::OK, &protocol::server_metadata())
 }
 
-fn metadata_answer(found: Result<super::batcher::Loaded, Failure>) -> Response {
-    match found {
+fn metadata_answer(found: Result<Target, Failure>) -> Response {
+    match found.map(|t| t.loaded) {
         Ok(l) => json(
             StatusCode::OK,
             &protocol::model_metadata(l.geometry, l.version, &l.class_names, l.platform),
@@ -137,17 +137,17 @@ fn metadata_answer(found: Result<super::batcher::Loaded, Failure>) -> Response {
 }
 
 async fn model_metadata(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    metadata_answer(app.core.lookup(&name, None))
+    metadata_answer(app.core.resolve(&name, None).await)
 }
 
 async fn version_metadata(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    metadata_answer(app.core.lookup(&name, Some(&version)))
+    metadata_answer(app.core.resolve(&name, Some(&version)).await)
 }
 
-fn ready_answer(found: Result<super::batcher::Loaded, Failure>) -> Response {
+fn ready_answer(found: Result<Target, Failure>) -> Response {
     match found {
         Ok(_) => ok(serde_json::json!({ "name": MODEL_NAME, "ready": true })),
         Err(f) => failed(f),
@@ -155,14 +155,14 @@ fn ready_answer(found: Result<super::batcher::Loaded, Failure>) -> Response {
 }
 
 async fn model_ready(State(app): State<AppState>, Path(name): Path<String>) -> Response {
-    ready_answer(app.core.lookup(&name, None))
+    ready_answer(app.core.resolve(&name, None).await)
 }
 
 async fn version_ready(
     State(app): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    ready_answer(app.core.lookup(&name, Some(&version)))
+    ready_answer(app.core.resolve(&name, Some(&version)).await)
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
@@ -223,8 +223,8 @@ async fn infer_checked(
     req: Request,
 ) -> Response {
     let arriving = Arriving::new(&app.core.shared);
-    let loaded = match app.core.lookup(&name, version.as_deref()) {
-        Ok(l) => l,
+    let target = match app.core.resolve(&name, version.as_deref()).await {
+        Ok(t) => t,
         Err(f) => return failed(f),
     };
     let header_len = match req.headers().get(binary::HEADER_LENGTH).map(|v| v.to_str()) {
@@ -250,11 +250,11 @@ async fn infer_checked(
         Err(r) => return r,
     };
     let large = declared > PARSE_INLINE;
-    let mut v = match parse_request(body, header_len, large, loaded.geometry).await {
+    let mut v = match parse_request(body, header_len, large, target.loaded.geometry).await {
         Ok(v) => v,
         Err(what) => return error(StatusCode::BAD_REQUEST, what),
     };
-    match app.core.infer(&mut v, arriving).await {
+    match app.core.infer(&target, &mut v, arriving).await {
         Ok(a) => infer_reply(&v, protocol::respond(&v, a.logits, a.classes, a.version)),
         Err(f) => failed(f),
     }

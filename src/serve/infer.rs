@@ -1,6 +1,7 @@
 //! What both front ends (REST in [`super::http`], gRPC in [`super::grpc`])
-//! do with a decoded request: find the model it names, queue its images for
-//! the batcher and wait for the logits. A [`Failure`] says what went wrong
+//! do with a decoded request: find the model it names (the champion, or a
+//! kept version from [`super::kept`]), queue its images for that model's
+//! batcher and wait for the logits. A [`Failure`] says what went wrong
 //! in terms each front end maps to its own status (an HTTP code, a gRPC code).
 
 use std::sync::atomic::Ordering;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::batcher::{Answer, Batcher, Job, JobError, Loaded, Shared};
+use super::kept::Kept;
 use super::metrics::ServeMetrics;
 use super::protocol::{Validated, MODEL_NAME};
 
@@ -31,33 +33,59 @@ pub struct Core {
     pub shared: Arc<Shared>,
     pub batcher: Batcher,
     pub metrics: Arc<ServeMetrics>,
+    pub kept: Arc<Kept>,
+}
+
+/// The model a request goes to, and the thread that runs it.
+pub struct Target {
+    pub loaded: Loaded,
+    batcher: Batcher,
 }
 
 impl Core {
-    /// The loaded model if `name` (and `version`, if given and not empty) name it.
-    pub fn lookup(&self, name: &str, version: Option<&str>) -> Result<Loaded, Failure> {
+    /// The model `name` and `version` name: the champion when `version`
+    /// is absent, empty or the champion's, else kept version N, loaded on
+    /// first use.
+    pub async fn resolve(&self, name: &str, version: Option<&str>) -> Result<Target, Failure> {
         if name != MODEL_NAME {
             return Err(Failure::NotFound(format!(
                 "unknown model {name:?}; this server serves \"{MODEL_NAME}\""
             )));
         }
-        let Some(loaded) = self.shared.loaded() else {
+        let champion = self.shared.loaded();
+        let wanted = version.filter(|v| !v.is_empty());
+        if let Some(loaded) = champion.filter(|l| wanted.is_none_or(|v| v == l.version.to_string())) {
+            return Ok(Target {
+                loaded,
+                batcher: self.batcher.clone(),
+            });
+        }
+        let Some(v) = wanted else {
             return Err(Failure::Unavailable(format!(
                 "model \"{MODEL_NAME}\" is not loaded yet (no verified champion)"
             )));
         };
-        match version.filter(|v| !v.is_empty()) {
-            Some(v) if v != loaded.version.to_string() => Err(Failure::NotFound(format!(
-                "model \"{MODEL_NAME}\" version {v:?} is not loaded; version {} is",
-                loaded.version
-            ))),
-            _ => Ok(loaded),
-        }
+        let n: u64 = v.parse().map_err(|_| {
+            Failure::NotFound(format!(
+                "model \"{MODEL_NAME}\" has no version {v:?}; versions are promotion numbers \
+                 (`trainerd models` lists the kept ones)"
+            ))
+        })?;
+        let slot = self.kept.get(n).await?;
+        Ok(Target {
+            loaded: slot.loaded,
+            batcher: slot.batcher,
+        })
     }
 
     /// Queues `v`'s images (taken out of it) and waits for their logits;
     /// `arriving` stops counting the request as arriving once it is queued.
-    pub async fn infer(&self, v: &mut Validated, arriving: Arriving) -> Result<Answer, Failure> {
+    pub async fn infer(
+        &self,
+        target: &Target,
+        v: &mut Validated,
+        arriving: Arriving,
+    ) -> Result<Answer, Failure> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             pixels: std::mem::take(&mut v.pixels),
@@ -66,7 +94,7 @@ impl Core {
         };
         // No longer arriving once queued: the batcher waits its window only for others.
         drop(arriving);
-        if !self.batcher.submit(job) {
+        if !target.batcher.submit(job) {
             return Err(Failure::Unavailable(
                 "the inference queue is full; retry".into(),
             ));

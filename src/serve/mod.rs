@@ -11,6 +11,7 @@
 //! - [`engine`]: which engine runs a champion (onnxruntime or libtorch)
 //! - [`onnxruntime`]: finds and loads the onnxruntime library; its sessions
 //! - [`infer`]: what both front ends share: model lookup, queueing, waiting
+//! - [`kept`]: kept versions (`versions/N/`) loaded on request, a small cache
 //! - [`http`]: the axum routes and request limits
 //! - [`grpc`]: `GRPCInferenceService` on tonic
 //! - [`metrics`]: the Prometheus registry behind `/metrics`
@@ -26,6 +27,7 @@ pub mod engine;
 pub mod grpc;
 pub mod http;
 pub mod infer;
+pub mod kept;
 pub mod metrics;
 pub mod onnxruntime;
 pub mod protocol;
@@ -156,10 +158,12 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         batcher.clone(),
         metrics.clone(),
     )?;
+    let kept = kept::Kept::new(opts.state_dir.clone(), setup, opts.batch, metrics.clone());
     let core = infer::Core {
         shared,
         batcher,
         metrics,
+        kept: Arc::new(kept),
     };
     let mut server = Server {
         addr: None,

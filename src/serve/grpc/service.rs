@@ -68,7 +68,7 @@ impl GrpcInferenceService for Inference {
         req: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let req = req.into_inner();
-        let ready = match self.core.lookup(&req.name, Some(&req.version)) {
+        let ready = match self.core.resolve(&req.name, Some(&req.version)).await {
             Ok(_) => true,
             Err(Failure::NotFound(w)) if req.name != protocol::MODEL_NAME => {
                 return Err(Status::not_found(w))
@@ -97,8 +97,10 @@ impl GrpcInferenceService for Inference {
         let req = req.into_inner();
         let l = self
             .core
-            .lookup(&req.name, Some(&req.version))
-            .map_err(status_of)?;
+            .resolve(&req.name, Some(&req.version))
+            .await
+            .map_err(status_of)?
+            .loaded;
         let m = protocol::model_metadata(l.geometry, l.version, &l.class_names, l.platform);
         Ok(Response::new(ModelMetadataResponse {
             name: m.name.into(),
@@ -126,11 +128,12 @@ impl GrpcInferenceService for Inference {
 impl Inference {
     async fn infer(&self, req: ModelInferRequest) -> Result<ModelInferResponse, Status> {
         let arriving = Arriving::new(&self.core.shared);
-        let loaded = self
+        let target = self
             .core
-            .lookup(&req.model_name, Some(&req.model_version))
+            .resolve(&req.model_name, Some(&req.model_version))
+            .await
             .map_err(status_of)?;
-        let geo = loaded.geometry;
+        let geo = target.loaded.geometry;
         let mut v = if tensor::payload_bytes(&req) > DECODE_INLINE {
             tokio::task::spawn_blocking(move || tensor::validate(req, geo))
                 .await
@@ -139,7 +142,11 @@ impl Inference {
             tensor::validate(req, geo)
         }
         .map_err(Status::invalid_argument)?;
-        let a = self.core.infer(&mut v, arriving).await.map_err(status_of)?;
+        let a = self
+            .core
+            .infer(&target, &mut v, arriving)
+            .await
+            .map_err(status_of)?;
         let resp = protocol::respond(&v, a.logits, a.classes, a.version);
         Ok(tensor::response_of(resp))
     }
