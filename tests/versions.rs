@@ -242,7 +242,8 @@ fn keep_versions_zero_or_not_a_number_is_a_config_error_naming_the_key() {
     let ws = workspace(600, 200);
     let state = ws.root.join("state");
     for bad in ["0", "ten", "-1"] {
-        let o = train(&ws, &state, "1", &["--keep-versions", bad]);
+        let flag = format!("--keep-versions={bad}");
+        let o = train(&ws, &state, "1", &[&flag]);
         assert_eq!(o.status.code(), Some(78), "{bad}: {}", stderr(&o));
         assert!(stderr(&o).contains("keep-versions") || stderr(&o).contains("keep_versions"));
         let o = train_cmd(&ws, &state, "1", &[])

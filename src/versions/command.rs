@@ -107,7 +107,7 @@ fn table_row(r: &Value) -> String {
     };
     let mut line = format!(
         "{:>7}  {role:<8}  {accuracy:<22}  {:<12}  {:<12}  {}",
-        r["version"],
+        r["version"].as_u64().unwrap_or(0),
         short("data_fingerprint"),
         short("commit"),
         r["created_at"].as_str().unwrap_or("-")
