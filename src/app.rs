@@ -15,7 +15,6 @@ use crate::control::trainer::Shared;
 use crate::control::{self, Ending, Inputs, Mode};
 use crate::exit::Outcome;
 use crate::katib::TrialSettings;
-use crate::pipeline::promote;
 use crate::pipeline::webhook::{self, WebhookConfig};
 use crate::store;
 use crate::telemetry::{self, heartbeat};
@@ -59,7 +58,14 @@ pub fn run(command: Command, stops: StopSource) -> anyhow::Result<Ending> {
                 }
             }
         }
-        Command::Rollback(args) => done(rollback(&args.state_dir, args.json)?),
+        Command::Rollback(args) => match args.to {
+            Some(n) => done(rollback_to(&args.state_dir, n, args.json)?),
+            None => done(rollback(&args.state_dir, args.json)?),
+        },
+        Command::Models(args) => {
+            crate::versions::command::print(&args.state_dir, args.json)?;
+            done(Outcome::Done)
+        }
         Command::Predict(args) => {
             crate::predict::run(&args.request()?)?;
             done(Outcome::Done)
@@ -253,7 +259,7 @@ async fn supervised(
 
 /// `trainerd rollback`: swap `best/` and `best.previous/`.
 fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> {
-    match promote::rollback(state_dir)? {
+    match crate::pipeline::rollback::rollback(state_dir)? {
         Some(card) => {
             if json {
                 println!("{}", serde_json::json!({"rolled_back": true, "best": card}));
@@ -277,4 +283,30 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> 
             Ok(Outcome::Declined)
         }
     }
+}
+
+/// `trainerd rollback --to N`: make kept version N the champion.
+fn rollback_to(state_dir: &std::path::Path, n: u64, json: bool) -> anyhow::Result<Outcome> {
+    let done = crate::pipeline::rollback::rollback_to(state_dir, n)?;
+    let card = &done.card;
+    if json {
+        let v = serde_json::json!({
+            "rolled_back": !done.already, "version": n, "previous": done.previous, "best": card,
+        });
+        println!("{v}");
+    } else if done.already {
+        println!("version {n} already is the champion (best/); nothing moved");
+    } else {
+        let accuracy =
+            crate::model::card::Intervals::shown(card.val_accuracy, card.intervals.val_interval);
+        let previous = done
+            .previous
+            .map_or("none".into(), |p| format!("version {p}"));
+        println!(
+            "rolled back: best/ is now version {n}, trial {} ({}) of study {}, validation \
+             accuracy {accuracy}; best.previous/ holds {previous}",
+            card.trial, card.preset, card.study
+        );
+    }
+    Ok(Outcome::Done)
 }

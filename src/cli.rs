@@ -39,8 +39,11 @@ pub enum Command {
     Presets(PresetsArgs),
     /// Exit 0 when the daemon is alive and making progress (Docker HEALTHCHECK).
     Health(HealthArgs),
-    /// Swap the champion (best/) with the previous one (best.previous/).
-    Rollback(StatusArgs),
+    /// Swap the champion (best/) with the previous one (best.previous/), or
+    /// with `--to N` make kept version N the champion.
+    Rollback(RollbackArgs),
+    /// List the kept versions (versions/N/): accuracy, data, commit, date, champion.
+    Models(StatusArgs),
     /// Classify images (IDX, PNG or JPEG files) with the champion model.
     Predict(PredictArgs),
     /// Write the champion (or a trial's checkpoint) as ONNX, TorchScript or a Triton repository.
@@ -118,7 +121,11 @@ impl Command {
     pub fn only_prints(&self) -> bool {
         matches!(
             self,
-            Command::Presets(_) | Command::Status(_) | Command::Health(_) | Command::Predict(_)
+            Command::Presets(_)
+                | Command::Status(_)
+                | Command::Health(_)
+                | Command::Predict(_)
+                | Command::Models(_)
         )
     }
 }
@@ -210,6 +217,19 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RollbackArgs {
+    #[arg(long, env = "TRAINERD_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Make kept version N (`trainerd models`) the champion, verified first;
+    /// without it, swap best/ and best.previous/.
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
 }
 
 #[derive(Debug, Args, Clone)]

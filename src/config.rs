@@ -124,6 +124,8 @@ pub struct Config {
     pub fixed_threads: bool,
     pub checkpoint_every: CheckpointEvery,
     pub keep_checkpoints: usize,
+    /// Promotions kept in `versions/` (besides the champion's and the previous one's).
+    pub keep_versions: usize,
     /// `None`: a tenth of the training set, at most 5,000 (`data::split`).
     pub val_size: Option<usize>,
     pub batch_size: Option<i64>,
@@ -213,6 +215,13 @@ impl Config {
             ));
         }
         let epochs = within(o.epochs, "epochs", 1..=crate::model::limits::MAX_EPOCHS)?;
+        let keep_versions = o.keep_versions.unwrap_or(10);
+        if keep_versions == 0 {
+            return Err(invalid(
+                "keep_versions",
+                "must be at least 1 (the newest promotion is always kept)",
+            ));
+        }
         let max_trials = o.max_trials.unwrap_or(12);
         if max_trials == 0 {
             return Err(invalid("max_trials", "must be at least 1"));
@@ -277,6 +286,7 @@ impl Config {
             fixed_threads: o.fixed_threads,
             checkpoint_every,
             keep_checkpoints: o.keep_checkpoints.unwrap_or(3).max(1),
+            keep_versions,
             val_size: o.val_size,
             batch_size,
             lr,

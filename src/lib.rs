@@ -16,6 +16,7 @@
 //! - [`hooks`]: `POST /hooks/git`: verified push events fast-forward the workspace
 //! - [`predict`]: classify images with the champion
 //! - [`serve`]: `trainerd serve`: the champion over the Open Inference Protocol v2, hot-swapped, batched
+//! - [`versions`]: the kept promotions (`versions/N/`), listed, opened and verified (read-only)
 //! - [`export`]: the champion as ONNX, TorchScript, a Triton repository, a model card; checksums
 //! - [`app`]: the subcommands; [`status`]: what the state dir says
 //! - [`control`]: the control plane on tokio: signals, watchdog, study requests, the training thread
@@ -56,4 +57,5 @@ pub mod telemetry;
 pub mod tensorboard;
 pub mod timestamp;
 pub mod train;
+pub mod versions;
 pub mod watch;

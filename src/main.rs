@@ -103,10 +103,12 @@ fn outcome_code(outcome: Outcome) -> u8 {
 /// Walks an error chain and returns the first known exit status (else
 /// [`exit::INTERNAL`]): the one place an error becomes an exit status.
 fn code_for(err: &anyhow::Error) -> u8 {
-    use trainerd::{config, data, export, pipeline, predict, search, store, telemetry, train};
+    use trainerd::{
+        config, data, export, pipeline, predict, search, store, telemetry, train, versions,
+    };
     err.chain()
         .find_map(|cause| {
-            let known: [Option<&dyn trainerd::exit::ExitStatus>; 9] = [
+            let known: [Option<&dyn trainerd::exit::ExitStatus>; 11] = [
                 cause.downcast_ref::<config::ConfigError>().map(|e| e as _),
                 cause.downcast_ref::<data::DataError>().map(|e| e as _),
                 cause.downcast_ref::<store::StoreError>().map(|e| e as _),
@@ -124,6 +126,12 @@ fn code_for(err: &anyhow::Error) -> u8 {
                     .downcast_ref::<predict::PredictError>()
                     .map(|e| e as _),
                 cause.downcast_ref::<export::ExportError>().map(|e| e as _),
+                cause
+                    .downcast_ref::<pipeline::rollback::RollbackError>()
+                    .map(|e| e as _),
+                cause
+                    .downcast_ref::<versions::VersionError>()
+                    .map(|e| e as _),
             ];
             known.into_iter().flatten().next().map(|e| e.exit_code())
         })

@@ -14,6 +14,8 @@
 //! tensorboard/trials/NNNN/ those of standalone trials
 //! best/                    the champion and its exports (pipeline::promote)
 //! best.previous/ best.staging/ best.rollback/
+//! versions/N/              every kept promotion, the same files as best/ (versions)
+//! versions/N.staging/ versions/N.deleting/  a version being copied in or deleted
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -104,6 +106,27 @@ pub fn best_rollback(state: &Path) -> PathBuf {
     state.join("best.rollback")
 }
 
+/// Every kept promotion, `versions/N/`.
+pub fn versions(state: &Path) -> PathBuf {
+    state.join("versions")
+}
+
+/// Version `n`: a whole copy of what `best/` held when it was promoted.
+pub fn version(state: &Path, n: u64) -> PathBuf {
+    versions(state).join(n.to_string())
+}
+
+/// Version `n` being copied in (renamed to [`version`] when complete).
+pub fn version_staging(state: &Path, n: u64) -> PathBuf {
+    versions(state).join(format!("{n}.staging"))
+}
+
+/// Version `n` being deleted by retention (renamed away first, so no
+/// half-deleted `versions/N/` is ever seen).
+pub fn version_deleting(state: &Path, n: u64) -> PathBuf {
+    versions(state).join(format!("{n}.deleting"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +137,7 @@ mod tests {
         assert_eq!(trial(s, "abc", 7), Path::new("/s/study/abc/trials/0007"));
         assert_eq!(standalone_trial(s, 12), Path::new("/s/trials/0012"));
         assert_eq!(journal(s), Path::new("/s/study/journal.jsonl"));
+        assert_eq!(version(s, 12), Path::new("/s/versions/12"));
+        assert_eq!(version_staging(s, 3), Path::new("/s/versions/3.staging"));
     }
 }

@@ -957,6 +957,13 @@ fn rollback_against_a_running_daemon_exits_73_naming_its_pid() {
         "rollback refuses, naming the daemon's pid",
         fails_with(&o, 73, &[&format!("pid {pid}"), "stop it first"]),
     );
+    let o = run(&["rollback", "--state-dir", s(&state), "--to", "1"]);
+    cases.check(
+        "rollback --to refuses too, naming the daemon's pid",
+        fails_with(&o, 73, &[&format!("pid {pid}"), "stop it first"]),
+    );
+    let o = run(&["models", "--state-dir", s(&state), "--json"]);
+    cases.check("models only reads: it runs beside the daemon", exits(&o, 0));
     cases.check(
         "nothing moved",
         ensure(saved_state(&state) == before, || "best/ changed".into()),

@@ -109,6 +109,10 @@ options! {
         /// Checkpoints kept per trial besides the best one.
         #[arg(long, env = "TRAINERD_KEEP_CHECKPOINTS")]
         pub keep_checkpoints: Option<usize>,
+        /// Promotions kept as `versions/N/` in the state dir (at least 1; the
+        /// champion's and the previous champion's are never deleted) [default: 10].
+        #[arg(long, env = "TRAINERD_KEEP_VERSIONS")]
+        pub keep_versions: Option<usize>,
         /// Images carved from the training set for validation, stratified by
         /// class [default: a tenth of the training set, at most 5000].
         #[arg(long, env = "TRAINERD_VAL_SIZE")]

@@ -196,6 +196,7 @@ fn carry_out(
                 &report.weights,
                 card,
                 &[(REPORT, html.as_bytes())],
+                ctx.cfg.keep_versions,
             )
             .context("promoting the model")?;
             tracing::info!(

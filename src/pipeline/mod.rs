@@ -2,7 +2,9 @@
 //! champion, record and announce every step; the daemon loop around it.
 //!
 //! - [`study`]: one study, resumable from its journal
-//! - [`promote`]: the champion in `best/`, rollback, crash recovery
+//! - [`promote`]: the champion in `best/`, crash recovery
+//! - [`versions`]: every promotion kept as `versions/N/`, retention
+//! - [`rollback`]: `trainerd rollback [--to N]`
 //! - [`events`]: `events.jsonl`, derived from journal records, once per id
 //! - [`webhook`]: signed, retried, recorded notifications on their own task
 //! - [`daemon`]: what wakes an idle `trainerd run`: study requests
@@ -14,7 +16,9 @@ mod finish;
 /// Moved to the store (the study journal appends through it too).
 pub use crate::store::jsonl;
 pub mod promote;
+pub mod rollback;
 pub mod study;
+pub mod versions;
 pub mod webhook;
 
 use tch::Device;

@@ -1,5 +1,7 @@
 //! Promotion: the champion model written atomically to `best/`, the previous
-//! one kept in `best.previous/`, and `trainerd rollback` to swap them back.
+//! one kept in `best.previous/` (`trainerd rollback` swaps them back, see
+//! `pipeline::rollback`), every promotion kept as `versions/N/`
+//! (`pipeline::versions`).
 //!
 //! Crash windows and their recovery ([`recover`], run at every start and by
 //! `rollback`): promotion writes `best.staging/` completely (weights, ONNX,
@@ -8,8 +10,11 @@
 //! staging dir: recovery finishes the rename. Rollback renames `best/` ->
 //! `best.rollback/`, `best.previous/` -> `best/`, `best.rollback/` ->
 //! `best.previous/`; a crash in between leaves `best.rollback/`, and recovery
-//! completes whichever renames are missing. So at most a moment passes with no
-//! `best/`, and never does a `best/` hold a half-written model.
+//! completes whichever renames are missing. `rollback --to N` stages a copy
+//! of `versions/N/` in `best.staging/` and swaps it in as a promotion does.
+//! So at most a moment passes with no `best/`, and never does a `best/`
+//! hold a half-written model. Recovery then finishes the versions' own
+//! crash windows (`pipeline::versions::recover`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,15 +40,17 @@ fn atomic_err(e: AtomicWriteError) -> StoreError {
 /// `report.html`, then the card, last, so a staged card means a complete
 /// champion), then the previous
 /// champion moves to `best.previous/` (for `trainerd rollback`) and the
-/// staging dir becomes `best/`. A crash anywhere is finished or undone by
+/// staging dir becomes `best/`. Then the new champion is kept as
+/// `versions/N/` and versions beyond the newest `keep_versions` are deleted
+/// (`pipeline::versions`). A crash anywhere is finished or undone by
 /// [`recover`]. A diverged model (non-finite card) is refused.
 pub fn promote(
     state_dir: &Path,
     weights: &[(String, Tensor)],
     card: &ModelCard,
     extras: &[(&str, &[u8])],
+    keep_versions: usize,
 ) -> Result<PathBuf, StoreError> {
-    let best = crate::state_dir::best(state_dir);
     let staging = crate::state_dir::best_staging(state_dir);
     if card.diverged() {
         return Err(io_err(
@@ -71,6 +78,20 @@ pub fn promote(
     let json = serde_json::to_vec_pretty(&card).map_err(|e| io_err(&staging, e))?;
     write_bytes_atomic(&staging.join(CARD), &json).map_err(atomic_err)?;
     fault::point("promote.staged");
+    let best = swap_in_staging(state_dir, "promote.swap")?;
+    super::versions::keep(state_dir, &best, card.version)?;
+    super::versions::retain(state_dir, keep_versions)?;
+    Ok(best)
+}
+
+/// Makes the complete `best.staging/` the champion: `best/` (if any)
+/// replaces `best.previous/`, then the staging dir becomes `best/`, the
+/// state dir fsynced. `point` is the fault point between the two renames;
+/// a crash there leaves no `best/` and a complete staging dir, which
+/// [`recover`] renames.
+pub(super) fn swap_in_staging(state_dir: &Path, point: &str) -> Result<PathBuf, StoreError> {
+    let best = crate::state_dir::best(state_dir);
+    let staging = crate::state_dir::best_staging(state_dir);
     let previous = crate::state_dir::best_previous(state_dir);
     if best.exists() {
         if previous.exists() {
@@ -78,7 +99,7 @@ pub fn promote(
         }
         fs::rename(&best, &previous).map_err(|e| io_err(&best, e))?;
     }
-    fault::point("promote.swap");
+    fault::point(point);
     fs::rename(&staging, &best).map_err(|e| io_err(&best, e))?;
     fs::File::open(state_dir)
         .and_then(|d| d.sync_all())
@@ -86,14 +107,11 @@ pub fn promote(
     Ok(best)
 }
 
-/// One more than the highest version in `best/` and `best.previous/` (a
-/// rollback puts the older one in front; the next promotion still counts up).
+/// One more than the highest version this state dir has given out (kept in
+/// `versions/`, or in `best/` and `best.previous/`): a rollback puts an
+/// older one in front, and the next promotion still counts up.
 fn next_version(state_dir: &Path) -> u64 {
-    let of = |dir: &str| {
-        let text = fs::read(state_dir.join(dir).join(CARD)).ok()?;
-        serde_json::from_slice::<serde_json::Value>(&text).ok()?["version"].as_u64()
-    };
-    of("best").max(of("best.previous")).unwrap_or(0) + 1
+    crate::versions::newest(state_dir) + 1
 }
 
 /// Whether a finished trial should replace the champion.
@@ -172,7 +190,8 @@ pub fn recover(state_dir: &Path) -> Result<(), StoreError> {
     }
     fs::File::open(state_dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(state_dir, e))
+        .map_err(|e| io_err(state_dir, e))?;
+    super::versions::recover(state_dir)
 }
 
 /// Removes the temp files of atomic writes a crash interrupted (`.NAME.tmp-PID`,
@@ -197,44 +216,8 @@ fn remove_temp_files(dir: &Path) {
     }
 }
 
-/// Swaps `best/` and `best.previous/`; returns the card now in `best/`.
-/// Takes the state dir's lock first: a running trainerd could promote at the
-/// same moment, so with one running this fails (exit 73, naming its pid).
-pub fn rollback(state_dir: &Path) -> Result<Option<ModelCard>, StoreError> {
-    if !state_dir.is_dir() {
-        return Ok(None);
-    }
-    let _lock = crate::store::StateLock::acquire(state_dir).map_err(|e| match e {
-        StoreError::Locked { path, holder } => StoreError::Busy {
-            path,
-            holder,
-            action: "roll back the champion",
-        },
-        other => other,
-    })?;
-    recover(state_dir)?;
-    let best = crate::state_dir::best(state_dir);
-    let previous = crate::state_dir::best_previous(state_dir);
-    let parked = crate::state_dir::best_rollback(state_dir);
-    if !previous.join("model.json").exists() {
-        return Ok(None);
-    }
-    if best.exists() {
-        fs::rename(&best, &parked).map_err(|e| io_err(&best, e))?;
-    }
-    crate::store::fault::point("rollback.swap");
-    fs::rename(&previous, &best).map_err(|e| io_err(&previous, e))?;
-    if parked.exists() {
-        fs::rename(&parked, &previous).map_err(|e| io_err(&parked, e))?;
-    }
-    fs::File::open(state_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(state_dir, e))?;
-    Ok(read_card(state_dir))
-}
-
 /// The champion's card (see [`crate::model::card::load_champion`]).
 pub use crate::model::card::{load_champion as load_card, read_champion as read_card};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

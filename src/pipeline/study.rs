@@ -173,6 +173,8 @@ pub fn run_study(ctx: &Context<'_>) -> anyhow::Result<StudyEnd> {
         ?device, "data loaded"
     );
     promote::recover(&cfg.state_dir).context("recovering best/")?;
+    // Also what a crash before retention, or a lower --keep-versions, leaves.
+    super::versions::retain(&cfg.state_dir, cfg.keep_versions).context("retention of versions/")?;
     let mut plan = plan(cfg)?;
     let input = train::input_shape(&data);
     super::check_specs(&plan.start, &plan.ladder, input)?;

@@ -37,7 +37,7 @@ use crate::data::{idx, DataError};
 use crate::model::card as promote;
 
 use champion::Output;
-pub use champion::{load_champion, load_champion_within, Champion};
+pub use champion::{load_champion, load_champion_within, load_from, Champion};
 pub use png::read_png;
 use png::{JPEG_MAGIC, PNG_MAGIC};
 

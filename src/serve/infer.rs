@@ -54,7 +54,8 @@ impl Core {
         }
         let champion = self.shared.loaded();
         let wanted = version.filter(|v| !v.is_empty());
-        if let Some(loaded) = champion.filter(|l| wanted.is_none_or(|v| v == l.version.to_string())) {
+        if let Some(loaded) = champion.filter(|l| wanted.is_none_or(|v| v == l.version.to_string()))
+        {
             return Ok(Target {
                 loaded,
                 batcher: self.batcher.clone(),

@@ -91,8 +91,9 @@ impl Kept {
             .map_err(|e| Failure::Unavailable(format!("version {n} cannot be loaded: {e}")))?;
         let served = Served::new(champion, &dir, self.setup);
         let shared = Arc::new(Shared::default());
-        let batcher = batcher::spawn_for(self.batch, shared.clone(), self.metrics.clone(), Role::Kept)
-            .map_err(|e| Failure::Internal(format!("starting version {n}'s thread: {e}")))?;
+        let batcher =
+            batcher::spawn_for(self.batch, shared.clone(), self.metrics.clone(), Role::Kept)
+                .map_err(|e| Failure::Internal(format!("starting version {n}'s thread: {e}")))?;
         batcher.swap(served);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

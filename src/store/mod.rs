@@ -10,6 +10,7 @@
 //! - [`lock`]: one writer per state dir, and the writability check at start.
 //! - [`fault`]: fault-injection points for crash tests.
 //! - [`jsonl`]: append-only JSON-lines logs (events, webhook deliveries, the study journal).
+//! - [`tree`]: durable copies of a model directory (versions, `rollback --to`).
 //!
 //! Failure behaviour: a failed save returns [`StoreError::Save`] (exit 74)
 //! and leaves the committed checkpoints untouched, with no temp file behind;
@@ -26,6 +27,7 @@ pub mod lock;
 pub mod policy;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod tree;
 
 use std::path::PathBuf;
 
@@ -33,6 +35,7 @@ pub use atomic::{write_atomic, write_bytes_atomic, AtomicWriteError};
 pub use checkpoint::CheckpointDir;
 pub use checkpoint_file::{saved_like, Checkpoint, FORMAT_VERSION};
 pub use lock::{check_writable, is_held, pid_alive, StateLock};
+pub use tree::{copy_tree, CopyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,8 +1,9 @@
 //! Tests of `promote`.
 
 use super::*;
+use crate::pipeline::rollback::rollback;
 
-fn card(trial: u32) -> ModelCard {
+pub(crate) fn card(trial: u32) -> ModelCard {
     ModelCard {
         format: MODEL_CARD_FORMAT,
         trial,
@@ -38,18 +39,30 @@ fn card(trial: u32) -> ModelCard {
 }
 
 /// Weights that fit [`card`]'s architecture.
-fn weights(card: &ModelCard) -> Vec<(String, Tensor)> {
+pub(crate) fn weights(card: &ModelCard) -> Vec<(String, Tensor)> {
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let _net = crate::model::build(&vs.root(), &card.arch, crate::export::input_shape(card));
     vs.variables().into_iter().collect()
 }
 
-fn promote_trial(dir: &Path, trial: u32) {
-    let card = card(trial);
-    promote(dir, &weights(&card), &card, &[("report.html", b"<html>")]).unwrap();
+/// Promotes a fresh model of `trial`, keeping 10 versions.
+pub(crate) fn promote_trial(dir: &Path, trial: u32) {
+    promote_keeping(dir, trial, 10);
 }
 
-fn trial_in(dir: &Path, which: &str) -> Option<u32> {
+pub(crate) fn promote_keeping(dir: &Path, trial: u32, keep: usize) {
+    let card = card(trial);
+    promote(
+        dir,
+        &weights(&card),
+        &card,
+        &[("report.html", b"<html>")],
+        keep,
+    )
+    .unwrap();
+}
+
+pub(crate) fn trial_in(dir: &Path, which: &str) -> Option<u32> {
     let text = fs::read_to_string(dir.join(which).join("model.json")).ok()?;
     Some(serde_json::from_str::<ModelCard>(&text).ok()?.trial)
 }
@@ -131,7 +144,7 @@ fn diverged_models_are_never_promoted_and_diverged_champions_replaced() {
         verdict(None, &bad, 0.0),
         Verdict::Keep("the candidate diverged".into())
     );
-    assert!(promote(dir.path(), &[], &bad, &[]).is_err());
+    assert!(promote(dir.path(), &[], &bad, &[], 10).is_err());
     assert!(!dir.path().join("best").exists());
     let good = card(2);
     assert!(matches!(
