@@ -15,7 +15,7 @@ if [ $# -eq 0 ]; then
     set -- run
 fi
 case $1 in
-    run | train | trial | status | health | rollback | presets | predict | export | serve \
+    run | train | trial | status | health | rollback | models | presets | predict | export | serve \
         | help | --help | -h | --version | -V)
         set -- trainerd "$@" ;;
     -*) set -- trainerd run "$@" ;;
