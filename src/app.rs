@@ -201,11 +201,27 @@ async fn supervised(
         Kind::Train | Kind::Daemon => webhook::spawn(&cfg.state_dir, webhook_config(&cfg))
             .with_context(|| format!("starting the webhook sink in {}", cfg.state_dir.display()))?,
     };
+    let mlflow = match (&kind, &cfg.mlflow) {
+        (Kind::Train | Kind::Daemon, Some(target)) => {
+            let settings = crate::mlflow::Settings::new(target.clone(), cfg.data_dir.clone());
+            let next = notifier.as_ref().map(|n| n.sender());
+            Some(
+                crate::mlflow::spawn(&cfg.state_dir, settings, next).with_context(|| {
+                    format!("starting the MLflow sink in {}", cfg.state_dir.display())
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let notify = match &mlflow {
+        Some(m) => Some(m.sender()),
+        None => notifier.as_ref().map(|n| n.sender()),
+    };
     let shared = Shared {
         stop: stop.clone(),
         progress: p.progress.clone(),
         live: p.live.clone(),
-        notify: notifier.as_ref().map(|n| n.sender()),
+        notify,
         supersede: Default::default(),
     };
     let trial = matches!(kind, Kind::Trial(_));
@@ -227,6 +243,19 @@ async fn supervised(
         // (Abandoned: a stalled trainer may still hold the counters; the
         // beat before the stall is the truer one, so `p.beats` just drops.)
         p.beats.write_last().await;
+    }
+    if let Some(m) = mlflow.filter(|_| !abandon) {
+        let grace = if stop.is_raised() {
+            Duration::from_secs(3)
+        } else {
+            WEBHOOK_GRACE
+        };
+        tokio::select! {
+            () = m.finish(grace) => {}
+            Some(_) = inputs.stops.recv() => {
+                tracing::info!("stop requested; not waiting for MLflow (the queue is kept)");
+            }
+        }
     }
     if let Some(n) = notifier.filter(|_| !abandon) {
         let grace = if stop.is_raised() {
