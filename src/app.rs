@@ -282,8 +282,10 @@ async fn supervised(
 
 /// `trainerd rollback`: swap `best/` and `best.previous/`.
 fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> {
+    let mlflow = crate::config::mlflow_from_env()?;
     match promote::rollback(state_dir)? {
         Some(card) => {
+            crate::mlflow::rolled_back(state_dir, &card, mlflow.as_ref());
             if json {
                 println!("{}", serde_json::json!({"rolled_back": true, "best": card}));
             } else {

@@ -12,7 +12,7 @@ mod options;
 mod parse;
 
 pub use chain::redact_url;
-pub use mlflow::{parse_uri as parse_mlflow_uri, MlflowTarget};
+pub use mlflow::{from_env as mlflow_from_env, parse_uri as parse_mlflow_uri, MlflowTarget};
 pub use options::{Options, MAX_CONFIG_BYTES};
 use parse::duration_at_least;
 pub use parse::{parse_checkpoint_every, parse_duration, MAX_DURATION};

@@ -115,3 +115,14 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The MLflow target from `TRAINERD_MLFLOW_URI` and `TRAINERD_MLFLOW_MODEL`
+/// alone (commands without the training options: `rollback`).
+pub fn from_env() -> Result<Option<MlflowTarget>, ConfigError> {
+    let o = Options {
+        mlflow_uri: std::env::var("TRAINERD_MLFLOW_URI").ok(),
+        mlflow_model: std::env::var("TRAINERD_MLFLOW_MODEL").ok(),
+        ..Options::default()
+    };
+    target(&o)
+}

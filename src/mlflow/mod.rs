@@ -201,3 +201,43 @@ impl Sink {
         }
     }
 }
+
+/// After `trainerd rollback` put `card`'s model back in `best/`: queues
+/// moving the alias `champion` to its version (when this state dir logs to
+/// MLflow), and with `target` sends what is queued at once, trying each
+/// operation once (what fails stays queued for the next `train`/`run`).
+pub fn rolled_back(state_dir: &Path, card: &crate::model::card::ModelCard, target: Option<&MlflowTarget>) {
+    if target.is_none() && !crate::state_dir::mlflow(state_dir).exists() {
+        return;
+    }
+    let mut q = match DiskQueue::open(state_dir, queue::MAX_PENDING) {
+        Ok(q) => q,
+        Err(e) => return tracing::warn!("cannot queue the MLflow alias move: {e}"),
+    };
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let op = ops::Queued {
+        key: format!("{}:alias:{nanos}", ops::run_key(&card.study, card.trial)),
+        op: ops::Op::Alias {
+            study: card.study.clone(),
+            trial: card.trial,
+        },
+    };
+    if let Err(e) = q.push(op) {
+        return tracing::warn!("cannot queue the MLflow alias move: {e}");
+    }
+    let Some(target) = target else {
+        return tracing::info!("MLflow alias move queued; sent at the next train or run with --mlflow-uri");
+    };
+    let shared = Shared {
+        queue: Mutex::new(q),
+        wake: Condvar::new(),
+        closing: true.into(),
+    };
+    let settings = Settings::new(target.clone(), PathBuf::new());
+    let client = client::Client::new(target.clone(), settings.timeout);
+    let backoff = Backoff {
+        first: settings.backoff,
+        max: settings.max_backoff,
+    };
+    worker::run(&shared, apply::Applier::new(client, state_dir.to_path_buf()), backoff);
+}
