@@ -41,7 +41,12 @@ pub(super) fn target(o: &Options) -> Result<Option<MlflowTarget>, ConfigError> {
             format!("{model:?} must be 1 to {MAX_MODEL_NAME} printable characters"),
         ));
     }
-    let Some(uri) = o.mlflow_uri.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+    let Some(uri) = o
+        .mlflow_uri
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    else {
         return Ok(None);
     };
     let mut t = parse_uri(uri)?;

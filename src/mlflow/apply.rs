@@ -116,7 +116,10 @@ impl Applier {
         let id = match self.client.get("experiments/get-by-name", &q) {
             Ok(v) => str_at(&v, &["experiment", "experiment_id"]).map(str::to_string),
             Err(e) if e.is("RESOURCE_DOES_NOT_EXIST") => {
-                match self.client.post("experiments/create", &json!({"name": EXPERIMENT})) {
+                match self
+                    .client
+                    .post("experiments/create", &json!({"name": EXPERIMENT}))
+                {
                     Ok(v) => str_at(&v, &["experiment_id"]).map(str::to_string),
                     // Created by someone else in between.
                     Err(e) if e.is("RESOURCE_ALREADY_EXISTS") => {
@@ -162,7 +165,10 @@ impl Applier {
                     &json!({"experiment_id": exp, "run_name": format!("{short}-t{trial}"),
                             "start_time": time_ms, "tags": tag_list(&tags)}),
                 )?;
-                made.get("run").and_then(|r| r.get("info")).cloned().unwrap_or_default()
+                made.get("run")
+                    .and_then(|r| r.get("info"))
+                    .cloned()
+                    .unwrap_or_default()
             }
         };
         let run = RunRef {
@@ -193,14 +199,20 @@ impl Applier {
         let first = json!({"run_id": run.id, "tags": tag_list(tags)});
         self.client.post("runs/log-batch", &first)?;
         for chunk in points.chunks(BATCH_METRICS) {
-            self.client
-                .post("runs/log-batch", &json!({"run_id": run.id, "metrics": chunk}))?;
+            self.client.post(
+                "runs/log-batch",
+                &json!({"run_id": run.id, "metrics": chunk}),
+            )?;
         }
         self.client.post(
             "runs/update",
             &json!({"run_id": run.id, "status": status, "end_time": time_ms}),
         )?;
-        Ok(format!("run {} {status} with {} points", run.id, points.len()))
+        Ok(format!(
+            "run {} {status} with {} points",
+            run.id,
+            points.len()
+        ))
     }
 
     /// A promotion: artifacts, the registered model, its version, the alias.
@@ -227,7 +239,9 @@ impl Applier {
                             "tags": [{"key": KEY_TAG, "value": run_key(study, trial)}]}),
                 )?;
                 str_at(&made, &["model_version", "version"])
-                    .ok_or_else(|| CallError::Retry("model version answer without a version".into()))?
+                    .ok_or_else(|| {
+                        CallError::Retry("model version answer without a version".into())
+                    })?
                     .to_string()
             }
         };
@@ -248,7 +262,11 @@ impl Applier {
         Ok(found
             .get("model_versions")
             .and_then(Value::as_array)
-            .and_then(|vs| vs.iter().filter_map(|v| str_at(v, &["version"])).max_by_key(|v| v.parse::<u64>().unwrap_or(0)))
+            .and_then(|vs| {
+                vs.iter()
+                    .filter_map(|v| str_at(v, &["version"]))
+                    .max_by_key(|v| v.parse::<u64>().unwrap_or(0))
+            })
             .map(str::to_string))
     }
 
@@ -263,7 +281,12 @@ impl Applier {
 
     /// Uploads the champion's verified files when `best/` still holds this
     /// trial; returns how many (0, with a warning, when it has moved on).
-    fn upload_champion(&mut self, study: &str, trial: u32, run: &RunRef) -> Result<usize, CallError> {
+    fn upload_champion(
+        &mut self,
+        study: &str,
+        trial: u32,
+        run: &RunRef,
+    ) -> Result<usize, CallError> {
         let Some(files) = super::files::champion_files(&self.state_dir, study, trial) else {
             return Ok(0);
         };

@@ -143,10 +143,19 @@ impl Client {
 pub fn judge(code: u16, text: &str, shown: &str) -> Result<Value, CallError> {
     let json: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     match code {
-        200..=299 => Ok(if json.is_null() { serde_json::json!({}) } else { json }),
+        200..=299 => Ok(if json.is_null() {
+            serde_json::json!({})
+        } else {
+            json
+        }),
         300..=399 | 429 | 500..=599 => Err(CallError::Retry(format!("{shown}: HTTP {code}"))),
         _ => {
-            let field = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let field = |k: &str| {
+                json.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             let mut msg = field("message");
             msg.truncate(msg.floor_char_boundary(300));
             Err(CallError::Refused(code, field("error_code"), msg))

@@ -25,7 +25,11 @@ pub fn champion_files(state_dir: &Path, study: &str, trial: u32) -> Option<Vec<(
             return None;
         }
         let mut files = vec![(CARD.to_string(), dir.join(CARD))];
-        files.extend(card.files.iter().map(|f| (f.path.clone(), dir.join(&f.path))));
+        files.extend(
+            card.files
+                .iter()
+                .map(|f| (f.path.clone(), dir.join(&f.path))),
+        );
         let report = dir.join("report.html");
         if report.is_file() && !files.iter().any(|(r, _)| r == "report.html") {
             files.push(("report.html".into(), report));

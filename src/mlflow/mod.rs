@@ -206,7 +206,11 @@ impl Sink {
 /// moving the alias `champion` to its version (when this state dir logs to
 /// MLflow), and with `target` sends what is queued at once, trying each
 /// operation once (what fails stays queued for the next `train`/`run`).
-pub fn rolled_back(state_dir: &Path, card: &crate::model::card::ModelCard, target: Option<&MlflowTarget>) {
+pub fn rolled_back(
+    state_dir: &Path,
+    card: &crate::model::card::ModelCard,
+    target: Option<&MlflowTarget>,
+) {
     if target.is_none() && !crate::state_dir::mlflow(state_dir).exists() {
         return;
     }
@@ -226,7 +230,9 @@ pub fn rolled_back(state_dir: &Path, card: &crate::model::card::ModelCard, targe
         return tracing::warn!("cannot queue the MLflow alias move: {e}");
     }
     let Some(target) = target else {
-        return tracing::info!("MLflow alias move queued; sent at the next train or run with --mlflow-uri");
+        return tracing::info!(
+            "MLflow alias move queued; sent at the next train or run with --mlflow-uri"
+        );
     };
     let shared = Shared {
         queue: Mutex::new(q),
@@ -239,5 +245,9 @@ pub fn rolled_back(state_dir: &Path, card: &crate::model::card::ModelCard, targe
         first: settings.backoff,
         max: settings.max_backoff,
     };
-    worker::run(&shared, apply::Applier::new(client, state_dir.to_path_buf()), backoff);
+    worker::run(
+        &shared,
+        apply::Applier::new(client, state_dir.to_path_buf()),
+        backoff,
+    );
 }

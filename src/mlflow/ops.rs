@@ -152,7 +152,13 @@ fn end_run(ev: &Event, trial: u32, time_ms: i64) -> Op {
     let history = d.get("history").and_then(Value::as_array);
     for rec in history.into_iter().flatten() {
         let step = rec.get("epoch").and_then(Value::as_i64).unwrap_or(0);
-        for key in ["val_accuracy", "val_loss", "train_loss", "lr", "train_seconds"] {
+        for key in [
+            "val_accuracy",
+            "val_loss",
+            "train_loss",
+            "lr",
+            "train_seconds",
+        ] {
             if let Some(value) = rec.get(key).and_then(Value::as_f64) {
                 metrics.push(Point {
                     key: key.into(),
@@ -172,13 +178,21 @@ fn end_run(ev: &Event, trial: u32, time_ms: i64) -> Op {
     }
     let tags = BTreeMap::from([
         ("trainerd.pruned".to_string(), flag("pruned").to_string()),
-        ("trainerd.diverged".to_string(), flag("diverged").to_string()),
+        (
+            "trainerd.diverged".to_string(),
+            flag("diverged").to_string(),
+        ),
     ]);
     Op::EndRun {
         study: ev.study.clone(),
         trial,
         time_ms,
-        status: if flag("diverged") { "FAILED" } else { "FINISHED" }.into(),
+        status: if flag("diverged") {
+            "FAILED"
+        } else {
+            "FINISHED"
+        }
+        .into(),
         tags,
         metrics,
     }

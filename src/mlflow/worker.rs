@@ -68,7 +68,9 @@ pub fn run(shared: &Shared, mut applier: Applier, backoff: Backoff) {
             }
             Err(e @ CallError::Refused(..)) => {
                 tracing::warn!(url = %applier.client.shown(), key = %next.key, "MLflow refused an operation, not retrying it: {e}");
-                shared.lock().settle(&next.key, "refused", Some(e.to_string()));
+                shared
+                    .lock()
+                    .settle(&next.key, "refused", Some(e.to_string()));
             }
             Err(CallError::Retry(why)) => {
                 failures += 1;
