@@ -251,3 +251,6 @@ pub fn rolled_back(
         backoff,
     );
 }
+
+#[cfg(test)]
+mod tests;
