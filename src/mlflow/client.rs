@@ -157,7 +157,7 @@ pub fn judge(code: u16, text: &str, shown: &str) -> Result<Value, CallError> {
                     .to_string()
             };
             let mut msg = field("message");
-            msg.truncate(msg.floor_char_boundary(300));
+            super::ops::cut(&mut msg, 300);
             Err(CallError::Refused(code, field("error_code"), msg))
         }
     }

@@ -9,7 +9,7 @@
 //! training: an event becomes operations appended (fsynced) to a bounded
 //! queue on disk ([`queue`]), and a thread of its own sends them through
 //! MLflow's REST API ([`client`], [`apply`]) with a time limit per call and
-//! logged retries with backoff ([`worker`]). At start the latest study's
+//! logged retries with backoff (`worker`). At start the latest study's
 //! events are queued again by key, so an event whose operations a crash
 //! swallowed is logged, and one already queued or sent is not; creates look
 //! up before they create, so a crash between a call and its record changes

@@ -223,6 +223,17 @@ pub fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
         return;
     }
     let mut value = scalar(v);
-    value.truncate(value.floor_char_boundary(MAX_PARAM_VALUE));
+    cut(&mut value, MAX_PARAM_VALUE);
     out.insert(prefix.to_string(), value);
+}
+
+/// Shortens `s` to at most `max` bytes, on a character boundary.
+pub fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let end = (0..=max)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        s.truncate(end);
+    }
 }
