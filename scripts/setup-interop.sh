@@ -18,6 +18,9 @@ pins=(
     "tritonclient[http,grpc]==2.73.0"
     "grpcio==1.85.4"
     "tensorboard==2.21.0"
+    "mlflow==3.7.0"
+    # mlflow 3.7.0 imports FallbackAsyncAdaptedQueuePool, gone in SQLAlchemy 2.1
+    "sqlalchemy==2.0.44"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -207,11 +207,27 @@ async fn supervised(
         Kind::Train | Kind::Daemon => webhook::spawn(&cfg.state_dir, webhook_config(&cfg))
             .with_context(|| format!("starting the webhook sink in {}", cfg.state_dir.display()))?,
     };
+    let mlflow = match (&kind, &cfg.mlflow) {
+        (Kind::Train | Kind::Daemon, Some(target)) => {
+            let settings = crate::mlflow::Settings::new(target.clone(), cfg.data_dir.clone());
+            let next = notifier.as_ref().map(|n| n.sender());
+            Some(
+                crate::mlflow::spawn(&cfg.state_dir, settings, next).with_context(|| {
+                    format!("starting the MLflow sink in {}", cfg.state_dir.display())
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let notify = match &mlflow {
+        Some(m) => Some(m.sender()),
+        None => notifier.as_ref().map(|n| n.sender()),
+    };
     let shared = Shared {
         stop: stop.clone(),
         progress: p.progress.clone(),
         live: p.live.clone(),
-        notify: notifier.as_ref().map(|n| n.sender()),
+        notify,
         supersede: Default::default(),
     };
     let trial = matches!(kind, Kind::Trial(_));
@@ -233,6 +249,19 @@ async fn supervised(
         // (Abandoned: a stalled trainer may still hold the counters; the
         // beat before the stall is the truer one, so `p.beats` just drops.)
         p.beats.write_last().await;
+    }
+    if let Some(m) = mlflow.filter(|_| !abandon) {
+        let grace = if stop.is_raised() {
+            Duration::from_secs(3)
+        } else {
+            WEBHOOK_GRACE
+        };
+        tokio::select! {
+            () = m.finish(grace) => {}
+            Some(_) = inputs.stops.recv() => {
+                tracing::info!("stop requested; not waiting for MLflow (the queue is kept)");
+            }
+        }
     }
     if let Some(n) = notifier.filter(|_| !abandon) {
         let grace = if stop.is_raised() {
@@ -259,8 +288,10 @@ async fn supervised(
 
 /// `trainerd rollback`: swap `best/` and `best.previous/`.
 fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> {
+    let mlflow = crate::config::mlflow_from_env()?;
     match crate::pipeline::rollback::rollback(state_dir)? {
         Some(card) => {
+            crate::mlflow::rolled_back(state_dir, &card, mlflow.as_ref());
             if json {
                 println!("{}", serde_json::json!({"rolled_back": true, "best": card}));
             } else {
@@ -287,8 +318,12 @@ fn rollback(state_dir: &std::path::Path, json: bool) -> anyhow::Result<Outcome> 
 
 /// `trainerd rollback --to N`: make kept version N the champion.
 fn rollback_to(state_dir: &std::path::Path, n: u64, json: bool) -> anyhow::Result<Outcome> {
+    let mlflow = crate::config::mlflow_from_env()?;
     let done = crate::pipeline::rollback::rollback_to(state_dir, n)?;
     let card = &done.card;
+    if !done.already {
+        crate::mlflow::rolled_back(state_dir, card, mlflow.as_ref());
+    }
     if json {
         let v = serde_json::json!({
             "rolled_back": !done.already, "version": n, "previous": done.previous, "best": card,

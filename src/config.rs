@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod chain;
+mod mlflow;
 mod options;
 mod parse;
 
 pub use chain::redact_url;
+pub use mlflow::{from_env as mlflow_from_env, parse_uri as parse_mlflow_uri, MlflowTarget};
 pub use options::{Options, MAX_CONFIG_BYTES};
 use parse::duration_at_least;
 pub use parse::{parse_checkpoint_every, parse_duration, MAX_DURATION};
@@ -166,6 +168,8 @@ pub struct Config {
     pub data_source: crate::data::source::SourceOptions,
     /// `--tensorboard`: write each trial's scalars as TensorBoard event files.
     pub tensorboard: bool,
+    /// `--mlflow-uri`, `--mlflow-model`: where trials and promotions are logged.
+    pub mlflow: Option<MlflowTarget>,
 }
 
 /// Ladder used when none is configured: softmax regression up to the deep
@@ -202,6 +206,7 @@ impl Config {
             ));
         }
         let chain = chain::settings(o, target_accuracy)?;
+        let mlflow = mlflow::target(o)?;
         let data_source = data_source(o)?;
         let threads = o.threads.unwrap_or_else(default_threads);
         let max_threads = max_threads();
@@ -315,6 +320,7 @@ impl Config {
             classes,
             data_source,
             tensorboard,
+            mlflow,
         })
     }
 }

@@ -41,6 +41,7 @@ pub mod export;
 pub mod finite;
 pub mod hooks;
 pub mod katib;
+pub mod mlflow;
 pub mod model;
 pub mod optim;
 pub mod pipeline;

@@ -39,6 +39,12 @@ pub fn deliveries(state: &Path) -> PathBuf {
     state.join("deliveries.jsonl")
 }
 
+/// The MLflow sink's folder: `queue.jsonl` (operations to send) and
+/// `sent.jsonl` (keys sent or given up on).
+pub fn mlflow(state: &Path) -> PathBuf {
+    state.join("mlflow")
+}
+
 /// Where every study's trials live.
 pub fn studies(state: &Path) -> PathBuf {
     state.join("study")

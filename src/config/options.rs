@@ -181,6 +181,14 @@ options! {
         /// File holding the HMAC secret that signs webhook bodies (else env TRAINERD_WEBHOOK_SECRET).
         #[arg(long, env = "TRAINERD_WEBHOOK_SECRET_FILE")]
         pub webhook_secret_file: Option<PathBuf>,
+        /// MLflow tracking server that trials (as runs) and promotions (as model
+        /// versions) are logged to, e.g. `http://mlflow:5000`; `user:pass@` in the
+        /// URL becomes Basic auth and is never logged.
+        #[arg(long, env = "TRAINERD_MLFLOW_URI")]
+        pub mlflow_uri: Option<String>,
+        /// Registered MLflow model that promotions become versions of (default `trainerd`).
+        #[arg(long, env = "TRAINERD_MLFLOW_MODEL")]
+        pub mlflow_model: Option<String>,
         /// File holding the secret forges sign push hooks with (`POST /hooks/git`;
         /// else env TRAINERD_HOOK_SECRET; neither: push hooks are refused).
         #[arg(long, env = "TRAINERD_HOOK_SECRET_FILE")]

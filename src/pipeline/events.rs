@@ -140,13 +140,14 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
             study_best,
             pruned,
             train_seconds,
+            history,
             ..
         } => {
             let mut out = vec![with(
                 event(e, EventKind::TrialFinished, t(*trial), Some(*trial)),
                 format!("trial {trial} finished: validation accuracy {val_accuracy:.4}"),
                 json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
-                       "pruned": pruned, "train_seconds": train_seconds}),
+                       "pruned": pruned, "train_seconds": train_seconds, "history": history}),
             )];
             if *promoted {
                 out.push(with(
@@ -167,7 +168,7 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
             reason,
             train_seconds,
             study_best,
-            ..
+            history,
         } => {
             let mut out = vec![
                 with(
@@ -179,7 +180,7 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
                     event(e, EventKind::TrialFinished, t(*trial), Some(*trial)),
                     format!("trial {trial} finished: diverged, never promoted"),
                     json!({"val_accuracy": null, "test_accuracy": null, "pruned": false,
-                           "diverged": true, "train_seconds": train_seconds}),
+                           "diverged": true, "train_seconds": train_seconds, "history": history}),
                 ),
             ];
             out.extend(below_target(e, *trial, *study_best, goal));
