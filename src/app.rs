@@ -148,7 +148,7 @@ async fn prepare(
         cfg.watchdog,
         stalls,
     );
-    let http = telemetry::http::start(cfg, &progress).await?;
+    let http = telemetry::http::start(cfg, &progress, &live.training).await?;
     let serve = match cfg.serve_addr {
         Some(addr) => {
             let mut opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), addr);
