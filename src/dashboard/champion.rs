@@ -33,9 +33,15 @@ fn sig(path: &Path) -> Option<(u64, i64, i64, u64)> {
 
 /// Changes whenever the champion's card is replaced (a promotion or a rollback).
 pub fn revision(state_dir: &Path) -> String {
-    let cur = sig(&crate::state_dir::best(state_dir).join(card::CARD));
-    let prev = sig(&crate::state_dir::best_previous(state_dir).join(card::CARD));
-    format!("{cur:?}/{prev:?}")
+    let show = |dir: PathBuf| match sig(&dir.join(card::CARD)) {
+        Some((len, s, ns, ino)) => format!("{ino}-{len}-{s}.{ns:09}"),
+        None => "none".into(),
+    };
+    format!(
+        "{}/{}",
+        show(crate::state_dir::best(state_dir)),
+        show(crate::state_dir::best_previous(state_dir))
+    )
 }
 
 impl ChampionCache {

@@ -189,7 +189,7 @@ pub async fn serve(addr: SocketAddr, app: Router) -> Result<HttpServer, HttpErro
         name: "metrics endpoint",
     };
     tokio::spawn(accept_loop(listener, app, policy, stopped));
-    tracing::info!(addr = %bound, "HTTP endpoint listening (the live page at /, /api/v1, /metrics, /healthz)");
+    tracing::info!(addr = %bound, "metrics endpoint listening (the live page at /, /api/v1, /metrics, /healthz)");
     Ok(HttpServer {
         addr: bound,
         _stop: stop,

@@ -242,8 +242,8 @@
     }
     svg.appendChild(svgEl("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
     svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
-    for (const x of [0, x1 / 2, x1]) {
-      const label = svgEl("text", { x: px(x), y: H - 8, "text-anchor": "middle" });
+    for (const [x, anchor] of [[0, "start"], [x1 / 2, "middle"], [x1, "end"]]) {
+      const label = svgEl("text", { x: px(x), y: H - 8, "text-anchor": anchor });
       label.textContent = "step " + Math.round(x);
       svg.appendChild(label);
     }
