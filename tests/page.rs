@@ -82,6 +82,7 @@ fn the_live_page_follows_training_in_a_real_browser() {
         &grown,
         Duration::from_secs(120),
     );
+    b.screenshot(&output_dir().join("page-training-1280x800.png"), false);
 
     // The promotion reaches the open page.
     let champion = "document.getElementById('champion-line').textContent";

@@ -77,14 +77,17 @@ fn no_store(r: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// An answer other than 200: its status and what went wrong.
+type Failure = (StatusCode, String);
+
 /// Runs `f` on the blocking pool (it reads files) and answers its JSON.
 async fn blocking(
     d: Dashboard,
-    f: impl FnOnce(&Inner) -> Result<Value, Response> + Send + 'static,
+    f: impl FnOnce(&Inner) -> Result<Value, Failure> + Send + 'static,
 ) -> Response {
     match tokio::task::spawn_blocking(move || f(&d.inner)).await {
         Ok(Ok(v)) => json_response(&v),
-        Ok(Err(r)) => r,
+        Ok(Err((code, what))) => error(code, what),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -151,13 +154,13 @@ async fn study(State(d): State<Dashboard>, UrlPath(id): UrlPath<String>) -> Resp
     blocking(d, move |i| study_detail(i, &id)).await
 }
 
-fn study_detail(i: &Inner, id: &str) -> Result<Value, Response> {
+fn study_detail(i: &Inner, id: &str) -> Result<Value, Failure> {
     let entries = lock(&i.journal).entries(&i.state_dir);
     let latest = studies::latest(&entries) == Some(id);
     let running = running_trial(i).filter(|_| latest);
     let input = input_shape(i);
     let Some(s) = studies::study(&entries, id, running, input) else {
-        return Err(error(
+        return Err((
             StatusCode::NOT_FOUND,
             format!("no study {id:?} in the journal"),
         ));

@@ -85,6 +85,8 @@
   // ---- status -----------------------------------------------------------
 
   function onStatus(s) {
+    const n = s.now || {};
+    seen.total = n.training ? n.total_steps || 0 : 0;
     renderNow(s);
     renderWatcher(s);
     const rev = s.rev || {};
@@ -200,8 +202,10 @@
         return { trial: t.trial, running: t.state === "running", color: color(i), points: (t.curves && t.curves[tag]) || [] };
       });
     };
-    chart($("chart-loss"), series("train/loss"), { min0: true });
-    chart($("chart-acc"), series("val/accuracy"), { max1: true });
+    // While a trial runs, the x axis spans its planned steps: its curve grows to the right.
+    const xmin = trials.some(function (t) { return t.state === "running"; }) ? seen.total : 0;
+    chart($("chart-loss"), series("train/loss"), { min0: true, xmin: xmin });
+    chart($("chart-acc"), series("val/accuracy"), { max1: true, xmin: xmin });
     const legend = $("legend");
     clear(legend);
     trials.forEach(function (t, i) {
@@ -228,6 +232,7 @@
       y0 = Math.min.apply(null, all.map(function (p) { return p[1]; }));
       y1 = Math.max.apply(null, all.map(function (p) { return p[1]; }));
     }
+    x1 = Math.max(x1, opts.xmin || 0);
     if (opts.min0) y0 = 0;
     if (opts.max1) y1 = Math.max(y1, Math.min(1, y1 + 0.01));
     if (y1 - y0 < 1e-9) { y1 = y0 + 1; }
@@ -242,7 +247,8 @@
     }
     svg.appendChild(svgEl("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
     svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
-    for (const [x, anchor] of [[0, "start"], [x1 / 2, "middle"], [x1, "end"]]) {
+    const ticks = x1 >= 2 ? [[0, "start"], [x1 / 2, "middle"], [x1, "end"]] : [];
+    for (const [x, anchor] of ticks) {
       const label = svgEl("text", { x: px(x), y: H - 8, "text-anchor": anchor });
       label.textContent = "step " + Math.round(x);
       svg.appendChild(label);
