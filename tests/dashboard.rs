@@ -86,6 +86,23 @@ fn five_hundred_streams_and_bad_queries_leave_training_and_the_server_alone() {
     );
     assert_eq!(streams(addr), 32);
 
+    // The page and its assets: the policy on each, under 300 KB in all.
+    let mut bytes = 0;
+    for path in ["/", "/assets/app.js", "/assets/app.css"] {
+        let (code, head, body) = request(addr, "GET", path);
+        assert_eq!(code, 200, "{path}");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains(
+                "content-security-policy: default-src 'self'; script-src 'self'; style-src 'self';"
+            ) && head.contains("frame-ancestors 'none'")
+                && head.contains("x-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+        bytes += body.len();
+    }
+    assert!(bytes < 300 * 1024, "the page transfers {bytes} bytes");
+
     // Bad queries: clear 4xx naming the parameter; a huge since is no error.
     let (code, _, body) = request(addr, "GET", "/api/v1/events?since=garbage");
     assert_eq!(code, 400, "{body}");

@@ -155,7 +155,7 @@ pub fn study(
             _ => "stopped",
         };
     }
-    if state == "stopped" && rows.iter().any(|r| r.state == "running") {
+    if state == "stopped" && running.is_some() {
         state = "running";
     }
     let skip = rows.len().saturating_sub(MAX_TRIALS);
@@ -271,5 +271,148 @@ fn started(
         promoted: false,
         batch_size: spec.recipe.batch_size,
         history: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::strategy::Move;
+
+    fn e(study: &str, record: Record) -> Entry {
+        Entry {
+            v: 1,
+            study: study.into(),
+            time: "t".into(),
+            record,
+        }
+    }
+
+    fn started(study: &str) -> Entry {
+        e(
+            study,
+            Record::StudyStarted {
+                key: "k".into(),
+                ordinal: 0,
+                data_fingerprint: "fp".into(),
+                target: 0.9,
+                config: json!({}),
+            },
+        )
+    }
+
+    fn trial(study: &str, trial: u32) -> Entry {
+        e(
+            study,
+            Record::TrialStarted {
+                trial,
+                spec: crate::model::preset("linear").unwrap(),
+                mv: Move::Start,
+                rung: Some(trial as usize),
+                reason: "<b>why</b>".into(),
+                architecture_changed: false,
+            },
+        )
+    }
+
+    fn epoch(acc: f64) -> EpochRecord {
+        EpochRecord {
+            epoch: 1,
+            step: 10,
+            train_loss: 0.5,
+            val_accuracy: acc,
+            val_loss: 0.4,
+            lr: 0.1,
+            train_seconds: 2.0,
+        }
+    }
+
+    fn finished(study: &str, trial: u32, acc: f64, pruned: bool) -> Entry {
+        e(
+            study,
+            Record::TrialFinished {
+                trial,
+                val_accuracy: acc,
+                test_accuracy: (!pruned).then_some(acc),
+                val_loss: 0.4,
+                history: vec![epoch(acc)],
+                pruned,
+                promoted: !pruned,
+                study_best: acc,
+                train_seconds: 2.0,
+                resumed_from: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn every_trial_state_reads_from_the_journal() {
+        let log = vec![
+            started("a"),
+            trial("a", 0),
+            finished("a", 0, 0.8, false),
+            trial("a", 1),
+            finished("a", 1, 0.5, true),
+            trial("a", 2),
+            e(
+                "a",
+                Record::TrialDiverged {
+                    trial: 2,
+                    epoch: 1,
+                    step: 5,
+                    reason: "loss NaN".into(),
+                    history: vec![],
+                    train_seconds: 1.0,
+                    study_best: 0.8,
+                },
+            ),
+            trial("a", 3),
+            e(
+                "a",
+                Record::Superseded {
+                    trial: Some(3),
+                    step: 4,
+                    reason: "new data".into(),
+                    commit: None,
+                },
+            ),
+            started("b"),
+            trial("b", 0),
+        ];
+        assert_eq!(ids(&log), ["a", "b"]);
+        assert_eq!(latest(&log), Some("b"));
+        let a = study(&log, "a", None, None).unwrap();
+        let states: Vec<&str> = a.trials.iter().map(|r| r.state).collect();
+        assert_eq!(states, ["finished", "pruned", "diverged", "superseded"]);
+        assert_eq!(a.state, "superseded");
+        assert_eq!(a.trials[0].test_accuracy, Some(0.8));
+        assert_eq!(a.trials[1].test_accuracy, None);
+        assert_eq!((a.trials[0].epochs, a.trials[0].rung), (1, Some(0)));
+        assert_eq!(a.trials[2].reason, "loss NaN");
+        assert_eq!(a.trials[3].reason, "<b>why</b>", "kept as text");
+        let b = study(&log, "b", Some(0), None).unwrap();
+        assert_eq!((b.state, b.trials[0].state), ("running", "running"));
+        assert_eq!(
+            study(&log, "b", None, None).unwrap().trials[0].state,
+            "stopped"
+        );
+        assert!(study(&log, "c", None, None).is_none());
+    }
+
+    #[test]
+    fn the_journal_is_read_again_only_when_it_changes_and_torn_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::state_dir::journal(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut cache = JournalCache::default();
+        assert!(cache.entries(dir.path()).is_empty());
+        let line = |x: &Entry| serde_json::to_string(x).unwrap() + "\n";
+        std::fs::write(
+            &path,
+            line(&started("a")) + &line(&trial("a", 0)) + "{\"v\":1,",
+        )
+        .unwrap();
+        assert_eq!(cache.entries(dir.path()).len(), 2);
+        assert!(cache.len() > 0);
     }
 }
