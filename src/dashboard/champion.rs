@@ -24,6 +24,8 @@ type Checked = ((u64, i64, i64, u64), Result<(), String>);
 #[derive(Default)]
 pub struct ChampionCache {
     checked: HashMap<PathBuf, Checked>,
+    /// The champion's line (or its card's error), by [`revision`].
+    line: Option<(String, Option<Value>, Option<String>)>,
 }
 
 fn sig(path: &Path) -> Option<(u64, i64, i64, u64)> {
@@ -62,6 +64,23 @@ impl ChampionCache {
             .flatten()
             .map(|c| summary(&c));
         json!({"champion": champion, "error": error, "previous": previous})
+    }
+
+    /// The champion's [`summary`] (or why its card cannot be read), read
+    /// again only after a promotion or rollback replaced the card.
+    pub fn summary(&mut self, state_dir: &Path) -> (Option<Value>, Option<String>) {
+        let rev = revision(state_dir);
+        if let Some((r, line, err)) = &self.line {
+            if *r == rev {
+                return (line.clone(), err.clone());
+            }
+        }
+        let (line, err) = match card::read(&crate::state_dir::best(state_dir)) {
+            Ok(c) => (c.as_ref().map(summary), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        self.line = Some((rev, line.clone(), err.clone()));
+        (line, err)
     }
 
     /// Each listed file with its verdict (hashing only what changed).

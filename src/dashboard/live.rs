@@ -44,16 +44,11 @@ pub fn status(d: &Inner, serve: Value) -> Value {
     let eta = (training && rate > 0 && batch > 0 && total > step)
         .then(|| (total - step) as f64 * batch as f64 / rate as f64);
     let finite = |x: f64| x.is_finite().then_some(x);
-    let card = crate::model::card::read(&crate::state_dir::best(&d.state_dir));
-    let (best, best_error) = match &card {
-        Ok(c) => (c.as_ref().map(champion::summary), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let (best, best_error) = lock(&d.champion).summary(&d.state_dir);
     let started = study.as_ref().map(|s| &s.started);
-    let commit = card
-        .ok()
-        .flatten()
-        .and_then(|c| c.commit)
+    let commit = best
+        .as_ref()
+        .and_then(|b| b["commit"].as_str().map(str::to_string))
         .or_else(|| last_commit(&entries));
     json!({
         "v": 1,
