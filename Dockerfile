@@ -82,7 +82,7 @@ RUN ldd /usr/local/bin/trainerd \
  && ! ldd /usr/local/bin/trainerd | grep -q 'not found' \
  && ls /usr/local/lib/trainerd/libonnxruntime.so*
 
-# /metrics, /healthz and the push hooks on every interface of the container
+# The live page (/, /api/v1), /metrics, /healthz and the push hooks on every interface of the container
 # (`-p 9464:9464`, or host networking); TRAINERD_METRICS_ADDR=off turns it off.
 ENV TRAINERD_STATE_DIR=/var/lib/trainerd \
     TRAINERD_DATA_DIR=/data \

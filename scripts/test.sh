@@ -13,6 +13,9 @@ scripts/setup.sh
 step "setup-interop (onnx, onnxruntime for tests/export.rs)"
 scripts/setup-interop.sh
 
+step "setup-browser (Debian's chromium for tests/page.rs)"
+scripts/setup-browser.sh
+
 step "format and lints"
 # A first release build of every target writes about 5 GiB under target/.
 [ -d target/release ] || scripts/need-space.sh target 6 "a first release build"

@@ -154,7 +154,7 @@ async fn prepare(
         cfg.watchdog,
         stalls,
     );
-    let http = telemetry::http::start(cfg, &progress).await?;
+    let http = telemetry::http::start(cfg, &progress, &live.training).await?;
     let serve = if cfg.serve_addr.is_some() || cfg.grpc_addr.is_some() {
         let mut opts = crate::serve::ServeOptions::new(cfg.state_dir.clone(), cfg.serve_addr);
         opts.grpc_addr = cfg.grpc_addr;

@@ -10,6 +10,7 @@
 //! - [`search`]: the study's strategy, journal and replayed history
 //! - [`pipeline`]: the job chain: study, promotion, events, webhooks, daemon
 //! - [`telemetry`]: logging, heartbeat, watchdog, Prometheus metrics, progress bar
+//! - [`dashboard`]: the live page at `/` and its read-only JSON API and event stream
 //! - [`tensorboard`]: TensorBoard event files of each trial's scalars
 //! - [`report`]: `best/report.html` with SVG plots
 //! - [`watch`]: the workspace watcher (data, config, git HEAD) -> retrain events
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod confidence;
 pub mod config;
 pub mod control;
+pub mod dashboard;
 pub mod data;
 pub mod event_kind;
 pub mod exit;

@@ -1,5 +1,6 @@
 //! The HTTP endpoints: one axum [`Router`] (`GET /metrics` in the Prometheus
-//! text format, `GET /healthz`, an index at `/`, and the push hooks'
+//! text format, `GET /healthz`, the live page at `/` with its JSON API and
+//! event stream from [`crate::dashboard`], and the push hooks'
 //! `POST /hooks/git` from [`crate::hooks`]) served by hyper on the process's
 //! tokio runtime.
 //!
@@ -8,7 +9,10 @@
 //! closed after one response, its request head read within
 //! [`HEAD_TIMEOUT`]; at most [`MAX_IN_FLIGHT`] requests handled at once, each
 //! answered within [`REQUEST_TIMEOUT`] (else 408). Scrapers connect every
-//! few seconds at most.
+//! few seconds at most. The page's event streams are outside the in-flight
+//! limit (they last minutes) and capped by their own count; each request
+//! carries a [`CloseConnection`] a stream uses to drop a client that stops
+//! reading.
 //!
 //! Other endpoints (model serving, push hooks) join the same router:
 //! [`router`] builds it from the shared [`HttpState`].
@@ -30,6 +34,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use super::metrics::{health, Metrics};
+use crate::dashboard::{CloseConnection, Dashboard};
 
 /// Open connections at most.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -58,22 +63,34 @@ impl crate::exit::ExitStatus for HttpError {
 pub struct HttpState {
     /// `/metrics` and `/healthz` read through it.
     pub metrics: Arc<Metrics>,
+    /// The live page and its API (`None`: a bare index at `/`).
+    pub dashboard: Option<Dashboard>,
 }
 
 /// The router of every endpoint, with the request limits applied.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let dashboard = state.dashboard.clone();
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/", get(index))
-        .fallback(not_found)
-        .with_state(state)
+        .route("/healthz", get(healthz));
+    if dashboard.is_none() {
+        app = app.route("/", get(index));
+    }
+    let mut app = app.fallback(not_found).with_state(state);
+    if let Some(d) = &dashboard {
+        app = app.merge(crate::dashboard::router(d.clone()));
+    }
+    let app = app
         // Outermost last: the timeout also covers waiting for a slot.
         .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
-        ))
+        ));
+    match dashboard {
+        Some(d) => app.merge(crate::dashboard::stream_router(d)),
+        None => app,
+    }
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -131,19 +148,28 @@ impl HttpServer {
 pub async fn start(
     cfg: &crate::config::Config,
     progress: &Arc<crate::train::Progress>,
+    training: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Option<HttpServer>, HttpError> {
     let Some(addr) = cfg.metrics_addr else {
         return Ok(None);
     };
     let metrics = Arc::new(Metrics::new(progress.clone(), cfg.state_dir.clone()));
+    let dashboard = Dashboard::new(
+        cfg.state_dir.clone(),
+        progress.clone(),
+        training.clone(),
+        cfg.serve_addr,
+    );
     let hooks = crate::hooks::router(crate::hooks::HookSettings {
         secret: cfg.hook_secret.clone(),
         workspace: cfg.data_dir.clone(),
         remote: cfg.git_remote.clone().unwrap_or_else(|| "origin".into()),
     });
-    serve(addr, router(HttpState { metrics }).merge(hooks))
-        .await
-        .map(Some)
+    let state = HttpState {
+        metrics,
+        dashboard: Some(dashboard),
+    };
+    serve(addr, router(state).merge(hooks)).await.map(Some)
 }
 
 /// Binds `addr` now (so a taken port is an error at start) and serves `app`
@@ -163,7 +189,7 @@ pub async fn serve(addr: SocketAddr, app: Router) -> Result<HttpServer, HttpErro
         name: "metrics endpoint",
     };
     tokio::spawn(accept_loop(listener, app, policy, stopped));
-    tracing::info!(addr = %bound, "metrics endpoint listening (/metrics, /healthz)");
+    tracing::info!(addr = %bound, "metrics endpoint listening (the live page at /, /api/v1, /metrics, /healthz)");
     Ok(HttpServer {
         addr: bound,
         _stop: stop,
@@ -214,15 +240,28 @@ pub(crate) async fn accept_loop(
         if policy.keep_alive {
             let _ = stream.set_nodelay(true);
         }
-        let service = TowerToHyperService::new(app.clone());
+        let closer = CloseConnection::default();
+        let handle = closer.clone();
+        let service = TowerToHyperService::new(
+            tower::ServiceBuilder::new()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(handle.clone());
+                    req
+                })
+                .service(app.clone()),
+        );
         tokio::spawn(async move {
             let _slot = slot;
-            let served = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(policy.head_timeout)
                 .keep_alive(policy.keep_alive)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let served = tokio::select! {
+                served = conn => served,
+                // A stream whose client stopped reading: drop the connection.
+                _ = closer.closed() => Ok(()),
+            };
             if let Err(e) = served {
                 tracing::debug!("{}: connection ended: {e}", policy.name);
             }
@@ -254,7 +293,10 @@ mod tests {
     }
 
     fn serve_metrics(rt: &tokio::runtime::Runtime, m: Arc<Metrics>) -> HttpServer {
-        let app = router(HttpState { metrics: m });
+        let app = router(HttpState {
+            metrics: m,
+            dashboard: None,
+        });
         rt.block_on(serve("127.0.0.1:0".parse().unwrap(), app))
             .unwrap()
     }
@@ -310,7 +352,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = Arc::new(Metrics::new(Arc::default(), dir.path().to_path_buf()));
         let first = serve_metrics(&rt, m.clone());
-        let app = router(HttpState { metrics: m });
+        let app = router(HttpState {
+            metrics: m,
+            dashboard: None,
+        });
         let err = rt
             .block_on(serve(first.addr(), app))
             .err()

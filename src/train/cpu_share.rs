@@ -58,10 +58,24 @@ thread_local! {
     static SEEN: Cell<Option<Sample>> = const { Cell::new(None) };
 }
 
+/// The training thread's intra-op thread count as last set here (0:
+/// never), for the live page: libtorch's own count is per thread.
+static TRAINING_THREADS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The training thread's intra-op thread count (0 before one was set).
+pub fn training_threads() -> i32 {
+    TRAINING_THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn set_threads(threads: i32) {
+    tch::set_num_threads(threads);
+    TRAINING_THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Sets this thread's intra-op thread count, and whether training may lower
 /// it while the CPU is contended (`adaptive`).
 pub fn configure(threads: i32, adaptive: bool) {
-    tch::set_num_threads(threads);
+    set_threads(threads);
     PLAN.with(|p| p.set((threads, adaptive)));
     SEEN.with(|s| s.set(Sample::read()));
 }
@@ -335,7 +349,7 @@ impl CpuShare {
 
 /// Sets the calling thread's count to `threads` after `change`, and logs why.
 fn apply(change: Change, threads: i32) {
-    tch::set_num_threads(threads);
+    set_threads(threads);
     let tenths = |x: f64| (x * 10.0).round() / 10.0;
     match change {
         Change::Lower { waited } => tracing::info!(
@@ -360,7 +374,7 @@ impl Drop for CpuShare {
     fn drop(&mut self) {
         if let Some(g) = &self.governor {
             if g.threads() != g.max {
-                tch::set_num_threads(g.max);
+                set_threads(g.max);
             }
             // The next trial's start judges the CPU from here.
             SEEN.with(|s| s.set(Sample::read()));

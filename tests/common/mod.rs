@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: tiny data sets, running the real binary.
 #![allow(dead_code)]
 
+pub mod cdp;
+pub mod live;
 pub mod serve;
 pub mod synth;
 pub mod synth_folders;
