@@ -1,6 +1,5 @@
-//! A tower layer around the gRPC routes: at most `in_flight` requests are
-//! decoded or answered at once (others wait for a slot, within their
-//! deadline), each must be answered within the request timeout
+//! A tower layer around the gRPC routes: each call must be answered within
+//! the request timeout, its message's arrival included
 //! (DEADLINE_EXCEEDED otherwise), and tonic's "message too large"
 //! (OUT_OF_RANGE) is answered as RESOURCE_EXHAUSTED, the code gRPC gives
 //! an over-size message, with what the limit is and what to do. Calls
@@ -12,7 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderValue, Request, Response};
 use tonic::{Code, Status};
@@ -22,18 +20,13 @@ use crate::serve::metrics::ServeMetrics;
 
 #[derive(Clone)]
 pub struct GuardLayer {
-    slots: Arc<Semaphore>,
     timeout: Duration,
     metrics: Arc<ServeMetrics>,
 }
 
 impl GuardLayer {
-    pub fn new(in_flight: usize, timeout: Duration, metrics: Arc<ServeMetrics>) -> GuardLayer {
-        GuardLayer {
-            slots: Arc::new(Semaphore::new(in_flight.max(1))),
-            timeout,
-            metrics,
-        }
+    pub fn new(timeout: Duration, metrics: Arc<ServeMetrics>) -> GuardLayer {
+        GuardLayer { timeout, metrics }
     }
 }
 
@@ -42,7 +35,6 @@ impl<S> Layer<S> for GuardLayer {
     fn layer(&self, inner: S) -> Guard<S> {
         Guard {
             inner,
-            slots: self.slots.clone(),
             timeout: self.timeout,
             metrics: self.metrics.clone(),
         }
@@ -52,7 +44,6 @@ impl<S> Layer<S> for GuardLayer {
 #[derive(Clone)]
 pub struct Guard<S> {
     inner: S,
-    slots: Arc<Semaphore>,
     timeout: Duration,
     metrics: Arc<ServeMetrics>,
 }
@@ -78,14 +69,10 @@ where
         // The clone is ready (tower's pattern): swap it in for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (slots, timeout, metrics) = (self.slots.clone(), self.timeout, self.metrics.clone());
+        let (timeout, metrics) = (self.timeout, self.metrics.clone());
         Box::pin(async move {
             let start = std::time::Instant::now();
-            let answer = async {
-                let _slot = slots.acquire_owned().await;
-                inner.call(req).await
-            };
-            match tokio::time::timeout(timeout, answer).await {
+            match tokio::time::timeout(timeout, inner.call(req)).await {
                 Ok(Ok(resp)) => Ok(with_size_code(resp, &metrics, start)),
                 Ok(Err(e)) => Err(e),
                 Err(_) => {

@@ -7,11 +7,11 @@
 //! - [`service`]: the six calls, answered through [`super::infer::Core`]
 //! - [`tensor`]: `ModelInferRequest` to the REST path's request and back
 //! - [`listen`]: the listener (connection cap, first-byte timeout)
-//! - [`guard`]: per-request limits (in-flight cap, deadline, size errors)
+//! - [`guard`]: per-call deadline and the over-size status
 //!
 //! Limits, as on the REST side: messages of at most [`MAX_MESSAGE`] bytes
 //! (larger ones are refused from their 5-byte length prefix, before any
-//! is buffered: RESOURCE_EXHAUSTED), [`MAX_IN_FLIGHT`] requests decoded or
+//! is buffered: RESOURCE_EXHAUSTED), [`MAX_IN_FLIGHT`] decoded calls
 //! answered at once, each within [`super::http::REQUEST_TIMEOUT`]
 //! (DEADLINE_EXCEEDED), flow-control windows of [`WINDOW`] bytes so a
 //! connection's unread data stays small, and the same connection cap.
@@ -37,8 +37,9 @@ use super::infer::Core;
 
 /// Largest message either way: as large as the REST API's largest body.
 pub const MAX_MESSAGE: usize = super::http::MAX_BODY;
-/// Requests being decoded or answered at once (more wait for a slot);
-/// with [`MAX_MESSAGE`] this bounds decoded messages to 512 MiB.
+/// Decoded calls being validated or answered at once (more wait for a
+/// slot). A message still arriving holds none: what it buffers is bounded
+/// by the bytes its client actually sends, within the request timeout.
 pub const MAX_IN_FLIGHT: usize = 32;
 /// HTTP/2 flow-control window, per stream and per connection.
 pub const WINDOW: u32 = 256 << 10;
@@ -62,9 +63,9 @@ pub fn spawn(
     stopped: oneshot::Receiver<()>,
 ) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
-    let guard = guard::GuardLayer::new(MAX_IN_FLIGHT, limits.request_timeout, core.metrics.clone());
+    let guard = guard::GuardLayer::new(limits.request_timeout, core.metrics.clone());
     let svc = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
-        service::Inference::new(core),
+        service::Inference::new(core, MAX_IN_FLIGHT),
     )
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(4 * MAX_MESSAGE);

@@ -2,7 +2,10 @@
 //! [`Core`] as the REST routes: the same model lookup, validation, batcher
 //! and hot-swapped champion, so both protocols give the same answers.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Semaphore;
 
 use tonic::{Code, Request, Response, Status};
 
@@ -11,18 +14,23 @@ use super::pb::model_metadata_response::TensorMetadata;
 use super::pb::*;
 use super::tensor;
 use crate::serve::infer::{Arriving, Core, Failure};
-use crate::serve::protocol;
+use crate::serve::{metadata, protocol};
 
 /// Requests whose values are larger than this are decoded on a blocking thread.
 const DECODE_INLINE: usize = 64 << 10;
 
 pub struct Inference {
     core: Core,
+    /// Decoded calls being validated or answered at once (more wait).
+    slots: Arc<Semaphore>,
 }
 
 impl Inference {
-    pub fn new(core: Core) -> Inference {
-        Inference { core }
+    pub fn new(core: Core, in_flight: usize) -> Inference {
+        Inference {
+            core,
+            slots: Arc::new(Semaphore::new(in_flight.max(1))),
+        }
     }
 }
 
@@ -36,7 +44,7 @@ fn status_of(f: Failure) -> Status {
     }
 }
 
-fn tensors(list: Vec<protocol::TensorMetadata>) -> Vec<TensorMetadata> {
+fn tensors(list: Vec<metadata::TensorMetadata>) -> Vec<TensorMetadata> {
     list.into_iter()
         .map(|t| TensorMetadata {
             name: t.name.into(),
@@ -82,7 +90,7 @@ impl GrpcInferenceService for Inference {
         &self,
         _: Request<ServerMetadataRequest>,
     ) -> Result<Response<ServerMetadataResponse>, Status> {
-        let m = protocol::server_metadata();
+        let m = metadata::server_metadata();
         Ok(Response::new(ServerMetadataResponse {
             name: m.name.into(),
             version: m.version.into(),
@@ -101,7 +109,7 @@ impl GrpcInferenceService for Inference {
             .await
             .map_err(status_of)?
             .loaded;
-        let m = protocol::model_metadata(l.geometry, l.version, &l.class_names, l.platform);
+        let m = metadata::model_metadata(l.geometry, l.version, &l.class_names, l.platform);
         Ok(Response::new(ModelMetadataResponse {
             name: m.name.into(),
             versions: m.versions,
@@ -116,6 +124,9 @@ impl GrpcInferenceService for Inference {
         req: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let start = Instant::now();
+        // Taken once the message has arrived, so a stream that never finishes
+        // sending holds no slot (the guard's deadline ends it).
+        let _slot = self.slots.acquire().await;
         let answer = self.infer(req.into_inner()).await;
         let code = answer.as_ref().map_or_else(Status::code, |_| Code::Ok);
         self.core
