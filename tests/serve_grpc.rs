@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use trainerd::serve::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
-use trainerd::serve::grpc::pb::{model_infer_request, ModelInferRequest, ServerLiveRequest};
+use trainerd::serve::grpc::pb::{ModelInferRequest, ServerLiveRequest};
 
 type Client = GrpcInferenceServiceClient<tonic::transport::Channel>;
 
@@ -31,21 +31,6 @@ async fn connect(addr: SocketAddr) -> Client {
     GrpcInferenceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap()
-}
-
-/// One image as raw UINT8.
-fn one_image(pixels: &[u8]) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: "trainerd".into(),
-        inputs: vec![model_infer_request::InferInputTensor {
-            name: "pixels".into(),
-            datatype: "UINT8".into(),
-            shape: vec![1, 784],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![pixels[..784].to_vec()],
-        ..Default::default()
-    }
 }
 
 /// The model version that answered, or the failure.

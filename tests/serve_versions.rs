@@ -10,7 +10,6 @@ use common::serve::*;
 use std::path::Path;
 
 use trainerd::serve::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
-use trainerd::serve::grpc::pb::{model_infer_request, ModelInferRequest};
 
 fn keep(source: &Path, state: &Path, n: u64) {
     champion_copy(source, &state.join(format!("versions/{n}")), n);
@@ -99,18 +98,8 @@ fn kept_versions_answer_by_number() {
             .unwrap();
         let mut out = vec![];
         for version in ["1", "", "9"] {
-            let req = ModelInferRequest {
-                model_name: "trainerd".into(),
-                model_version: version.into(),
-                inputs: vec![model_infer_request::InferInputTensor {
-                    name: "pixels".into(),
-                    datatype: "UINT8".into(),
-                    shape: vec![1, 784],
-                    ..Default::default()
-                }],
-                raw_input_contents: vec![pixels[..784].to_vec()],
-                ..Default::default()
-            };
+            let mut req = one_image(&pixels);
+            req.model_version = version.into();
             out.push(match c.model_infer(req).await {
                 Ok(r) => r.into_inner().model_version,
                 Err(s) => format!("{:?}", s.code()),

@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::binary;
 use super::infer::{Arriving, Core, Failure, Target};
+use super::metadata;
 use super::protocol::{self, Geometry, InferRequest, Validated, MODEL_NAME};
 
 /// Largest request body: 16 MiB (a thousand MNIST images as JSON text).
@@ -123,14 +124,14 @@ async fn ready(State(app): State<AppState>) -> Response {
 }
 
 async fn server_metadata() -> Response {
-    json(StatusCode::OK, &protocol::server_metadata())
+    json(StatusCode::OK, &metadata::server_metadata())
 }
 
 fn metadata_answer(found: Result<Target, Failure>) -> Response {
     match found.map(|t| t.loaded) {
         Ok(l) => json(
             StatusCode::OK,
-            &protocol::model_metadata(l.geometry, l.version, &l.class_names, l.platform),
+            &metadata::model_metadata(l.geometry, l.version, &l.class_names, l.platform),
         ),
         Err(f) => failed(f),
     }

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`protocol`]: the protocol's JSON types; request validation
+//! - [`metadata`]: server and model metadata, for REST and gRPC
 //! - [`binary`]: Triton's binary tensor data extension (raw tensors after the JSON)
 //! - [`batcher`]: the inference thread and its bounded queue
 //! - [`swap`]: watches `best/`, loads and verifies new champions
@@ -28,6 +29,7 @@ pub mod grpc;
 pub mod http;
 pub mod infer;
 pub mod kept;
+pub mod metadata;
 pub mod metrics;
 pub mod onnxruntime;
 pub mod protocol;

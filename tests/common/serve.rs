@@ -323,3 +323,19 @@ pub fn promote_dir(state: &Path, staged: &Path) {
     }
     std::fs::rename(staged, &best).unwrap();
 }
+
+/// One image (the first 784 of `pixels`) as a gRPC request in raw UINT8.
+pub fn one_image(pixels: &[u8]) -> trainerd::serve::grpc::pb::ModelInferRequest {
+    use trainerd::serve::grpc::pb::{model_infer_request::InferInputTensor, ModelInferRequest};
+    ModelInferRequest {
+        model_name: "trainerd".into(),
+        inputs: vec![InferInputTensor {
+            name: "pixels".into(),
+            datatype: "UINT8".into(),
+            shape: vec![1, 784],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![pixels[..784].to_vec()],
+        ..Default::default()
+    }
+}

@@ -6,22 +6,14 @@ and with every default (Triton's binary tensor data, in and out).
 Usage: check_triton.py HOST:PORT IMAGES.idx[.gz] PREDICT_LABELS.json
 """
 
-import gzip
 import json
 import sys
 
 import numpy as np
 import tritonclient.http as httpclient
+from idx import read_idx
 
 MODEL = "trainerd"
-
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    n, rows, cols = (int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
-    return np.frombuffer(raw[16:], np.uint8).reshape(n, 1, rows, cols)
 
 
 def main():

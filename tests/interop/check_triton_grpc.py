@@ -8,7 +8,6 @@ bad shape and a message over the server's cap.
 Usage: check_triton_grpc.py HOST:PORT IMAGES.idx[.gz] PREDICT_LABELS.json
 """
 
-import gzip
 import json
 import sys
 
@@ -17,16 +16,9 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
+from idx import read_idx
 
 MODEL = "trainerd"
-
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    n, rows, cols = (int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(3))
-    return np.frombuffer(raw[16:], np.uint8).reshape(n, 1, rows, cols)
 
 
 def expect_error(code, call):
