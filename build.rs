@@ -3,7 +3,7 @@
 //! Two entries: the directory setup.sh found (development builds), and
 //! `$ORIGIN/../lib/trainerd`, where the Docker image installs the libraries.
 //! Also reruns when TRAINERD_ORT_LIB (the onnxruntime library setup.sh
-//! found, read by `serve::onnxruntime` through `option_env!`) changes.
+//! found, read by `crate::onnxruntime` through `option_env!`) changes.
 //!
 //! Also compiles `proto/inference.proto` (the Open Inference Protocol's gRPC
 //! service) with protox, a protobuf compiler in Rust, into prost types and

@@ -165,7 +165,7 @@ def main():
     total = per_epoch * epochs
     smoothing = recipe.get("label_smoothing", 0.0)
     aug = recipe.get("augment_shift", 0)
-    step, samples = 0, 0
+    step, samples, eval_seconds, evals = 0, 0, 0.0, 0
     t_train = time.time()
     done = False
     for epoch in range(epochs):
@@ -187,7 +187,10 @@ def main():
                 break
         # Validation at each epoch end, inside the timed region, as trainerd
         # does (its study decides on it): both sides do the same work.
+        t_eval = time.time()
         val_accuracy = evaluate(model, vx, vy, fmt)
+        eval_seconds += time.time() - t_eval
+        evals += 1
         if done:
             break
     if a.device.startswith("cuda"):
@@ -198,6 +201,7 @@ def main():
         "train_seconds": train_seconds,
         "steps": step,
         "val_accuracy": val_accuracy,
+        "eval_seconds_per_epoch": eval_seconds / max(evals, 1),
         "test_accuracy": evaluate(model, sx, sy, fmt),
         "wall_seconds": time.time() - T0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -14,9 +14,18 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image=${TRAINERD_IMAGE:-trainerd:latest}
 cd "$root"
 
-# A first build (stand-ins, builder stage, runtime) writes about 11 GiB.
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-    "$root/scripts/need-space.sh" "$(docker info -f '{{.DockerRootDir}}')" 12 "a first build of $image"
+# A first build (stand-ins, builder stage, runtime) writes about 11 GiB; a
+# rebuild on the cached dependency layers about 4 (the compiled crate, the
+# staged libraries, the runtime layer). When short, the images no tag names
+# (what failed or interrupted builds leave) and the build cache go first.
+docker_root=$(docker info -f '{{.DockerRootDir}}')
+need_gib=5 what="a rebuild of $image"
+docker image inspect "$image" >/dev/null 2>&1 || need_gib=12 what="a first build of $image"
+if ! "$root/scripts/need-space.sh" "$docker_root" "$need_gib" "$what" 2>/dev/null; then
+    echo "docker-build: under $need_gib GiB free at $docker_root: removing untagged images and the build cache" >&2
+    docker image prune -f >/dev/null 2>&1 || true
+    docker builder prune -f >/dev/null 2>&1 || true
+    "$root/scripts/need-space.sh" "$docker_root" "$need_gib" "$what"
 fi
 "$root/scripts/base-images.sh"
 

@@ -44,7 +44,7 @@ LIBTORCH_USE_PYTORCH = "1"
 VIRTUAL_ENV = "$venv"
 PATH = { value = "$venv/bin:$base_path", force = true }
 TRAINERD_TORCH_LIB = "$torch_lib"
-# The onnxruntime library serve loads when nothing else is found (serve::onnxruntime).
+# The onnxruntime library serve loads when nothing else is found (crate::onnxruntime).
 TRAINERD_ORT_LIB = "$ort_lib"
 TOML
 )

@@ -7,6 +7,21 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==== %s ====\n' "$*"; }
 
+# The image build needs about 12 GiB where Docker keeps its data (5 for a
+# rebuild). When that filesystem is short and also holds target/, whose
+# build the image does not use (it compiles its own), target/release goes:
+# the next cargo build makes it again. docker-build.sh checks again after.
+free_for_docker() {
+    local root need=5
+    root=$(docker info -f '{{.DockerRootDir}}')
+    docker image inspect "${TRAINERD_IMAGE:-trainerd:latest}" >/dev/null 2>&1 || need=12
+    scripts/need-space.sh "$root" "$need" "the image build" 2>/dev/null && return 0
+    [ -d target/release ] || return 0
+    [ "$(stat -c %d target)" = "$(stat -c %d "$root")" ] || return 0
+    echo "test: under $need GiB free at $root; removing target/release ($(du -sh target/release | cut -f1)) for the image build" >&2
+    rm -rf target/release
+}
+
 step "setup (libtorch venv, cargo config)"
 scripts/setup.sh
 
@@ -42,6 +57,7 @@ if [ "${TRAINERD_SKIP_DOCKER:-0}" = "1" ]; then
 elif [ -x tests/docker/e2e.sh ]; then
     step "docker end-to-end"
     scripts/docker-up.sh
+    free_for_docker
     tests/docker/e2e.sh
 fi
 step "all checks passed"

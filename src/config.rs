@@ -60,7 +60,8 @@ impl DeviceChoice {
     ];
 }
 
-/// Which engine runs the served champion's forward pass (`engine`).
+/// Which engine runs the served champion's forward pass and training's
+/// evaluation passes on the CPU (`engine`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineChoice {
     /// onnxruntime when its library loads, else libtorch.
@@ -142,7 +143,7 @@ pub struct Config {
     pub serve_addr: Option<std::net::SocketAddr>,
     /// Also serve the champion over gRPC here (`--grpc-addr`).
     pub grpc_addr: Option<std::net::SocketAddr>,
-    /// The engine of the served forward pass.
+    /// The engine of the served forward pass and of the evaluation passes.
     pub engine: EngineChoice,
     /// Watch the workspace by polling (network filesystems miss file events).
     pub watch_poll: bool,

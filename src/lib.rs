@@ -45,6 +45,8 @@ pub mod hooks;
 pub mod katib;
 pub mod mlflow;
 pub mod model;
+pub mod onnx_graph;
+pub mod onnxruntime;
 pub mod optim;
 pub mod pipeline;
 pub mod predict;

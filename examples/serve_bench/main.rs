@@ -181,7 +181,7 @@ fn raw(state: &str, batch: usize, seconds: usize) {
         tch::set_num_threads(n as i32);
     }
     let state = std::path::Path::new(state);
-    let ort = trainerd::serve::onnxruntime::runtime()
+    let ort = trainerd::onnxruntime::runtime()
         .map_err(|e| eprintln!("raw: no onnxruntime: {e}"))
         .ok();
     // libtorch, then onnxruntime when its library loads.

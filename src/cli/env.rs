@@ -37,7 +37,7 @@ const EXTRA_VARS: &[&str] = &[
     "TRAINERD_FAULT_DELAY_MS",
     "TRAINERD_FAULT_ABORT",
     "TRAINERD_FAULT_PANIC",
-    // serve::onnxruntime's library path.
+    // crate::onnxruntime's library path.
     "TRAINERD_ONNXRUNTIME",
 ];
 

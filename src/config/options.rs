@@ -144,8 +144,9 @@ options! {
         /// `trainerd serve --grpc-addr`) on this address (e.g. `0.0.0.0:8001`; `off` or unset: not served).
         #[arg(long, env = "TRAINERD_GRPC_ADDR")]
         pub grpc_addr: Option<String>,
-        /// Engine of the served forward pass (`--serve-addr`): auto (onnxruntime when its
-        /// library loads, else libtorch) | onnxruntime | libtorch.
+        /// Engine of the served forward pass (`--serve-addr`) and of training's evaluation
+        /// passes on the CPU: auto (onnxruntime when its library loads, else libtorch) |
+        /// onnxruntime | libtorch.
         #[arg(long, env = "TRAINERD_ENGINE")]
         pub engine: Option<String>,
         /// Watch the workspace by polling instead of file events (network filesystems).

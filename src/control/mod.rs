@@ -120,6 +120,7 @@ pub async fn run(
     shared: Shared,
     inputs: &mut Inputs,
 ) -> anyhow::Result<Ending> {
+    crate::train::use_engine(cfg.engine);
     let trainer = Trainer::spawn(shared.clone(), cfg.threads as i32, !cfg.fixed_threads)?;
     let (request_tx, mut requests) = mpsc::unbounded_channel::<StudyRequest>();
     let mut c = Control {

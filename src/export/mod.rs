@@ -44,8 +44,7 @@ pub const CARD_FILE: &str = "README.md";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const REPOSITORY_DIR: &str = "repository";
 /// The input and output names of every exported model.
-pub const INPUT_NAME: &str = "pixels";
-pub const OUTPUT_NAME: &str = "logits";
+pub use crate::onnx_graph::{INPUT_NAME, OUTPUT_NAME};
 
 /// Why an export or a verification failed; every variant names its file.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::onnxruntime::{self, OrtModel, Runtime};
 use crate::config::{ConfigError, EngineChoice};
+use crate::onnxruntime::{self, OrtModel, Runtime};
 use crate::predict::Champion;
 
 /// The ONNX file in `best/`, as `model.json` lists it.

@@ -10,7 +10,7 @@
 //! - [`batcher`]: the inference thread and its bounded queue
 //! - [`swap`]: watches `best/`, loads and verifies new champions
 //! - [`engine`]: which engine runs a champion (onnxruntime or libtorch)
-//! - [`onnxruntime`]: finds and loads the onnxruntime library; its sessions
+//!   (through [`crate::onnxruntime`], which finds and loads the library)
 //! - [`infer`]: what both front ends share: model lookup, queueing, waiting
 //! - [`kept`]: kept versions (`versions/N/`) loaded on request, a small cache
 //! - [`http`]: the axum routes and request limits
@@ -31,7 +31,6 @@ pub mod infer;
 pub mod kept;
 pub mod metadata;
 pub mod metrics;
-pub mod onnxruntime;
 pub mod protocol;
 pub mod swap;
 

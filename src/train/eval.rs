@@ -1,10 +1,19 @@
-//! Evaluation without autograd: accuracy, loss, per-class accuracy, confusion matrix.
+//! Evaluation without autograd: accuracy, loss, per-class accuracy,
+//! confusion matrix. On the CPU the passes run on onnxruntime (`ort`), on the
+//! network's current weights, unless `--engine libtorch`; libtorch runs them
+//! on a GPU, and whenever onnxruntime cannot (with one warning).
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::config::EngineChoice;
 use crate::data::Split;
+use crate::model::{ArchSpec, InputShape};
+
+mod ort;
 
 /// What one evaluation pass measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +60,13 @@ pub fn evaluate(model: &dyn ModuleT, split: &Split, classes: i64, device: Device
         (confusion, loss_sum)
     });
     let flat: Vec<i64> = Vec::try_from(confusion.to_device(Device::Cpu)).unwrap_or_default();
-    let confusion: Vec<Vec<i64>> = flat.chunks(k as usize).map(|r| r.to_vec()).collect();
+    tally(&flat, loss_sum.double_value(&[]), n, k)
+}
+
+/// The result of a pass from its flat `k x k` confusion counts
+/// (`[true * k + predicted]`) and summed loss over `n` records.
+fn tally(flat: &[i64], loss_sum: f64, n: i64, k: i64) -> EvalResult {
+    let confusion: Vec<Vec<i64>> = flat.chunks(k.max(1) as usize).map(|r| r.to_vec()).collect();
     let correct: i64 = (0..k as usize)
         .map(|i| confusion.get(i).map_or(0, |r| r[i]))
         .sum();
@@ -70,9 +85,49 @@ pub fn evaluate(model: &dyn ModuleT, split: &Split, classes: i64, device: Device
     let count = n.max(1);
     EvalResult {
         accuracy: correct as f64 / count as f64,
-        loss: loss_sum.double_value(&[]) / count as f64,
+        loss: loss_sum / count as f64,
         count: n,
         per_class_accuracy,
         confusion,
     }
+}
+
+/// A network to evaluate: its module, and what its ONNX graph is built
+/// from (architecture, input shape, every variable named as in the VarStore).
+pub struct Network<'a> {
+    pub module: &'a dyn ModuleT,
+    pub arch: &'a ArchSpec,
+    pub input: InputShape,
+    pub named: &'a [(String, Tensor)],
+}
+
+/// The engine of this process's evaluation passes (`EngineChoice` as a byte).
+static ENGINE: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the engine of every later evaluation pass (`--engine`; default auto).
+pub fn use_engine(choice: EngineChoice) {
+    let code = match choice {
+        EngineChoice::Auto => 0,
+        EngineChoice::Onnxruntime => 1,
+        EngineChoice::Libtorch => 2,
+    };
+    ENGINE.store(code, Ordering::Relaxed);
+}
+
+fn libtorch_only() -> bool {
+    ENGINE.load(Ordering::Relaxed) == 2
+}
+
+/// Evaluates `net` on `split`: on onnxruntime when on the CPU and the
+/// engine is not libtorch, else (or when onnxruntime cannot run it) on
+/// libtorch in batches sized for `device`. Both give the same accuracy up
+/// to float rounding (the exported graph matches the module to 1e-4).
+pub fn evaluate_network(net: &Network, split: &Split, classes: i64, device: Device) -> EvalResult {
+    if device == Device::Cpu && !libtorch_only() {
+        match ort::pass(net, split, classes) {
+            Ok((flat, loss_sum)) => return tally(&flat, loss_sum, split.len() as i64, classes),
+            Err(e) => ort::warn_once(&e),
+        }
+    }
+    evaluate(net.module, split, classes, device)
 }

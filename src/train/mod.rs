@@ -8,7 +8,7 @@ mod resume;
 mod trainer;
 mod trial;
 
-pub use eval::{evaluate, EvalResult};
+pub use eval::{evaluate, evaluate_network, use_engine, EvalResult, Network};
 pub use progress::{now_ms, Progress, StopFlag};
 pub use resume::CHECKPOINT_FORMAT;
 pub use trial::{

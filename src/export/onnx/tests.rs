@@ -1,10 +1,16 @@
 //! Tests of `onnx`.
 
+use std::collections::HashMap;
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::{Message, ModelProto, NodeProto};
+use tch::nn::ModuleT;
+use tch::{Device, Kind, Tensor};
+
 use super::*;
 use crate::export::{card::tests::sample_card, weight_map};
-use crate::model::{ConvBlock, InputShape};
-use onnx_protobuf::attribute_proto::AttributeType;
-use tch::nn::ModuleT;
+use crate::model::{ArchSpec, ConvBlock, InputShape};
+use crate::onnx_graph::{INPUT_NAME, OPSET, OUTPUT_NAME};
 
 /// Every architecture kind: the presets, plus pooling after the ReLU
 /// with batch norm, unpadded kernels and a head with dropout.

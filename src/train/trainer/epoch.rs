@@ -6,10 +6,11 @@ use std::time::Instant;
 use tch::{Kind, Tensor};
 
 use super::{Flow, Trainer};
+use crate::data::Split;
 use crate::model;
 use crate::store::fault;
-use crate::train::eval::{evaluate, EvalResult};
-use crate::train::trial::{EpochRecord, TrialOutcome, TrialReport};
+use crate::train::eval::{evaluate_network, EvalResult, Network};
+use crate::train::trial::{input_shape, EpochRecord, TrialOutcome, TrialReport};
 use crate::train::TrainError;
 
 impl Trainer<'_> {
@@ -32,12 +33,9 @@ impl Trainer<'_> {
         fault::point("train.eval");
         let rate = self.epoch_rate();
         let data = self.setup.data;
-        let val = evaluate(
-            &self.net.net,
-            &data.val,
-            data.num_classes,
-            self.setup.device,
-        );
+        let eval_start = Instant::now();
+        let val = self.evaluate(&data.val);
+        let eval_ms = eval_start.elapsed().as_secs_f64() * 1e3;
         let secs = self.seconds();
         let step = self.step;
         let record = EpochRecord {
@@ -60,7 +58,7 @@ impl Trainer<'_> {
                 secs,
             )));
         }
-        self.record_epoch(record, val, rate);
+        self.record_epoch(record, val, rate, eval_ms);
         self.save(secs)?;
         let trial = self.setup.trial;
         if step < self.geo.total && self.setup.prune.is_some_and(|p| p(&self.history)) {
@@ -77,7 +75,14 @@ impl Trainer<'_> {
 
     /// Logs a finite epoch record, resets the running loss, and hands the
     /// record to the progress counters, the history and the epoch sink.
-    fn record_epoch(&mut self, record: EpochRecord, val: EvalResult, rate: Option<f64>) {
+    /// `eval_ms`: how long the validation pass took.
+    fn record_epoch(
+        &mut self,
+        record: EpochRecord,
+        val: EvalResult,
+        rate: Option<f64>,
+        eval_ms: f64,
+    ) {
         let trial = self.setup.trial;
         tracing::info!(
             trial,
@@ -85,6 +90,7 @@ impl Trainer<'_> {
             step = record.step,
             train_loss = format!("{:.4}", record.train_loss),
             val_accuracy = format!("{:.4}", record.val_accuracy),
+            eval_ms = format!("{eval_ms:.1}"),
             "epoch finished"
         );
         self.epoch_scalars(&record, rate);
@@ -203,6 +209,18 @@ impl Trainer<'_> {
         Ok(())
     }
 
+    /// The network's current weights evaluated on `split` (`train::eval`).
+    fn evaluate(&self, split: &Split) -> EvalResult {
+        let data = self.setup.data;
+        let net = Network {
+            module: &self.net.net,
+            arch: &self.setup.spec.arch,
+            input: input_shape(data),
+            named: &self.net.named,
+        };
+        evaluate_network(&net, split, data.num_classes, self.setup.device)
+    }
+
     /// After the last step (or pruning): the final evaluation and the report.
     pub(in crate::train) fn finish(mut self) -> Result<TrialOutcome, TrainError> {
         let this_run = self.clocks.run_start.elapsed().as_secs_f64();
@@ -215,12 +233,12 @@ impl Trainer<'_> {
             "checkpointing cost in this run"
         );
         fault::point("train.eval");
-        let (data, device) = (self.setup.data, self.setup.device);
+        let data = self.setup.data;
         let val = match self.last_val.take() {
             Some((at, val)) if at == self.step => val,
-            _ => evaluate(&self.net.net, &data.val, data.num_classes, device),
+            _ => self.evaluate(&data.val),
         };
-        let test = evaluate(&self.net.net, &data.test, data.num_classes, device);
+        let test = self.evaluate(&data.test);
         let evals = [val.loss, val.accuracy, test.loss, test.accuracy];
         if evals.iter().any(|x| !x.is_finite()) {
             let why = format!(

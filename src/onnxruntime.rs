@@ -16,7 +16,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::export::{INPUT_NAME, OUTPUT_NAME};
+use crate::onnx_graph::{INPUT_NAME, OUTPUT_NAME};
 
 /// The variable naming the library file, ahead of every other place.
 pub const ENV_VAR: &str = "TRAINERD_ONNXRUNTIME";
