@@ -2,7 +2,8 @@
 //! client against it (tests/interop/check_triton_grpc.py), hot swap under
 //! gRPC load with no failed call, and hostile HTTP/2 clients: a message
 //! declaring 1 GiB, streams opened and never finished, silent sockets and
-//! garbage. After each, the server answers and other clients' calls succeed.
+//! garbage, 576 MiB of messages arriving at once (memory stays within the
+//! byte budget). After each, the server answers and other clients' calls succeed.
 
 mod common;
 
@@ -244,6 +245,55 @@ fn hostile_grpc_clients_leave_it_answering() {
         drop((held, silent, open));
         alive_and_answering(addr, &pixels).await;
     });
+}
+
+#[test]
+fn messages_arriving_at_once_stay_within_the_byte_budget() {
+    let t = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = Serve::ready(
+        &t.state,
+        &tmp.path().join("serve.log"),
+        &["--grpc-addr", "127.0.0.1:0"],
+    );
+    let addr = grpc_addr_of(&srv.log);
+    let (pixels, _, _) = test_images(&t.data);
+    let rt = runtime();
+    rt.block_on(alive_and_answering(addr, &pixels));
+    let before = srv.rss_mib();
+    // 48 calls each declaring a 12 MiB message (under the 16 MiB cap) and
+    // sending all of it but its last byte: 576 MiB offered at once, while
+    // the budget (256 MiB, shared with REST) lets about 21 be read.
+    const MESSAGE: usize = 12 << 20;
+    let peak = rt.block_on(async {
+        let (mut held, mut conns) = (vec![], vec![]);
+        for _ in 0..3 {
+            let mut conn = raw_h2(addr).await;
+            for _ in 0..16 {
+                let (r, mut b) = conn.send_request(infer_head(addr), false).unwrap();
+                let mut msg = vec![0u8];
+                msg.extend((MESSAGE as u32).to_be_bytes());
+                msg.resize(5 + MESSAGE - 1, 1);
+                b.send_data(msg.into(), false).unwrap();
+                held.push((r, b));
+            }
+            conns.push(conn);
+        }
+        // Long enough for every byte the server accepts to arrive.
+        let mut peak = 0;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak = peak.max(srv.rss_mib());
+        }
+        drop((held, conns));
+        peak
+    });
+    let grew = peak.saturating_sub(before);
+    assert!(
+        grew < 400,
+        "the server grew by {grew} MiB ({before} -> {peak}) with 576 MiB of messages arriving"
+    );
+    rt.block_on(alive_and_answering(addr, &pixels));
 }
 
 #[test]

@@ -172,6 +172,8 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         stops: Vec::new(),
     };
     let state_dir = opts.state_dir.display();
+    // One budget for the bytes of requests in flight, REST and gRPC alike.
+    let bodies = Arc::new(Semaphore::new(http::BODY_BUDGET_KIB));
     if let Some(listener) = grpc {
         let (stop, stopped) = oneshot::channel();
         let limits = grpc::GrpcLimits {
@@ -179,17 +181,14 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
             first_byte: HEAD_TIMEOUT,
             request_timeout: http::REQUEST_TIMEOUT,
         };
-        let addr = grpc::spawn(listener, core.clone(), limits, stopped)?;
+        let addr = grpc::spawn(listener, core.clone(), limits, bodies.clone(), stopped)?;
         tracing::info!(%addr, %state_dir, "serving gRPC inference.GRPCInferenceService (Open Inference Protocol)");
         server.grpc_addr = Some(addr);
         server.stops.push(stop);
     }
     if let Some(listener) = rest {
         let addr = listener.local_addr()?;
-        let app = http::router(http::AppState {
-            core,
-            bodies: Arc::new(Semaphore::new(http::BODY_BUDGET_KIB)),
-        });
+        let app = http::router(http::AppState { core, bodies });
         let (stop, stopped) = oneshot::channel();
         let policy = ConnectionPolicy {
             max_connections: opts.max_connections,

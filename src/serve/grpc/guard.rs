@@ -1,6 +1,7 @@
-//! A tower layer around the gRPC routes: each call must be answered within
-//! the request timeout, its message's arrival included
-//! (DEADLINE_EXCEEDED otherwise), and tonic's "message too large"
+//! A tower layer around the gRPC routes: each call's message is read
+//! within the byte budget it shares with the REST API (`budget`), the call
+//! must be answered within the request timeout, its message's arrival and
+//! its wait for budget included (DEADLINE_EXCEEDED otherwise), and tonic's "message too large"
 //! (OUT_OF_RANGE) is answered as RESOURCE_EXHAUSTED, the code gRPC gives
 //! an over-size message, with what the limit is and what to do. Calls
 //! refused here never reach a handler, so they are counted here.
@@ -11,22 +12,34 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::codegen::http::{HeaderValue, Request, Response};
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
+use super::budget::{Budgeted, Held};
 use crate::serve::metrics::ServeMetrics;
 
 #[derive(Clone)]
 pub struct GuardLayer {
     timeout: Duration,
     metrics: Arc<ServeMetrics>,
+    /// KiB permits, shared with the REST API.
+    budget: Arc<Semaphore>,
 }
 
 impl GuardLayer {
-    pub fn new(timeout: Duration, metrics: Arc<ServeMetrics>) -> GuardLayer {
-        GuardLayer { timeout, metrics }
+    pub fn new(
+        timeout: Duration,
+        metrics: Arc<ServeMetrics>,
+        budget: Arc<Semaphore>,
+    ) -> GuardLayer {
+        GuardLayer {
+            timeout,
+            metrics,
+            budget,
+        }
     }
 }
 
@@ -37,6 +50,7 @@ impl<S> Layer<S> for GuardLayer {
             inner,
             timeout: self.timeout,
             metrics: self.metrics.clone(),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -46,16 +60,16 @@ pub struct Guard<S> {
     inner: S,
     timeout: Duration,
     metrics: Arc<ServeMetrics>,
+    budget: Arc<Semaphore>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> Service<Request<B>> for Guard<S>
+impl<S> Service<Request<Body>> for Guard<S>
 where
-    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send,
-    B: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -65,12 +79,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         // The clone is ready (tower's pattern): swap it in for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (timeout, metrics) = (self.timeout, self.metrics.clone());
+        // Released when the call is answered (or its body dropped, if later).
+        let held = Held::default();
+        let req = req.map(|body| Budgeted::wrap(body, self.budget.clone(), held.clone()));
         Box::pin(async move {
+            let _held = held;
             let start = std::time::Instant::now();
             match tokio::time::timeout(timeout, inner.call(req)).await {
                 Ok(Ok(resp)) => Ok(with_size_code(resp, &metrics, start)),

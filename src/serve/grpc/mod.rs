@@ -7,15 +7,19 @@
 //! - [`service`]: the six calls, answered through [`super::infer::Core`]
 //! - [`tensor`]: `ModelInferRequest` to the REST path's request and back
 //! - [`listen`]: the listener (connection cap, first-byte timeout)
-//! - [`guard`]: per-call deadline and the over-size status
+//! - [`guard`]: per-call byte budget, deadline and the over-size status
+//! - [`budget`]: the request body that takes each message's bytes from the budget
 //!
 //! Limits, as on the REST side: messages of at most [`MAX_MESSAGE`] bytes
 //! (larger ones are refused from their 5-byte length prefix, before any
-//! is buffered: RESOURCE_EXHAUSTED), [`MAX_IN_FLIGHT`] decoded calls
+//! is buffered: RESOURCE_EXHAUSTED), messages received, decoded and
+//! answered within the byte budget shared with the REST API's bodies
+//! ([`super::http::BODY_BUDGET_KIB`]), [`MAX_IN_FLIGHT`] decoded calls
 //! answered at once, each within [`super::http::REQUEST_TIMEOUT`]
 //! (DEADLINE_EXCEEDED), flow-control windows of [`WINDOW`] bytes so a
 //! connection's unread data stays small, and the same connection cap.
 
+pub mod budget;
 pub mod guard;
 pub mod listen;
 pub mod service;
@@ -30,8 +34,10 @@ pub mod pb {
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 use super::infer::Core;
 
@@ -55,15 +61,17 @@ pub struct GrpcLimits {
     pub request_timeout: Duration,
 }
 
-/// Serves `core` over gRPC on `listener` until `stopped` fires.
+/// Serves `core` over gRPC on `listener` until `stopped` fires; messages
+/// take their bytes (in KiB) from `budget`, as REST bodies do.
 pub fn spawn(
     listener: TcpListener,
     core: Core,
     limits: GrpcLimits,
+    budget: Arc<Semaphore>,
     stopped: oneshot::Receiver<()>,
 ) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr()?;
-    let guard = guard::GuardLayer::new(limits.request_timeout, core.metrics.clone());
+    let guard = guard::GuardLayer::new(limits.request_timeout, core.metrics.clone(), budget);
     let svc = pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(
         service::Inference::new(core, MAX_IN_FLIGHT),
     )
