@@ -36,15 +36,14 @@ import json, sys
 out, code, start, end, target = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 journal = [json.loads(l) for l in open(f"{out}/state/study/journal.jsonl") if l.strip()]
 started = {r["trial"]: r for r in journal if r["type"] == "trial_started"}
-print(f"{'trial':>5} {'move':<9} {'preset':<14} {'epochs':>6} {'val':>7} {'test':>7} {'seconds':>8}  note")
+print(f"{'trial':>5} {'move':<9} {'preset':<14} {'epochs':>6} {'val':>7} {'seconds':>8}  note")
 for r in journal:
     if r["type"] != "trial_finished":
         continue
     s = started[r["trial"]]
-    test = r["test_accuracy"]
     note = "pruned" if r["pruned"] else ("promoted" if r["promoted"] else "")
     print(f"{r['trial']:>5} {s['move']:<9} {s['spec']['preset']:<14} {s['spec']['recipe']['epochs']:>6} "
-          f"{r['val_accuracy']:>7.4f} {test if test is None else f'{test:.4f}':>7} {r['train_seconds']:>8.1f}  {note}")
+          f"{r['val_accuracy']:>7.4f} {r['train_seconds']:>8.1f}  {note}")
 card = json.load(open(f"{out}/state/best/model.json"))
 wall = end - start
 print(f"exit code        {code} ({'target reached' if code == 0 else 'below target' if code == 2 else 'error'})")

@@ -138,12 +138,12 @@ pub fn run(
             Ok(Outcome::BelowTarget)
         }
         TrialOutcome::Finished(report) => {
+            // Validation only: a trial is never measured on the test split.
             print_line(&format!(
-                "{} accuracy={:.6} loss={:.6} test_accuracy={:.6}",
+                "{} accuracy={:.6} loss={:.6}",
                 now_rfc3339(),
                 report.val.accuracy,
-                report.val.loss,
-                report.test.accuracy
+                report.val.loss
             ));
             Ok(Outcome::Done)
         }

@@ -74,8 +74,9 @@ fn quick(s: &Setup, command: &str, extra: &[&str]) -> Command {
     cmd(s, command, &args)
 }
 
-/// The numeric cells (parameters, val accuracy, test accuracy, epochs,
-/// time) of trial `n`'s row in the report's trial table.
+/// The numeric cells (parameters, val accuracy, epochs, time) of trial
+/// `n`'s row in the report's trial table (no test accuracy: trials are not
+/// measured on the test split).
 fn report_row(html: &str, n: u64) -> Vec<String> {
     let table = html.split("<th>trial</th>").nth(1).expect("a trial table");
     let body = table.split("<tbody>").nth(1).expect("a trial table body");
@@ -196,6 +197,27 @@ fn a_weak_start_escalates_to_the_target_then_rollback_and_predict_work() {
     assert_eq!(moves[..2], ["start", "escalate"], "{moves:?}");
     assert!(log.contains("below_target"), "events are log lines too");
 
+    // The test split is measured once per promoted model and nowhere else:
+    // no trial's record or event carries a test accuracy; the champion's
+    // card does, with its interval.
+    let promotions = evs.iter().filter(|e| e["kind"] == "new_best").count();
+    assert!(promotions >= 1, "{k:?}");
+    assert_eq!(
+        log.matches("test split evaluated").count(),
+        promotions,
+        "one test evaluation per promotion: {log}"
+    );
+    for r in &records {
+        assert!(r.get("test_accuracy").is_none(), "{r}");
+    }
+    for e in &evs {
+        assert!(e["data"].get("test_accuracy").is_none(), "{e}");
+    }
+    let test = best["test_accuracy"].as_f64().unwrap();
+    let [lo, hi] = [0, 1].map(|i| best["test_interval"][i].as_f64().unwrap());
+    assert!(lo <= test && test <= hi && test > 0.5, "{best}");
+    assert!(best["test_size"].as_u64().unwrap() > 0, "{best}");
+
     // The champion's report tells every trial: its row has the trial's own
     // epochs, time and parameters (from the journal), and its curves.
     let html = std::fs::read_to_string(s.state.join("best/report.html")).unwrap();
@@ -212,8 +234,9 @@ fn a_weak_start_escalates_to_the_target_then_rollback_and_predict_work() {
         let cells = report_row(&html, n);
         let epochs = r["history"].as_array().unwrap().len();
         assert!(epochs > 0, "{r}");
+        assert_eq!(cells.len(), 4, "trial {n}'s cells: {cells:?}");
         assert_eq!(
-            cells[3],
+            cells[2],
             epochs.to_string(),
             "trial {n}'s epochs: {cells:?}"
         );
@@ -221,7 +244,7 @@ fn a_weak_start_escalates_to_the_target_then_rollback_and_predict_work() {
         assert!(cells[0].parse::<u64>().unwrap() > 0, "{cells:?}");
         let secs = r["train_seconds"].as_f64().unwrap();
         assert_eq!(
-            cells[4],
+            cells[3],
             format!("{secs:.1}s"),
             "trial {n}'s time: {cells:?}"
         );
@@ -355,6 +378,11 @@ fn new_data_replaces_the_champion_only_with_a_better_model() {
     );
     assert!(log.contains("on the new data's validation split"), "{log}");
     assert!(log.contains("champion kept"), "{log}");
+    assert!(
+        !log.contains("test split evaluated"),
+        "a trial that keeps the champion is never measured on the test split: {log}"
+    );
+    assert_eq!(now["test_accuracy"], first["test_accuracy"], "{now}");
     let studies: Vec<String> = journal(&s.state)
         .iter()
         .filter(|r| r["type"] == "study_started")

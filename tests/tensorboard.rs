@@ -1,6 +1,7 @@
 //! TensorBoard event files of a real run, read back with TensorBoard's own
 //! reader (tests/interop/check_tensorboard.py): every tag of the trial,
-//! steps strictly increasing, the test accuracy at the trial's last step;
+//! steps strictly increasing, the test accuracy at the last step of the
+//! promoted trial (measured once, on promotion);
 //! `--tensorboard off` writes none; and after SIGKILLs mid-training and
 //! resumes, the files still read, with no step of any tag twice.
 
@@ -67,7 +68,7 @@ fn tensorboard_reads_every_tag_and_step() {
     assert_eq!(
         test,
         vec![*val.last().unwrap()],
-        "test accuracy at the last step"
+        "the promoted trial's test accuracy at its last step"
     );
 
     let quiet = tmp.path().join("quiet");

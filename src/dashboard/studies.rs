@@ -104,7 +104,6 @@ pub struct TrialRow {
     pub epochs: usize,
     pub train_seconds: Option<f64>,
     pub val_accuracy: Option<f64>,
-    pub test_accuracy: Option<f64>,
     pub parameters: Option<u64>,
     pub promoted: bool,
     pub batch_size: i64,
@@ -183,7 +182,6 @@ fn apply(rows: &mut Vec<TrialRow>, state: &mut &'static str, e: &Entry, input: O
         Record::TrialFinished {
             trial,
             val_accuracy,
-            test_accuracy,
             history,
             pruned,
             promoted,
@@ -198,7 +196,6 @@ fn apply(rows: &mut Vec<TrialRow>, state: &mut &'static str, e: &Entry, input: O
                     (false, false) => "finished",
                 };
                 r.val_accuracy = val_accuracy.is_finite().then_some(*val_accuracy);
-                r.test_accuracy = test_accuracy.filter(|x| x.is_finite());
                 r.promoted = *promoted;
                 ended(r, history, *train_seconds);
             }
@@ -264,7 +261,6 @@ fn started(
         epochs: 0,
         train_seconds: None,
         val_accuracy: None,
-        test_accuracy: None,
         parameters: input
             .and_then(|i| spec.arch.footprint(i).ok())
             .map(|f| f.parameters),
@@ -333,7 +329,6 @@ mod tests {
             Record::TrialFinished {
                 trial,
                 val_accuracy: acc,
-                test_accuracy: (!pruned).then_some(acc),
                 val_loss: 0.4,
                 history: vec![epoch(acc)],
                 pruned,
@@ -385,8 +380,13 @@ mod tests {
         let states: Vec<&str> = a.trials.iter().map(|r| r.state).collect();
         assert_eq!(states, ["finished", "pruned", "diverged", "superseded"]);
         assert_eq!(a.state, "superseded");
-        assert_eq!(a.trials[0].test_accuracy, Some(0.8));
-        assert_eq!(a.trials[1].test_accuracy, None);
+        assert_eq!(a.trials[0].val_accuracy, Some(0.8));
+        assert!(a.trials[0].promoted && !a.trials[1].promoted);
+        let row = serde_json::to_value(&a.trials[0]).unwrap();
+        assert!(
+            row.get("test_accuracy").is_none(),
+            "no per-trial test accuracy: {row}"
+        );
         assert_eq!((a.trials[0].epochs, a.trials[0].rung), (1, Some(0)));
         assert_eq!(a.trials[2].reason, "loss NaN");
         assert_eq!(a.trials[3].reason, "<b>why</b>", "kept as text");

@@ -67,12 +67,12 @@ pub fn champion(state_dir: &Path) -> Result<Source, ExportError> {
 }
 
 /// The newest study that started `trial` (or `study`, when given), with the
-/// trial's spec and, when it finished, its test accuracy.
+/// trial's spec.
 fn find_trial(
     state_dir: &Path,
     trial: u32,
     study: Option<&str>,
-) -> Result<(String, crate::model::TrialSpec, Option<f64>), ExportError> {
+) -> Result<(String, crate::model::TrialSpec), ExportError> {
     let entries = Journal::open_read_only(state_dir)
         .map_err(|e| not_found(format!("no study journal to find trial {trial} in: {e}")))?;
     let started = entries.iter().rev().find_map(|e| match &e.record {
@@ -89,15 +89,7 @@ fn find_trial(
             study.map_or(String::new(), |s| format!(" in study {s}"))
         ))
     })?;
-    let test = entries.iter().find_map(|e| match &e.record {
-        Record::TrialFinished {
-            trial: t,
-            test_accuracy,
-            ..
-        } if *t == trial && e.study == id => *test_accuracy,
-        _ => None,
-    });
-    Ok((id, spec, test))
+    Ok((id, spec))
 }
 
 /// The trial's checkpoints, newest step first.
@@ -124,7 +116,7 @@ fn checkpoints_newest_first(dir: &Path) -> Vec<PathBuf> {
 
 /// Trial `trial`'s newest checkpoint that verifies, as an exportable model.
 pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source, ExportError> {
-    let (id, spec, test_accuracy) = find_trial(state_dir, trial, study)?;
+    let (id, spec) = find_trial(state_dir, trial, study)?;
     let dir = crate::state_dir::checkpoints(&crate::state_dir::trial(state_dir, &id, trial));
     let ckpt = checkpoints_newest_first(&dir)
         .into_iter()
@@ -148,7 +140,7 @@ pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source
         .into_iter()
         .filter_map(|(n, t)| Some((n.strip_prefix("model/")?.to_string(), t)))
         .collect();
-    let card = trial_card(trial, (id, spec, test_accuracy), &ckpt.meta, data, &weights);
+    let card = trial_card(trial, (id, spec), &ckpt.meta, data, &weights);
     Ok(Source {
         card,
         weights,
@@ -157,10 +149,11 @@ pub fn trial(state_dir: &Path, trial: u32, study: Option<&str>) -> Result<Source
 }
 
 /// The card of a trial's checkpoint: what its meta and the journal record
-/// (no test loss or confusion matrix: only finished trials are evaluated on test).
+/// (no test measurement, `test_size` 0: only a model about to be promoted is
+/// evaluated on the test split).
 fn trial_card(
     trial: u32,
-    (study, spec, test_accuracy): (String, crate::model::TrialSpec, Option<f64>),
+    (study, spec): (String, crate::model::TrialSpec),
     meta: &serde_json::Value,
     data: DataFields,
     weights: &[(String, Tensor)],
@@ -175,7 +168,7 @@ fn trial_card(
         arch: spec.arch,
         recipe: spec.recipe,
         val_accuracy: last.map_or(0.0, |h| h.val_accuracy),
-        test_accuracy: test_accuracy.unwrap_or(0.0),
+        test_accuracy: 0.0,
         val_loss: last.map_or(0.0, |h| h.val_loss),
         test_loss: 0.0,
         per_class_test_accuracy: Vec::new(),

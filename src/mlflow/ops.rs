@@ -168,14 +168,8 @@ fn end_run(ev: &Event, trial: u32, time_ms: i64) -> Op {
             }
         }
     }
-    let last = metrics.last().map_or(0, |p| p.step);
-    if let Some(value) = d.get("test_accuracy").and_then(Value::as_f64) {
-        metrics.push(Point {
-            key: "test_accuracy".into(),
-            value,
-            step: last,
-        });
-    }
+    // No test accuracy: trials are never measured on the test split (the
+    // champion's is in its card, uploaded with the registered version).
     let tags = BTreeMap::from([
         ("trainerd.pruned".to_string(), flag("pruned").to_string()),
         (

@@ -135,7 +135,6 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
         Record::TrialFinished {
             trial,
             val_accuracy,
-            test_accuracy,
             promoted,
             study_best,
             pruned,
@@ -146,8 +145,8 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
             let mut out = vec![with(
                 event(e, EventKind::TrialFinished, t(*trial), Some(*trial)),
                 format!("trial {trial} finished: validation accuracy {val_accuracy:.4}"),
-                json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
-                       "pruned": pruned, "train_seconds": train_seconds, "history": history}),
+                json!({"val_accuracy": val_accuracy, "pruned": pruned,
+                       "train_seconds": train_seconds, "history": history}),
             )];
             if *promoted {
                 out.push(with(
@@ -155,7 +154,7 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
                     format!(
                         "trial {trial} is the new champion: validation accuracy {val_accuracy:.4}"
                     ),
-                    json!({"val_accuracy": val_accuracy, "test_accuracy": test_accuracy}),
+                    json!({"val_accuracy": val_accuracy}),
                 ));
             }
             out.extend(below_target(e, *trial, *study_best, goal));
@@ -179,7 +178,7 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
                 with(
                     event(e, EventKind::TrialFinished, t(*trial), Some(*trial)),
                     format!("trial {trial} finished: diverged, never promoted"),
-                    json!({"val_accuracy": null, "test_accuracy": null, "pruned": false,
+                    json!({"val_accuracy": null, "pruned": false,
                            "diverged": true, "train_seconds": train_seconds, "history": history}),
                 ),
             ];

@@ -1,15 +1,31 @@
 //! The end of a trial: promote it if it beats the champion, then journal it
 //! as finished (pruned trials are journaled without promotion). Promotion
 //! comes first, so a crash in between finds the trial already champion.
+//! The verdict is made on validation alone; only a trial it promotes is
+//! measured on the test split (`test_split.rs`), once, before it is written.
 
 use anyhow::Context as _;
+use tch::Device;
 
+use super::chain::Chain;
+use super::context::Context;
 use super::promote::{self, ModelCard, Verdict, MODEL_CARD_FORMAT};
-use super::study::{Chain, Context};
+use super::test_split;
 use crate::data::Dataset;
 use crate::search::history::{OpenTrial, StudyView};
 use crate::search::journal::Record;
 use crate::train::{self, EpochRecord, TrialReport};
+
+/// A trial that ran to its end, and what finishing it reads.
+pub(super) struct Candidate<'a> {
+    pub t: &'a OpenTrial,
+    pub report: &'a TrialReport,
+    pub data: &'a Dataset,
+    /// Where the test split is measured (the training device).
+    pub device: Device,
+    /// The study before this trial.
+    pub v: &'a StudyView,
+}
 
 fn study_best(v: &StudyView, this: f64) -> f64 {
     v.best().map_or(this, |b| b.1.max(this))
@@ -27,7 +43,6 @@ pub(super) fn finish_pruned(
     chain.record(Record::TrialFinished {
         trial,
         val_accuracy: val,
-        test_accuracy: None,
         val_loss: last.map_or(0.0, |h| h.val_loss),
         train_seconds: last.map_or(0.0, |h| h.train_seconds),
         pruned: true,
@@ -66,38 +81,30 @@ pub(super) fn finish_diverged(
 pub(super) fn finish_trial(
     ctx: &Context<'_>,
     chain: &mut Chain,
-    t: &OpenTrial,
-    report: &TrialReport,
-    data: &Dataset,
-    v: &StudyView,
+    c: &Candidate<'_>,
 ) -> anyhow::Result<()> {
-    let card = card_of(ctx, chain, t, report, data);
-    let verdict = verdict_for(ctx, chain, &card, data);
-    let promoted = carry_out(ctx, chain, verdict, &card, t, report, v)?;
+    let card = candidate_card(ctx, chain, c);
+    let verdict = verdict_for(ctx, chain, &card, c.data);
+    let promoted = carry_out(ctx, chain, verdict, card, c)?;
+    let report = c.report;
     chain.record(Record::TrialFinished {
-        trial: t.trial,
+        trial: c.t.trial,
         val_accuracy: report.val.accuracy,
-        test_accuracy: Some(report.test.accuracy),
         val_loss: report.val.loss,
         history: report.history.clone(),
         pruned: false,
         promoted,
-        study_best: study_best(v, report.val.accuracy),
+        study_best: study_best(c.v, report.val.accuracy),
         train_seconds: report.train_seconds,
         resumed_from: report.resumed_from,
     })?;
     Ok(())
 }
 
-/// The model card a finished trial would be promoted with.
-fn card_of(
-    ctx: &Context<'_>,
-    chain: &Chain,
-    t: &OpenTrial,
-    report: &TrialReport,
-    data: &Dataset,
-) -> ModelCard {
-    let cfg = ctx.cfg;
+/// The model card a finished trial would be promoted with, before the test
+/// split is measured (`test_size` 0: not measured; see `test_split`).
+fn candidate_card(ctx: &Context<'_>, chain: &Chain, c: &Candidate<'_>) -> ModelCard {
+    let (cfg, t, report, data) = (ctx.cfg, c.t, c.report, c.data);
     let shape = train::input_shape(data);
     ModelCard {
         format: MODEL_CARD_FORMAT,
@@ -106,11 +113,11 @@ fn card_of(
         arch: t.spec.arch.clone(),
         recipe: t.spec.recipe.clone(),
         val_accuracy: report.val.accuracy,
-        test_accuracy: report.test.accuracy,
+        test_accuracy: 0.0,
         val_loss: report.val.loss,
-        test_loss: report.test.loss,
-        per_class_test_accuracy: report.test.per_class_accuracy.clone(),
-        test_confusion: report.test.confusion.clone(),
+        test_loss: 0.0,
+        per_class_test_accuracy: Vec::new(),
+        test_confusion: Vec::new(),
         parameters: report.parameters,
         epochs_trained: report.history.len() as u32,
         train_seconds: report.train_seconds,
@@ -126,12 +133,7 @@ fn card_of(
         files: Vec::new(),
         version: 0,
         class_names: data.class_names.clone(),
-        intervals: crate::model::card::Intervals::of(
-            report.val.accuracy,
-            data.val.len(),
-            report.test.accuracy,
-            data.test.len(),
-        ),
+        intervals: Default::default(),
     }
 }
 
@@ -164,52 +166,90 @@ fn verdict_for(ctx: &Context<'_>, chain: &mut Chain, card: &ModelCard, data: &Da
     }
 }
 
-/// Acts on the verdict (promotes, or rewrites a champion's missing report);
-/// true when the trial is the champion afterwards.
+/// Acts on the verdict (measures on the test split and promotes, or
+/// rewrites a champion's missing report); true when the trial is the
+/// champion afterwards.
 fn carry_out(
     ctx: &Context<'_>,
     chain: &Chain,
     verdict: Verdict,
-    card: &ModelCard,
-    t: &OpenTrial,
-    report: &TrialReport,
-    v: &StudyView,
+    card: ModelCard,
+    c: &Candidate<'_>,
 ) -> anyhow::Result<bool> {
-    let state_dir = &ctx.cfg.state_dir;
     match verdict {
         Verdict::AlreadyChampion => {
-            // Promoted by builds that wrote the report after the renames, and crashed in between.
-            let path = crate::state_dir::best(state_dir).join(REPORT);
-            if !path.exists() {
-                let html = render_report(ctx, chain, card, t, report, v);
-                match crate::store::write_bytes_atomic(&path, html.as_bytes()) {
-                    Ok(()) => tracing::info!("report of the champion written again"),
-                    Err(e) => tracing::warn!("report not written: {e}"),
-                }
-            }
+            rewrite_missing_report(ctx, chain, c);
             Ok(true)
         }
-        Verdict::Promote(why) => {
-            let html = render_report(ctx, chain, card, t, report, v);
-            promote::promote(
-                state_dir,
-                &report.weights,
-                card,
-                &[(REPORT, html.as_bytes())],
-                ctx.cfg.keep_versions,
-            )
-            .context("promoting the model")?;
-            tracing::info!(
-                trial = t.trial,
-                test_accuracy = card.test_accuracy,
-                "promoted to best/ with its report: {why}"
-            );
-            Ok(true)
-        }
+        Verdict::Promote(why) => promote_measured(ctx, chain, card, c, &why),
         Verdict::Keep(why) => {
-            tracing::info!(trial = t.trial, "champion kept: {why}");
+            tracing::info!(trial = c.t.trial, "champion kept: {why}");
             Ok(false)
         }
+    }
+}
+
+/// Measures the winner on the test split, then promotes it with its report;
+/// true when promoted (a model whose test evaluation is not finite is not).
+fn promote_measured(
+    ctx: &Context<'_>,
+    chain: &Chain,
+    mut card: ModelCard,
+    c: &Candidate<'_>,
+    why: &str,
+) -> anyhow::Result<bool> {
+    let (cfg, t, report) = (ctx.cfg, c.t, c.report);
+    let test = test_split::measure(t.trial, &t.spec.arch, &report.weights, c.data, c.device)?;
+    if !test.is_finite() {
+        tracing::warn!(
+            trial = t.trial,
+            "champion kept: the winner's test loss is {} (not finite), it is not promoted",
+            test.eval.loss
+        );
+        return Ok(false);
+    }
+    test_split::record(&mut card, &test);
+    if cfg.tensorboard {
+        let dir = crate::state_dir::tensorboard(&cfg.state_dir, &chain.study, t.trial);
+        test_split::to_tensorboard(&dir, t.trial, report.steps, &test);
+    }
+    let html = render_report(ctx, chain, &card, c);
+    promote::promote(
+        &cfg.state_dir,
+        &report.weights,
+        &card,
+        &[(REPORT, html.as_bytes())],
+        cfg.keep_versions,
+    )
+    .context("promoting the model")?;
+    tracing::info!(
+        trial = t.trial,
+        test_accuracy = card.test_accuracy,
+        "promoted to best/ with its report: {why}"
+    );
+    Ok(true)
+}
+
+/// A champion promoted by builds that wrote the report after the renames,
+/// and crashed in between: its report again, from its own card (the test
+/// split is not measured again).
+fn rewrite_missing_report(ctx: &Context<'_>, chain: &Chain, c: &Candidate<'_>) {
+    let path = crate::state_dir::best(&ctx.cfg.state_dir).join(REPORT);
+    if path.exists() {
+        return;
+    }
+    let card = match promote::load_card(&ctx.cfg.state_dir) {
+        Ok(Some(card)) => card,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("report not written: {e}");
+            return;
+        }
+    };
+    let html = render_report(ctx, chain, &card, c);
+    match crate::store::write_bytes_atomic(&path, html.as_bytes()) {
+        Ok(()) => tracing::info!("report of the champion written again"),
+        Err(e) => tracing::warn!("report not written: {e}"),
     }
 }
 
@@ -251,66 +291,57 @@ const REPORT: &str = "report.html";
 /// `best/report.html` for a new champion: its curves, and every earlier
 /// trial of the study as a table row with its own curves, epochs, time and
 /// parameters (from its journal record and its spec).
-fn render_report(
-    ctx: &Context<'_>,
-    chain: &Chain,
-    card: &ModelCard,
-    t: &OpenTrial,
-    report: &TrialReport,
-    v: &StudyView,
-) -> String {
+fn render_report(ctx: &Context<'_>, chain: &Chain, card: &ModelCard, c: &Candidate<'_>) -> String {
     let input = crate::model::InputShape {
         channels: card.input_shape[0],
         height: card.input_shape[1],
         width: card.input_shape[2],
         classes: card.classes,
     };
-    let mut trials: Vec<crate::report::TrialSummary> = v
-        .finished
-        .iter()
-        .map(|(trial, f)| {
-            let journaled = chain.finished_records().find_map(|r| match r {
-                Record::TrialFinished {
-                    trial: n,
-                    test_accuracy,
-                    history,
+    let mut trials: Vec<crate::report::TrialSummary> =
+        c.v.finished
+            .iter()
+            .map(|(trial, f)| {
+                let journaled = chain.finished_records().find_map(|r| match r {
+                    Record::TrialFinished {
+                        trial: n,
+                        history,
+                        train_seconds,
+                        ..
+                    } if n == trial => Some((history, *train_seconds)),
+                    _ => None,
+                });
+                let (history, train_seconds) = match journaled {
+                    Some((history, secs)) => (history.clone(), secs),
+                    None => (Vec::new(), 0.0),
+                };
+                crate::report::TrialSummary {
+                    trial: *trial,
+                    spec: f.spec.clone(),
+                    state: match (f.diverged, f.pruned) {
+                        (true, _) => "diverged",
+                        (false, true) => "pruned",
+                        (false, false) => "finished",
+                    }
+                    .into(),
+                    val_accuracy: (!f.diverged).then_some(f.val_accuracy),
+                    parameters: f
+                        .spec
+                        .arch
+                        .footprint(input)
+                        .ok()
+                        .map(|fp| fp.parameters as i64),
                     train_seconds,
-                    ..
-                } if n == trial => Some((*test_accuracy, history, *train_seconds)),
-                _ => None,
-            });
-            let (test_accuracy, history, train_seconds) = match journaled {
-                Some((test, history, secs)) => (test, history.clone(), secs),
-                None => (None, Vec::new(), 0.0),
-            };
-            crate::report::TrialSummary {
-                trial: *trial,
-                spec: f.spec.clone(),
-                state: match (f.diverged, f.pruned) {
-                    (true, _) => "diverged",
-                    (false, true) => "pruned",
-                    (false, false) => "finished",
+                    history,
                 }
-                .into(),
-                val_accuracy: (!f.diverged).then_some(f.val_accuracy),
-                test_accuracy,
-                parameters: f
-                    .spec
-                    .arch
-                    .footprint(input)
-                    .ok()
-                    .map(|fp| fp.parameters as i64),
-                train_seconds,
-                history,
-            }
-        })
-        .collect();
+            })
+            .collect();
+    let (t, report) = (c.t, c.report);
     trials.push(crate::report::TrialSummary {
         trial: t.trial,
         spec: t.spec.clone(),
         state: "finished".into(),
         val_accuracy: Some(report.val.accuracy),
-        test_accuracy: Some(report.test.accuracy),
         parameters: Some(report.parameters),
         train_seconds: report.train_seconds,
         history: report.history.clone(),

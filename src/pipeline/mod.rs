@@ -1,7 +1,9 @@
 //! The job chain: load data, run the study's trials (search), promote the
 //! champion, record and announce every step; the daemon loop around it.
 //!
-//! - [`study`]: one study, resumable from its journal
+//! - [`study`]: one study, resumable from its journal; its trial loop in
+//!   `trials.rs`, a trial's end (promotion first) in `finish.rs`, the test
+//!   split measured once on the model about to be promoted in `test_split.rs`
 //! - [`promote`]: the champion in `best/`, crash recovery
 //! - [`versions`]: every promotion kept as `versions/N/`, retention
 //! - [`rollback`]: `trainerd rollback [--to N]`
@@ -9,7 +11,9 @@
 //! - [`webhook`]: signed, retried, recorded notifications on their own task
 //! - [`daemon`]: what wakes an idle `trainerd run`: study requests
 
+mod chain;
 mod champion;
+mod context;
 pub mod daemon;
 pub mod events;
 mod finish;
@@ -18,6 +22,8 @@ pub use crate::store::jsonl;
 pub mod promote;
 pub mod rollback;
 pub mod study;
+mod test_split;
+mod trials;
 pub mod versions;
 pub mod webhook;
 

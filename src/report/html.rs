@@ -123,12 +123,12 @@ fn curves(inputs: &ReportInputs) -> (String, String, String) {
 }
 
 fn trial_table(out: &mut String, inputs: &ReportInputs) {
-    out.push_str("<table><thead><tr><th>trial</th><th>state</th><th>architecture</th><th>recipe</th><th>parameters</th><th>val accuracy</th><th>test accuracy</th><th>epochs</th><th>time</th></tr></thead><tbody>");
+    out.push_str("<table><thead><tr><th>trial</th><th>state</th><th>architecture</th><th>recipe</th><th>parameters</th><th>val accuracy</th><th>epochs</th><th>time</th></tr></thead><tbody>");
     for (i, t) in inputs.trials.iter().enumerate() {
         let champion = t.trial == inputs.card.trial;
         let _ = write!(
             out,
-            r#"<tr{}><td class="id"><span class="sw" style="background:{}"></span>{}{}</td><td><span class="tag {}">{}</span></td><td>{}<div class="mono">{}</div></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            r#"<tr{}><td class="id"><span class="sw" style="background:{}"></span>{}{}</td><td><span class="tag {}">{}</span></td><td>{}<div class="mono">{}</div></td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             if champion { r#" class="champion""# } else { "" },
             color(i),
             t.trial,
@@ -140,7 +140,6 @@ fn trial_table(out: &mut String, inputs: &ReportInputs) {
             esc(&describe_recipe(&t.spec.recipe)),
             t.parameters.map_or("–".into(), |p| p.to_string()),
             opt_pct(t.val_accuracy),
-            opt_pct(t.test_accuracy),
             t.history.len(),
             secs(t.train_seconds),
         );
@@ -262,7 +261,7 @@ pub fn page(inputs: &ReportInputs) -> String {
     trial_table(&mut out, inputs);
     let _ = writeln!(
         out,
-        "<footer>Written by trainerd {} when the model was promoted. Validation accuracy is measured on images held out of training; test accuracy on the separate test set.</footer></main></body></html>",
+        "<footer>Written by trainerd {} when the model was promoted. Validation accuracy is measured on images held out of training; test accuracy on the separate test set, once, for this model only: no trial is chosen by it.</footer></main></body></html>",
         env!("CARGO_PKG_VERSION"),
     );
     out

@@ -23,7 +23,6 @@ pub struct TrialSummary {
     /// How it ended: finished, pruned, failed, running …
     pub state: String,
     pub val_accuracy: Option<f64>,
-    pub test_accuracy: Option<f64>,
     pub parameters: Option<i64>,
     pub train_seconds: f64,
     /// Its epochs (the curves).
@@ -227,7 +226,6 @@ mod tests {
             spec: preset(name).unwrap(),
             state: state.into(),
             val_accuracy: h.last().map(|r| r.val_accuracy),
-            test_accuracy: (state == "finished").then_some(0.95),
             parameters: Some(1000 + i64::from(trial)),
             train_seconds: 12.5,
             history: h,

@@ -186,7 +186,6 @@ mod tests {
         e(Record::TrialFinished {
             trial,
             val_accuracy: acc,
-            test_accuracy: Some(acc),
             val_loss: 0.1,
             history: vec![epoch(acc)],
             pruned: false,

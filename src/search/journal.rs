@@ -92,12 +92,13 @@ pub enum Record {
     },
     /// Numbers read as NaN where an older build wrote `null` (a diverged
     /// trial it did not recognise; `history::view` treats it as diverged).
+    /// No test accuracy: a trial is never measured on the test split, only
+    /// a model about to be promoted is (its card holds it). The
+    /// `test_accuracy` of lines written by older builds is ignored.
     TrialFinished {
         trial: u32,
         #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         val_accuracy: f64,
-        /// `None` for pruned trials (never evaluated on test, never promoted).
-        test_accuracy: Option<f64>,
         #[serde(deserialize_with = "crate::finite::f64_or_nan")]
         val_loss: f64,
         history: Vec<EpochRecord>,
@@ -164,7 +165,6 @@ impl Record {
             Record::TrialPruned { history, .. } => epochs(history),
             Record::TrialFinished {
                 val_accuracy,
-                test_accuracy,
                 val_loss,
                 history,
                 study_best,
@@ -173,7 +173,6 @@ impl Record {
             } => {
                 [*val_accuracy, *val_loss, *study_best, *train_seconds]
                     .iter()
-                    .chain(test_accuracy.iter())
                     .all(|x| x.is_finite())
                     && epochs(history)
             }

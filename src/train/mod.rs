@@ -3,18 +3,21 @@
 pub mod cpu_share;
 mod eval;
 pub mod malloc;
+mod outcome;
 mod progress;
 mod resume;
+mod setup;
 mod trainer;
 mod trial;
+mod weights;
 
 pub use eval::{evaluate, evaluate_network, use_engine, EvalResult, Network};
+pub use outcome::{Divergence, EpochRecord, TrialOutcome, TrialReport};
 pub use progress::{now_ms, Progress, StopFlag};
 pub use resume::CHECKPOINT_FORMAT;
-pub use trial::{
-    input_shape, run_trial, Divergence, EpochRecord, EpochSink, PruneFn, TrialOutcome, TrialReport,
-    TrialSetup,
-};
+pub use setup::{input_shape, EpochSink, PruneFn, TrialSetup};
+pub use trial::run_trial;
+pub use weights::model_from_weights;
 
 /// Errors while training a trial.
 #[derive(Debug, thiserror::Error)]

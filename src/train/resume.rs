@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use serde_json::json;
 use tch::Tensor;
 
-use super::trial::EpochRecord;
+use super::outcome::EpochRecord;
+use super::setup::input_shape;
 use super::TrainError;
 use crate::data::Dataset;
 use crate::model::{Normalisation, TrialSpec};
@@ -34,7 +35,7 @@ impl TrialIdentity<'_> {
         history: &[EpochRecord],
         train_seconds: f64,
     ) -> serde_json::Value {
-        let shape = super::trial::input_shape(self.data);
+        let shape = input_shape(self.data);
         json!({
             "format": CHECKPOINT_FORMAT, "trial": self.trial, "seed": self.seed, "step": step,
             "epoch": step / per_epoch, "position_in_epoch": step % per_epoch,

@@ -183,7 +183,6 @@
       tr.appendChild(el("td", t.epochs));
       tr.appendChild(el("td", dur(t.train_seconds)));
       tr.appendChild(el("td", pct(t.val_accuracy)));
-      tr.appendChild(el("td", pct(t.test_accuracy)));
       tr.appendChild(el("td", count(t.parameters)));
       const model = el("td", null, "model");
       model.appendChild(el("div", t.preset + ": " + t.arch));

@@ -15,7 +15,6 @@ fn finished(trial: u32, promoted: bool, best: f64) -> Entry {
     entry(Record::TrialFinished {
         trial,
         val_accuracy: best,
-        test_accuracy: Some(best),
         val_loss: 0.1,
         history: vec![],
         pruned: false,

@@ -98,7 +98,6 @@ fn non_finite_numbers_are_refused_and_old_nulls_read_as_nan() {
     let finished = |loss: f64| Record::TrialFinished {
         trial: 0,
         val_accuracy: 0.1,
-        test_accuracy: Some(0.1),
         val_loss: loss,
         history: vec![],
         pruned: false,
@@ -132,4 +131,30 @@ fn a_newer_record_format_is_refused() {
     fs::write(&path, format!("{line}\n")).unwrap();
     let err = Journal::open(dir.path()).err().unwrap().to_string();
     assert!(err.contains("format 9"), "{err}");
+}
+
+#[test]
+fn older_trial_records_with_a_test_accuracy_still_read_and_new_ones_carry_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Journal::path(dir.path());
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // A line as builds that measured every trial on the test split wrote it,
+    // and one of a pruned trial (`null`).
+    let old = r#"{"v":1,"study":"s","time":"t","type":"trial_finished","trial":0,"val_accuracy":0.9,"test_accuracy":0.89,"val_loss":0.3,"history":[],"pruned":false,"promoted":true,"study_best":0.9,"train_seconds":2.0,"resumed_from":0}"#;
+    let pruned = old
+        .replace(r#""test_accuracy":0.89"#, r#""test_accuracy":null"#)
+        .replace(r#""trial":0"#, r#""trial":1"#);
+    fs::write(&path, format!("{old}\n{pruned}\n")).unwrap();
+    let mut j = Journal::open(dir.path()).unwrap();
+    assert_eq!(j.entries().len(), 2);
+    let Record::TrialFinished { val_accuracy, .. } = &j.entries()[0].record else {
+        panic!("{:?}", j.entries()[0]);
+    };
+    assert_eq!(*val_accuracy, 0.9);
+    let again = j.entries()[0].record.clone();
+    j.append("s", again).unwrap();
+    drop(j);
+    let text = fs::read_to_string(&path).unwrap();
+    let new = text.lines().nth(2).unwrap();
+    assert!(!new.contains("test"), "no test accuracy journaled: {new}");
 }

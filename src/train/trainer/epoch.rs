@@ -1,4 +1,4 @@
-//! The trainer's epoch ends, checkpoints, stop and final evaluation: the
+//! The trainer's epoch ends, checkpoints, stop and final validation: the
 //! parts of the loop that write or report, beside the step in `mod.rs`.
 
 use std::time::Instant;
@@ -10,7 +10,8 @@ use crate::data::Split;
 use crate::model;
 use crate::store::fault;
 use crate::train::eval::{evaluate_network, EvalResult, Network};
-use crate::train::trial::{input_shape, EpochRecord, TrialOutcome, TrialReport};
+use crate::train::outcome::{EpochRecord, TrialOutcome, TrialReport};
+use crate::train::setup::input_shape;
 use crate::train::TrainError;
 
 impl Trainer<'_> {
@@ -221,7 +222,9 @@ impl Trainer<'_> {
         evaluate_network(&net, split, data.num_classes, self.setup.device)
     }
 
-    /// After the last step (or pruning): the final evaluation and the report.
+    /// After the last step (or pruning): the final validation and the
+    /// report. The test split is not touched here: it is measured once, on
+    /// the model about to be promoted (`pipeline::test_split`).
     pub(in crate::train) fn finish(mut self) -> Result<TrialOutcome, TrainError> {
         let this_run = self.clocks.run_start.elapsed().as_secs_f64();
         let train_seconds = self.earlier_seconds + this_run;
@@ -238,27 +241,18 @@ impl Trainer<'_> {
             Some((at, val)) if at == self.step => val,
             _ => self.evaluate(&data.val),
         };
-        let test = self.evaluate(&data.test);
-        let evals = [val.loss, val.accuracy, test.loss, test.accuracy];
-        if evals.iter().any(|x| !x.is_finite()) {
-            let why = format!(
-                "final evaluation: validation loss {}, test loss {}",
-                val.loss, test.loss
-            );
+        if !(val.loss.is_finite() && val.accuracy.is_finite()) {
+            let why = format!("final evaluation: validation loss {}", val.loss);
             let epoch = self.step.div_ceil(self.geo.per_epoch);
             return Ok(self.diverge(epoch, why, train_seconds));
         }
-        self.tb.scalar("test/accuracy", self.step, test.accuracy);
-        self.tb.scalar("test/loss", self.step, test.loss);
         self.tb.sync();
-        Ok(TrialOutcome::Finished(Box::new(self.report(
-            val,
-            test,
-            train_seconds,
-        ))))
+        Ok(TrialOutcome::Finished(Box::new(
+            self.report(val, train_seconds),
+        )))
     }
 
-    fn report(self, val: EvalResult, test: EvalResult, train_seconds: f64) -> TrialReport {
+    fn report(self, val: EvalResult, train_seconds: f64) -> TrialReport {
         // Contiguous copies: exporters write standard (NCHW) layout.
         let weights = self
             .net
@@ -268,7 +262,6 @@ impl Trainer<'_> {
             .collect();
         TrialReport {
             val,
-            test,
             history: self.history,
             steps: self.step,
             parameters: model::parameter_count(&self.net.vs),

@@ -1,6 +1,6 @@
 //! The trainer of one trial: its model, optimizer, position and clocks as
 //! fields, with one method per part of the step loop (a step, an epoch's
-//! end, a checkpoint, a stop, the final evaluation). `trial::run_trial`
+//! end, a checkpoint, a stop, the final validation). `trial::run_trial`
 //! drives it.
 
 mod epoch;
@@ -12,8 +12,10 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::eval::EvalResult;
+use super::outcome::{Divergence, EpochRecord, TrialOutcome};
 use super::resume::{resume_newest, Resumed, TrialIdentity};
-use super::trial::{input_shape, Divergence, EpochRecord, TrialOutcome, TrialSetup};
+use super::setup::{input_shape, TrialSetup};
+use super::weights::copy_by_name;
 use super::TrainError;
 use crate::data::{rng, BatchSource};
 use crate::model::{self, InputShape, TrialSpec};
@@ -329,27 +331,9 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Copies `weights` into the model's variables, matched by name; every
-/// variable must be there with its shape (else the message says which).
+/// Copies the champion's `weights` into the model's variables (see [`copy_by_name`]).
 fn warm_start(named: &[(String, Tensor)], weights: &[(String, Tensor)]) -> Result<(), String> {
-    tch::no_grad(|| {
-        for (name, var) in named {
-            let Some((_, w)) = weights.iter().find(|(n, _)| n == name) else {
-                return Err(format!("warm start: the champion has no variable {name}"));
-            };
-            if w.size() != var.size() {
-                return Err(format!(
-                    "warm start: {name} is {:?} in the champion, {:?} here",
-                    w.size(),
-                    var.size()
-                ));
-            }
-            let mut var = var.shallow_clone();
-            var.f_copy_(&w.to_device(var.device()).to_kind(var.kind()))
-                .map_err(|e| format!("warm start: {name}: {e}"))?;
-        }
-        Ok(())
-    })
+    copy_by_name(named, weights).map_err(|e| format!("warm start from the champion: {e}"))
 }
 
 /// The outcome of a diverged trial, logged.
