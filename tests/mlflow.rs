@@ -3,10 +3,11 @@
 //! while a study trains (training unaffected, the queue kept), comes up and
 //! a later start drains the queue; MLflow's own client reads back every run
 //! (tags, params, metrics per epoch), the model versions, the alias
-//! `champion` and the champion's artifacts; a lost `sent.jsonl` (a crash
-//! between sending and recording) logs nothing twice; rollback moves the
-//! alias back. Stub servers answer 500 or never answer: retries logged,
-//! training unaffected. Credentials in the URL never reach a log line.
+//! `champion` and each promotion's artifacts (from the version it kept,
+//! `best.previous/` having moved on); a lost `sent.jsonl` (a crash between
+//! sending and recording) logs nothing twice; rollback moves the alias
+//! back. Stub servers answer 500 or never answer: retries logged, training
+//! unaffected. Credentials in the URL never reach a log line.
 
 mod common;
 
@@ -225,20 +226,31 @@ fn check_against_state(got: &Value, state: &Path) {
         serde_json::from_slice(&std::fs::read(state.join("best/model.json")).unwrap()).unwrap();
     let champion_run = by_trial[&card["trial"].as_u64().unwrap()];
     assert_eq!(got["champion"]["run_id"], champion_run["run_id"], "{got}");
-    let uploaded: Vec<&str> = champion_run["artifacts"]
-        .as_array()
-        .unwrap()
+    assert_artifacts(champion_run, &card);
+    // Every promotion's files, as the version it kept holds them (best/ and
+    // best.previous/ may have moved on before the upload).
+    let mut kept = 0;
+    for entry in std::fs::read_dir(state.join("versions")).unwrap() {
+        let dir = entry.unwrap().path();
+        let card: Value = serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert_artifacts(by_trial[&card["trial"].as_u64().unwrap()], &card);
+        kept += 1;
+    }
+    assert_eq!(kept, promoted.len(), "a version kept per promotion");
+}
+
+/// `run`'s `champion/` artifacts hold `card` and every file it lists, at its size.
+fn assert_artifacts(run: &Value, card: &Value) {
+    let artifacts = run["artifacts"].as_array().unwrap();
+    let uploaded: Vec<&str> = artifacts
         .iter()
         .map(|a| a["path"].as_str().unwrap())
         .collect();
     assert!(uploaded.contains(&"champion/model.json"), "{uploaded:?}");
     for f in card["files"].as_array().unwrap() {
         let path = format!("champion/{}", f["path"].as_str().unwrap());
-        let size = champion_run["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["path"] == path.as_str());
+        let size = artifacts.iter().find(|a| a["path"] == path.as_str());
         assert_eq!(
             size.map(|a| &a["size"]),
             Some(&f["bytes"]),
@@ -271,9 +283,14 @@ fn mlflow_sees_every_trial_and_promotion_after_an_outage_once_and_rollback_moves
     let sent = std::fs::read_to_string(state.join("mlflow/sent.jsonl")).unwrap_or_default();
     assert!(!sent.contains("\"sent\""), "{sent}");
 
-    // The server comes up; the next start (the study is done) drains the queue.
+    // The server comes up; the next start (the study is done) drains the
+    // queue. Meanwhile the first champion has left best.previous/ (as more
+    // promotions would make it): its artifacts come from versions/1/.
     let _server = Server::start(tmp.path(), port);
+    let aside = tmp.path().join("best.previous.aside");
+    std::fs::rename(state.join("best.previous"), &aside).expect("two promotions");
     let out = train(&data, &state, &uri);
+    std::fs::rename(&aside, state.join("best.previous")).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_redacted(&stderr(&out));
     let first = read_back(port);

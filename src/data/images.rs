@@ -16,9 +16,9 @@ use std::path::Path;
 
 use tch::{Kind, TchError, Tensor};
 
-use super::dataset::{histogram, split_tensors, Dataset, LoadOptions};
 use super::decode::{self, Probe, Target};
 use super::folders::{self, Entry, Layout};
+use super::in_memory::{histogram, split_tensors, Dataset, LoadOptions};
 use super::source::ImageSize;
 use super::{split, DataError};
 use crate::model::Normalisation;

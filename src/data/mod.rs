@@ -6,8 +6,10 @@
 //! - [`decode`]: image headers and pixels (the `image` crate), on two threads
 //! - [`images`]: image folders -> the same [`Dataset`] as IDX
 //! - [`budget`]: the memory budget input data is held to before it is allocated
+//! - [`in_memory`]: the loaded [`Dataset`] both loaders deliver: splits as
+//!   tensors, [`LoadOptions`], the histogram and split building they share
 //! - [`dataset`]: the MNIST layout in a directory, the validation split,
-//!   normalisation, the fingerprint, batches
+//!   normalisation, the fingerprint; [`Dataset::load`] picks the loader
 //! - [`augment`]: random-shift augmentation and the trainer's batch source (libtorch's RNG)
 //! - [`download`]: fetches MNIST from mirrors into an empty data dir, verified
 //! - [`split`]: the validation split: its default size, stratified by class
@@ -29,6 +31,7 @@ pub mod download;
 pub mod folders;
 pub mod idx;
 pub mod images;
+pub mod in_memory;
 pub mod rng;
 pub mod source;
 pub mod split;
@@ -42,8 +45,8 @@ pub(crate) mod synth_folders;
 mod synth_tests;
 
 pub use augment::{augment_shift, BatchSource};
-pub use dataset::{batch, Dataset, LoadOptions, Split, DEFAULT_TARGET};
 pub use download::ensure_mnist;
+pub use in_memory::{batch, Dataset, LoadOptions, Split, DEFAULT_TARGET};
 
 /// Everything that can be wrong with a data directory; always names the file
 /// (or directory, or config key) at fault.

@@ -279,8 +279,9 @@ impl Applier {
             .map(|_| ())
     }
 
-    /// Uploads the champion's verified files when `best/` still holds this
-    /// trial; returns how many (0, with a warning, when it has moved on).
+    /// Uploads the champion's verified files, from the version this promotion
+    /// kept (else `best/` or `best.previous/`, see [`super::files`]); returns
+    /// how many (0, with a warning, when none holds this trial any more).
     fn upload_champion(
         &mut self,
         study: &str,

@@ -229,3 +229,60 @@ fn answers_are_sorted_into_done_retried_and_refused() {
         "name%20%3D%20%27a%20b%27%2F%C3%A9"
     );
 }
+
+/// Where each promotion's artifacts come from: the version it kept, though
+/// `best/` and `best.previous/` have moved on; else those, as before
+/// versions were kept; nothing for a trial no folder holds.
+#[test]
+fn a_promotions_artifacts_come_from_its_kept_version() {
+    use super::files::champion_files;
+    use crate::versions::tests::model_dir;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for n in 1..=3 {
+        model_dir(d, &format!("versions/{n}"), n as u32, n);
+    }
+    model_dir(d, "best", 3, 3);
+    model_dir(d, "best.previous", 2, 2);
+    let study = crate::export::card::tests::sample_card().study;
+    // The one folder trial `t`'s files come from, and their names.
+    let from = |t: u32| {
+        let files = champion_files(d, &study, t)?;
+        let dir = files[0].1.parent().unwrap().to_path_buf();
+        assert!(
+            files.iter().all(|(rel, p)| *p == dir.join(rel)),
+            "{files:?}"
+        );
+        Some((
+            dir,
+            files.into_iter().map(|(rel, _)| rel).collect::<Vec<_>>(),
+        ))
+    };
+    let folder = |t: u32| from(t).map(|(dir, _)| dir);
+    // Trial 1 is in neither best/ nor best.previous/ any more.
+    let (dir, names) = from(1).expect("versions/1 holds trial 1");
+    assert_eq!(dir, d.join("versions/1"));
+    for name in [
+        "model.json",
+        "model.safetensors",
+        "model.onnx",
+        "report.html",
+    ] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
+    assert_eq!(
+        folder(3),
+        Some(d.join("versions/3")),
+        "the kept version, not best/"
+    );
+    assert_eq!(folder(4), None, "no folder holds trial 4");
+    assert_eq!(champion_files(d, "another-study", 3), None);
+
+    // A damaged kept version: best.previous/'s verified copy instead.
+    std::fs::write(d.join("versions/2/model.onnx"), "edited").unwrap();
+    assert_eq!(folder(2), Some(d.join("best.previous")));
+    // No versions/ (a state dir from before versions were kept): best/, as before.
+    std::fs::remove_dir_all(d.join("versions")).unwrap();
+    assert_eq!(folder(3), Some(d.join("best")));
+    assert_eq!(folder(1), None);
+}

@@ -16,7 +16,8 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 use super::binary;
-use super::infer::{Arriving, Core, Failure, Target};
+use super::failure::Failure;
+use super::infer::{Arriving, Core, Target};
 use super::metadata;
 use super::protocol::{self, Geometry, InferRequest, Validated, MODEL_NAME};
 

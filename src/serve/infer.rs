@@ -2,7 +2,7 @@
 //! do with a decoded request: find the model it names (the champion, or a
 //! kept version from [`super::kept`]), queue its images for that model's
 //! batcher and wait for the logits. A [`Failure`] says what went wrong
-//! in terms each front end maps to its own status (an HTTP code, a gRPC code).
+//! (in [`super::failure`], below both this file and [`super::kept`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,22 +10,10 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::batcher::{Answer, Batcher, Job, JobError, Loaded, Shared};
+use super::failure::Failure;
 use super::kept::Kept;
 use super::metrics::ServeMetrics;
 use super::protocol::{Validated, MODEL_NAME};
-
-/// Why a request was not answered with logits, and the message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// No such model or version (404, NOT_FOUND).
-    NotFound(String),
-    /// Not loaded yet, queue full, shutting down (503, UNAVAILABLE).
-    Unavailable(String),
-    /// The request does not fit the model (400, INVALID_ARGUMENT).
-    Invalid(String),
-    /// The inference thread failed (500, INTERNAL).
-    Internal(String),
-}
 
 /// The inference path both front ends share.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::batcher::{self, BatchSettings, Batcher, Loaded, Role, Shared};
 use super::engine::{EngineSetup, Served};
-use super::infer::Failure;
+use super::failure::Failure;
 use super::metrics::ServeMetrics;
 use crate::versions::VersionError;
 

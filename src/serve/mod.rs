@@ -12,6 +12,7 @@
 //! - [`engine`]: which engine runs a champion (onnxruntime or libtorch)
 //!   (through [`crate::onnxruntime`], which finds and loads the library)
 //! - [`infer`]: what both front ends share: model lookup, queueing, waiting
+//! - [`failure`]: why a request was not answered (each front end's status for it)
 //! - [`kept`]: kept versions (`versions/N/`) loaded on request, a small cache
 //! - [`http`]: the axum routes and request limits
 //! - [`grpc`]: `GRPCInferenceService` on tonic
@@ -25,6 +26,7 @@
 pub mod batcher;
 pub mod binary;
 pub mod engine;
+pub mod failure;
 pub mod grpc;
 pub mod http;
 pub mod infer;

@@ -241,4 +241,4 @@ pub fn list(state_dir: &Path) -> Result<Vec<Listed>, VersionError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

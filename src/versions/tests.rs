@@ -12,7 +12,7 @@ use crate::export::Manifest;
 
 /// A model folder `rel` of trial `trial` as promotion `n` writes one: a few
 /// files listed with their checksums in `model.json`, and a report.
-fn model_dir(d: &Path, rel: &str, trial: u32, n: u64) {
+pub(crate) fn model_dir(d: &Path, rel: &str, trial: u32, n: u64) {
     let dir = d.join(rel);
     fs::create_dir_all(dir.join("repository/trainerd/1")).unwrap();
     let listed = [

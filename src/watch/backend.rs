@@ -1,6 +1,7 @@
 //! The notify backend and the set of watched directories: watches what
 //! exists, drops what vanished, re-adds a directory replaced under the same
 //! name (new inode), and falls back to polling when native watching fails.
+//! Its events travel as [`Msg`]s, the watcher thread's one inbox.
 
 use std::collections::HashMap;
 use std::fs;
@@ -11,8 +12,17 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher as _};
 
-use super::runner::Msg;
 use super::{Backend, WatchError};
+
+/// What reaches the watcher thread: the backend's file events, and the
+/// [`super::Watcher`]'s nudges.
+pub(super) enum Msg {
+    Fs(notify::Result<notify::Event>),
+    /// Look at everything again (after a fetch).
+    Nudge,
+    /// The watcher is dropped: end the thread.
+    Stop,
+}
 
 pub(super) struct WatchSet {
     backend: Box<dyn notify::Watcher + Send>,

@@ -14,7 +14,9 @@
 mod backend;
 pub mod git;
 pub mod inputs;
+mod publish;
 mod runner;
+mod watched;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
@@ -171,7 +173,7 @@ pub struct Watcher {
     backend: Backend,
     repo: Option<git::Repo>,
     /// Wakes the watcher thread (`Stop` when dropped).
-    nudge: mpsc::Sender<runner::Msg>,
+    nudge: mpsc::Sender<backend::Msg>,
     /// Dropped to wake and end the fetch thread.
     fetch_stop: Option<mpsc::Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -217,7 +219,7 @@ impl Watcher {
                 remote,
                 opts.git_fetch_every,
                 stop,
-                move || fetched.send(runner::Msg::Nudge).is_ok(),
+                move || fetched.send(backend::Msg::Nudge).is_ok(),
             )?);
         }
         threads.push(
@@ -268,7 +270,7 @@ impl Watcher {
     }
 
     fn stop_threads(&mut self) {
-        let _ = self.nudge.send(runner::Msg::Stop);
+        let _ = self.nudge.send(backend::Msg::Stop);
         self.fetch_stop = None;
     }
 }

@@ -1,6 +1,8 @@
-//! The watcher thread: owns the notify backend, keeps the watch set in sync
-//! with the directories on disk, debounces, and turns the inputs' state into
-//! [`WatchEvent`]s. (The `--git-remote` fetch thread is in [`super::git`].)
+//! The watcher thread: owns the notify backend ([`super::backend`]), keeps
+//! the watch set in line with the directories on disk ([`super::watched`]),
+//! debounces, looks at the dirty inputs ([`super::inputs`]) and hands what it
+//! saw to the [`Publisher`] that turns it into [`super::WatchEvent`]s. (The
+//! `--git-remote` fetch thread is in [`super::git`].)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,51 +10,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
-use notify::{EventKind, RecursiveMode};
-
-use super::backend::WatchSet;
+use super::backend::{Msg, WatchSet};
 use super::inputs::{self, StatSig};
-use super::{
-    git, Backend, Snapshot, WatchError, WatchEvent, WatchOptions, WatchPaths, WatchReason,
-};
+use super::publish::{Publisher, Seen};
+use super::watched::{Dirty, Watched};
+use super::{git, Backend, EventSink, Snapshot, WatchError, WatchOptions, WatchPaths};
 
 /// Under constant churn, look anyway after this many debounce periods.
 const MAX_WAIT_DEBOUNCES: u32 = 20;
-
-/// What reaches the watcher thread.
-pub(super) enum Msg {
-    Fs(notify::Result<notify::Event>),
-    /// Look at everything again (after a fetch).
-    Nudge,
-    /// The watcher is dropped: end the thread.
-    Stop,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Dirty {
-    data: bool,
-    config: bool,
-    git: bool,
-}
-
-impl Dirty {
-    const ALL: Dirty = Dirty {
-        data: true,
-        config: true,
-        git: true,
-    };
-    fn any(&self) -> bool {
-        self.data || self.config || self.git
-    }
-}
-
-/// The inputs as last looked at, usable or not.
-struct Seen {
-    data: Result<String, Vec<String>>,
-    config: Option<Result<String, String>>,
-    commit: Option<String>,
-}
 
 /// Cheap stat signatures, compared by the periodic rescan.
 #[derive(Default, PartialEq)]
@@ -63,17 +28,13 @@ struct Sigs {
 }
 
 pub(super) struct Runner {
-    data_dir: PathBuf,
-    config: Option<PathBuf>,
-    repo: Option<git::Repo>,
+    watched: Watched,
     opts: WatchOptions,
     set: WatchSet,
     msgs: Receiver<Msg>,
     nudge: Sender<Msg>,
-    accepted: Arc<Mutex<Snapshot>>,
     seen: Seen,
-    /// Problems last reported (so a persisting problem is reported once).
-    reported: Vec<WatchReason>,
+    publisher: Publisher,
     sigs: Sigs,
     /// The data files' stats when they were last hashed into `seen.data`.
     hashed: Option<BTreeMap<PathBuf, Option<StatSig>>>,
@@ -81,7 +42,6 @@ pub(super) struct Runner {
     last_change: Instant,
     /// When the inputs became dirty: caps the debounce under constant churn.
     first_dirty: Option<Instant>,
-    tx: super::EventSink,
 }
 
 impl Runner {
@@ -89,54 +49,45 @@ impl Runner {
     pub(super) fn new(
         paths: WatchPaths,
         opts: &WatchOptions,
-        tx: super::EventSink,
+        tx: EventSink,
     ) -> Result<(Runner, Backend), WatchError> {
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let data_dir = abs(&paths.data_dir);
-        let config = paths.config.as_deref().map(abs);
+        let watched = Watched {
+            data_dir: abs(&paths.data_dir),
+            config: paths.config.as_deref().map(abs),
+            repo: None,
+            source: opts.source,
+        };
         let (nudge, msgs) = mpsc::channel();
         let set = WatchSet::new(opts.poll, opts.poll_interval, nudge.clone())?;
         let mut runner = Runner {
-            repo: None,
-            data_dir,
-            config,
+            publisher: Publisher::new(watched.config.clone(), tx),
+            watched,
             opts: opts.clone(),
             set,
             msgs,
             nudge,
-            accepted: Arc::default(),
-            seen: Seen {
-                data: Err(vec![]),
-                config: None,
-                commit: None,
-            },
-            reported: Vec::new(),
+            seen: Seen::nothing(),
             sigs: Sigs::default(),
             hashed: None,
             dirty: Dirty::ALL,
             last_change: Instant::now(),
             first_dirty: None,
-            tx,
         };
         runner.refresh_repo();
         runner.resync_watches();
         runner.look();
-        let (problems, next) = runner.judge();
-        if let Ok(mut acc) = runner.accepted.lock() {
-            *acc = next;
-        }
-        if !problems.is_empty() {
-            runner.report(problems);
-        }
+        let (problems, next) = runner.publisher.judge(&runner.seen);
+        runner.publisher.baseline(problems, next);
         let kind = runner.set.kind();
         Ok((runner, kind))
     }
 
     pub(super) fn accepted(&self) -> Arc<Mutex<Snapshot>> {
-        self.accepted.clone()
+        self.publisher.accepted()
     }
     pub(super) fn repo(&self) -> Option<git::Repo> {
-        self.repo.clone()
+        self.watched.repo.clone()
     }
     pub(super) fn nudger(&self) -> Sender<Msg> {
         self.nudge.clone()
@@ -163,7 +114,10 @@ impl Runner {
             match self.msgs.recv_timeout(wait.max(Duration::from_millis(10))) {
                 Ok(Msg::Fs(Ok(event))) => {
                     tracing::trace!(?event, "file event");
-                    self.classify(&event)
+                    let d = self.watched.dirtied_by(&event);
+                    if d.any() {
+                        self.mark(d);
+                    }
                 }
                 Ok(Msg::Fs(Err(e))) => {
                     tracing::warn!("file watcher error: {e}; looking at everything again");
@@ -184,8 +138,8 @@ impl Runner {
             if self.dirty.any() && (self.last_change.elapsed() >= self.opts.debounce || overdue) {
                 self.resync_watches();
                 self.look();
-                let (problems, next) = self.judge();
-                if !self.publish(problems, next) {
+                let (problems, next) = self.publisher.judge(&self.seen);
+                if !self.publisher.publish(problems, next) {
                     break;
                 }
             }
@@ -196,88 +150,13 @@ impl Runner {
         if !self.dirty.any() {
             self.first_dirty = Some(Instant::now());
         }
-        self.dirty.data |= d.data;
-        self.dirty.config |= d.config;
-        self.dirty.git |= d.git;
+        self.dirty.add(d);
         self.last_change = Instant::now();
-    }
-
-    /// Which inputs an event may have changed.
-    fn classify(&mut self, event: &notify::Event) {
-        if event.need_rescan() {
-            self.mark(Dirty::ALL);
-            return;
-        }
-        if !can_change_content(&event.kind) {
-            return;
-        }
-        let mut d = Dirty::default();
-        for path in &event.paths {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // `..data` & co: the symlink swap of a Kubernetes ConfigMap/Secret volume.
-            let swap = name.starts_with("..");
-            d.data |= path == &self.data_dir
-                || (path.parent() == Some(&self.data_dir) && (inputs::is_data_file(name) || swap))
-                || self.image_dirs().iter().any(|d| path.starts_with(d));
-            d.config |= self.config.as_ref().is_some_and(|c| {
-                c.parent() == path.parent() && (c.file_name() == path.file_name() || swap)
-            });
-            d.git |= self
-                .repo
-                .as_ref()
-                .is_some_and(|r| path.starts_with(&r.git_dir) || path.starts_with(&r.common_dir));
-        }
-        if d.any() {
-            self.mark(d);
-        }
-    }
-
-    /// `train/` and `test/` of an image-folder data dir (none for IDX).
-    fn image_dirs(&self) -> Vec<PathBuf> {
-        if inputs::is_folders(&self.data_dir, &self.opts.source) {
-            vec![self.data_dir.join("train"), self.data_dir.join("test")]
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// The directories that must be watched for the inputs.
-    fn desired(&self) -> Vec<(PathBuf, RecursiveMode)> {
-        let mut want: BTreeMap<PathBuf, RecursiveMode> = BTreeMap::new();
-        let mut add = |p: &Path, m: RecursiveMode| {
-            let e = want.entry(p.to_path_buf()).or_insert(m);
-            if m == RecursiveMode::Recursive {
-                *e = m;
-            }
-        };
-        add(&self.data_dir, RecursiveMode::NonRecursive);
-        for d in self.image_dirs().into_iter().filter(|d| d.is_dir()) {
-            add(&d, RecursiveMode::Recursive);
-        }
-        // The parent sees the data dir itself being replaced or created.
-        if let Some(p) = self.data_dir.parent() {
-            add(p, RecursiveMode::NonRecursive);
-        }
-        // The config's directory, not the file: editors and ConfigMaps replace files.
-        if let Some(p) = self.config.as_deref().and_then(Path::parent) {
-            add(p, RecursiveMode::NonRecursive);
-        }
-        if let Some(repo) = &self.repo {
-            for (dir, recursive) in repo.watch_dirs() {
-                let mode = if recursive {
-                    RecursiveMode::Recursive
-                } else {
-                    RecursiveMode::NonRecursive
-                };
-                add(&dir, mode);
-            }
-        }
-        want.into_iter().collect()
     }
 
     /// Brings the watch set in line with the directories on disk.
     fn resync_watches(&mut self) {
-        if self.set.sync(&self.desired()) {
+        if self.set.sync(&self.watched.desired()) {
             // The backend changed (fell back to polling): look at everything.
             self.mark(Dirty::ALL);
         }
@@ -285,20 +164,13 @@ impl Runner {
 
     /// Finds the checkout the workspace lives in (it may appear later: a clone).
     fn refresh_repo(&mut self) {
-        let found = git::discover(&self.data_dir).or_else(|| {
-            self.config
-                .as_deref()
-                .and_then(Path::parent)
-                .and_then(git::discover)
-        });
-        if found != self.repo {
-            self.repo = found;
+        if self.watched.refresh_repo() {
             self.dirty.git = true;
         }
     }
 
     fn commit_now(&self) -> Option<String> {
-        let repo = self.repo.as_ref()?;
+        let repo = self.watched.repo.as_ref()?;
         match git::head(repo) {
             Ok(h) => h.commit,
             Err(e) => {
@@ -312,9 +184,10 @@ impl Runner {
     fn rescan(&mut self) {
         self.refresh_repo();
         self.resync_watches();
+        let w = &self.watched;
         let now = Sigs {
-            data: inputs::data_signature(&self.data_dir, &self.opts.source),
-            config: self.config.as_deref().and_then(inputs::file_signature),
+            data: inputs::data_signature(&w.data_dir, &w.source),
+            config: w.config.as_deref().and_then(inputs::file_signature),
             commit: self.commit_now(),
         };
         let d = Dirty {
@@ -345,138 +218,22 @@ impl Runner {
             self.seen.commit = self.commit_now();
             self.sigs.commit = self.seen.commit.clone();
         }
+        let w = &self.watched;
         if d.data {
-            let sig = inputs::data_signature(&self.data_dir, &self.opts.source);
+            let sig = inputs::data_signature(&w.data_dir, &w.source);
             // Stat first, hash only what may have changed: a nudge, a rescan
             // or an event on unchanged files reads no data. Only a usable
             // data set is trusted to its stats (a failure is looked at again).
             let unchanged = self.seen.data.is_ok() && self.hashed.as_ref() == Some(&sig);
             if !unchanged {
-                self.seen.data = inputs::inspect_data(&self.data_dir, &self.opts.source);
+                self.seen.data = inputs::inspect_data(&w.data_dir, &w.source);
                 self.hashed = Some(sig.clone());
             }
             self.sigs.data = sig;
         }
-        if let (true, Some(path)) = (d.config, &self.config) {
+        if let (true, Some(path)) = (d.config, &w.config) {
             self.sigs.config = inputs::file_signature(path);
             self.seen.config = Some(inputs::inspect_config(path));
-        }
-    }
-
-    /// The problems in what was seen, and the snapshot it would be accepted as.
-    fn judge(&self) -> (Vec<WatchReason>, Snapshot) {
-        let mut problems = Vec::new();
-        if let Err(p) = &self.seen.data {
-            problems.push(WatchReason::DataInvalid {
-                problems: p.clone(),
-            });
-        }
-        if let (Some(Err(p)), Some(path)) = (&self.seen.config, &self.config) {
-            problems.push(WatchReason::ConfigInvalid {
-                path: path.clone(),
-                problem: p.clone(),
-            });
-        }
-        let next = Snapshot {
-            fingerprint: self.seen.data.as_ref().ok().cloned(),
-            config_hash: self.seen.config.clone().and_then(Result::ok),
-            commit: self.seen.commit.clone(),
-        };
-        (problems, next)
-    }
-
-    fn send(&self, reasons: Vec<WatchReason>, snap: &Snapshot) -> bool {
-        (self.tx)(WatchEvent {
-            reasons,
-            fingerprint: snap.fingerprint.clone(),
-            commit: snap.commit.clone(),
-        })
-    }
-
-    fn report(&mut self, problems: Vec<WatchReason>) -> bool {
-        if problems == self.reported {
-            return true;
-        }
-        for p in &problems {
-            tracing::warn!(problem = ?p, "workspace input unusable; ignored until fixed");
-        }
-        self.reported = problems.clone();
-        let acc = self.accepted.lock().map(|a| a.clone()).unwrap_or_default();
-        self.send(problems, &acc)
-    }
-
-    /// Sends what differs from the accepted state (nothing while any input
-    /// is unusable); returns false once nobody listens.
-    fn publish(&mut self, problems: Vec<WatchReason>, next: Snapshot) -> bool {
-        if !problems.is_empty() {
-            return self.report(problems);
-        }
-        if !self.reported.is_empty() {
-            tracing::info!("workspace inputs are usable again");
-            self.reported.clear();
-        }
-        let Ok(mut acc) = self.accepted.lock() else {
-            return false;
-        };
-        let mut reasons = Vec::new();
-        if let (Some(id), true) = (&next.commit, next.commit != acc.commit) {
-            reasons.push(WatchReason::GitCommit { id: id.clone() });
-        }
-        if let (Some(fp), true) = (&next.fingerprint, next.fingerprint != acc.fingerprint) {
-            reasons.push(WatchReason::DataChanged {
-                fingerprint: fp.clone(),
-            });
-        }
-        if let (Some(path), true) = (&self.config, next.config_hash != acc.config_hash) {
-            reasons.push(WatchReason::ConfigChanged { path: path.clone() });
-        }
-        *acc = next.clone();
-        drop(acc);
-        if reasons.is_empty() {
-            return true;
-        }
-        tracing::info!(?reasons, commit = ?next.commit, "workspace changed");
-        self.send(reasons, &next)
-    }
-}
-
-/// Whether an event of this kind can change what a file holds. Opening,
-/// reading and closing a file unwritten (the watcher's own hashing makes
-/// them) and access-time updates cannot: counting them made the watcher
-/// re-hash the data set forever.
-fn can_change_content(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) | EventKind::Other => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
-
-    #[test]
-    fn reading_a_file_is_no_change_and_writing_one_is() {
-        for quiet in [
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-            EventKind::Access(AccessKind::Read),
-            EventKind::Access(AccessKind::Close(AccessMode::Read)),
-            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
-            EventKind::Other,
-        ] {
-            assert!(!can_change_content(&quiet), "{quiet:?}");
-        }
-        for change in [
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            EventKind::Create(CreateKind::File),
-            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-            EventKind::Remove(RemoveKind::File),
-        ] {
-            assert!(can_change_content(&change), "{change:?}");
         }
     }
 }

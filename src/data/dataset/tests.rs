@@ -1,6 +1,7 @@
 //! Tests of `dataset`.
 
 use super::*;
+use crate::data::in_memory::{batch, Split};
 use crate::data::synth::{write_idx, write_synthetic_mnist};
 use crate::exit::ExitStatus;
 use std::collections::HashSet;
@@ -472,18 +473,4 @@ fn real_mnist_matches_its_readme() {
         "{:?}",
         ds.normalisation
     );
-}
-
-#[test]
-fn histogram_and_mean_std_are_exact() {
-    let bytes: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
-    let h = histogram(&bytes);
-    assert_eq!(h[0], 3);
-    assert_eq!(h[255], 2);
-    assert_eq!(h.iter().sum::<u64>(), 259);
-    let [m, s] = mean_std(&h);
-    let xs: Vec<f64> = bytes.iter().map(|&b| f64::from(b) / 255.0).collect();
-    let mm = xs.iter().sum::<f64>() / xs.len() as f64;
-    let ss = (xs.iter().map(|x| (x - mm).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
-    assert!((m - mm).abs() < 1e-12 && (s - ss).abs() < 1e-12);
 }

@@ -13,7 +13,8 @@ use super::pb::grpc_inference_service_server::GrpcInferenceService;
 use super::pb::model_metadata_response::TensorMetadata;
 use super::pb::*;
 use super::tensor;
-use crate::serve::infer::{Arriving, Core, Failure};
+use crate::serve::failure::Failure;
+use crate::serve::infer::{Arriving, Core};
 use crate::serve::{metadata, protocol};
 
 /// Requests whose values are larger than this are decoded on a blocking thread.
