@@ -198,8 +198,9 @@ async fn alive_and_answering(addr: SocketAddr, pixels: &[u8]) {
     infer_version(&mut client, one_image(pixels)).await.unwrap();
 }
 
-#[test]
-fn hostile_grpc_clients_leave_it_answering() {
+/// `trainerd serve --grpc-addr` on the shared champion: its temp dir, the
+/// server, its gRPC address, and test images' pixels.
+fn grpc_server() -> (tempfile::TempDir, Serve, SocketAddr, Vec<u8>) {
     let t = trained();
     let tmp = tempfile::tempdir().unwrap();
     let srv = Serve::ready(
@@ -209,6 +210,12 @@ fn hostile_grpc_clients_leave_it_answering() {
     );
     let addr = grpc_addr_of(&srv.log);
     let (pixels, _, _) = test_images(&t.data);
+    (tmp, srv, addr, pixels)
+}
+
+#[test]
+fn hostile_grpc_clients_leave_it_answering() {
+    let (_tmp, _srv, addr, pixels) = grpc_server();
     runtime().block_on(async {
         // A message declaring 1 GiB: refused from its length prefix alone.
         let mut h2c = raw_h2(addr).await;
@@ -249,15 +256,7 @@ fn hostile_grpc_clients_leave_it_answering() {
 
 #[test]
 fn messages_arriving_at_once_stay_within_the_byte_budget() {
-    let t = trained();
-    let tmp = tempfile::tempdir().unwrap();
-    let srv = Serve::ready(
-        &t.state,
-        &tmp.path().join("serve.log"),
-        &["--grpc-addr", "127.0.0.1:0"],
-    );
-    let addr = grpc_addr_of(&srv.log);
-    let (pixels, _, _) = test_images(&t.data);
+    let (_tmp, srv, addr, pixels) = grpc_server();
     let rt = runtime();
     rt.block_on(alive_and_answering(addr, &pixels));
     let before = srv.rss_mib();

@@ -28,6 +28,14 @@ fn a_label_out_of_range_or_a_short_output_is_an_error_not_a_panic() {
     assert_eq!(confusion, vec![0; 4]);
 }
 
+/// The input of the test network: 1x12x12, three classes.
+const INPUT: InputShape = InputShape {
+    channels: 1,
+    height: 12,
+    width: 12,
+    classes: 3,
+};
+
 /// A small CNN with batch norm (running statistics moved off their
 /// initial values) and pooling, as training leaves it: 4-D weights channels-last.
 fn trained_cnn(input: InputShape) -> (nn::VarStore, nn::SequentialT, ArchSpec) {
@@ -61,12 +69,7 @@ fn trained_cnn(input: InputShape) -> (nn::VarStore, nn::SequentialT, ArchSpec) {
 
 #[test]
 fn onnxruntime_and_libtorch_give_the_same_evaluation() {
-    let input = InputShape {
-        channels: 1,
-        height: 12,
-        width: 12,
-        classes: 3,
-    };
+    let input = INPUT;
     let (vs, net, arch) = trained_cnn(input);
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     // 700 records: one full batch and a partial one.
@@ -108,12 +111,7 @@ fn onnxruntime_and_libtorch_give_the_same_evaluation() {
 
 #[test]
 fn a_weight_missing_from_the_network_is_reported() {
-    let input = InputShape {
-        channels: 1,
-        height: 12,
-        width: 12,
-        classes: 3,
-    };
+    let input = INPUT;
     let (vs, net, arch) = trained_cnn(input);
     let named: Vec<(String, Tensor)> = vs
         .variables()
