@@ -20,6 +20,13 @@ fn mnist_like(card: &ModelCard) -> bool {
     card.input_shape == [1, 28, 28] && card.classes == 10
 }
 
+/// Whether the card holds a test measurement: a trial's export (`export
+/// --trial`) has none (only a model about to be promoted is measured on the
+/// test split); older champions' cards have one without a size.
+fn test_measured(card: &ModelCard) -> bool {
+    card.intervals.test_size > 0 || !card.test_confusion.is_empty()
+}
+
 fn front_matter(card: &ModelCard) -> String {
     let fp = card
         .data_fingerprint
@@ -35,10 +42,16 @@ fn front_matter(card: &ModelCard) -> String {
     } else {
         ""
     };
-    format!(
+    let head = format!(
         "---\npipeline_tag: image-classification\nlibrary_name: onnx\n\
          tags:\n- image-classification\n- onnx\n- torchscript\n- triton\n- trainerd\n\
-         {datasets}metrics:\n- accuracy\nmodel-index:\n- name: {name}\n  results:\n  \
+         {datasets}"
+    );
+    if !test_measured(card) {
+        return head + "---\n";
+    }
+    format!(
+        "{head}metrics:\n- accuracy\nmodel-index:\n- name: {name}\n  results:\n  \
          - task:\n      type: image-classification\n      name: Image Classification\n    \
          dataset:\n      name: {dataset}\n      type: {kind}\n      split: test\n    \
          metrics:\n    - type: accuracy\n      value: {acc}\n      name: Test accuracy\n---\n",
@@ -76,9 +89,10 @@ fn results_and_recipe(card: &ModelCard) -> String {
     let optim = serde_json::to_string(&card.recipe.optimizer).unwrap_or_default();
     let sched = serde_json::to_string(&card.recipe.schedule).unwrap_or_default();
     let r = &card.recipe;
+    let measured = test_measured(card);
     format!(
         "## Results\n\n| split | accuracy | loss |\n| --- | --- | --- |\n\
-         | validation ({val} images) | {va} | {vl:.4} |\n| test{tn} | {ta} | {tl:.4} |\n\n\
+         | validation ({val} images) | {va} | {vl:.4} |\n| test{tn} | {ta} | {tl} |\n\n\
          {conf}\
          ## Recipe\n\n- architecture: `{arch}` ({params} parameters)\n\
          - optimizer: `{optim}`\n- schedule: `{sched}`\n\
@@ -87,7 +101,16 @@ fn results_and_recipe(card: &ModelCard) -> String {
         val = card.val_size,
         va = Intervals::shown(card.val_accuracy, card.intervals.val_interval),
         vl = card.val_loss,
-        ta = Intervals::shown(card.test_accuracy, card.intervals.test_interval),
+        ta = if measured {
+            Intervals::shown(card.test_accuracy, card.intervals.test_interval)
+        } else {
+            "not measured (only a model about to be promoted is evaluated on the test split)".into()
+        },
+        tl = if measured {
+            format!("{:.4}", card.test_loss)
+        } else {
+            "-".into()
+        },
         tn = match card.intervals.test_size {
             0 => String::new(),
             n => format!(" ({n} images)"),
@@ -101,7 +124,6 @@ fn results_and_recipe(card: &ModelCard) -> String {
             ),
             None => String::new(),
         },
-        tl = card.test_loss,
         params = card.parameters,
         epochs = r.epochs,
         trained = card.epochs_trained,
@@ -205,8 +227,24 @@ pub(crate) mod tests {
             files: vec![],
             version: 0,
             class_names: Vec::new(),
-            intervals: Default::default(),
+            intervals: crate::model::card::Intervals::of(0.91, 200, 0.9125, 10_000),
         }
+    }
+
+    #[test]
+    fn a_trial_export_says_its_test_accuracy_was_not_measured() {
+        let mut card = sample_card();
+        card.intervals = Default::default();
+        card.test_accuracy = 0.0;
+        let text = render(&card, &Manifest { files: vec![] });
+        assert!(text.contains("| test | not measured"), "{text}");
+        assert!(
+            !text.contains("model-index:"),
+            "no test result claimed:\n{text}"
+        );
+        assert!(
+            render(&sample_card(), &Manifest { files: vec![] }).contains("| test (10000 images) |")
+        );
     }
 
     #[test]
