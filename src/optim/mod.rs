@@ -161,9 +161,13 @@ impl Optimizer {
 
     /// Checks that `saved` holds every slot with the right shape, without changing anything.
     pub fn check_state(&self, saved: &HashMap<String, Tensor>) -> Result<(), String> {
-        saved
-            .get("optim/steps")
-            .ok_or("optimizer step count missing")?;
+        let steps = Tensor::from_slice(&[self.steps]);
+        saved_like(
+            saved,
+            "optim/steps",
+            &steps,
+            "optimizer step count optim/steps",
+        )?;
         let names = slot_names(&self.spec);
         for ((pname, _), slots) in self.params.iter().zip(&self.slots) {
             for (slot, t) in names.iter().zip(slots) {
@@ -178,10 +182,17 @@ impl Optimizer {
     /// slot must be present (checked before anything is copied).
     pub fn load_state(&mut self, saved: &HashMap<String, Tensor>) -> Result<(), String> {
         self.check_state(saved)?;
-        let steps = saved
-            .get("optim/steps")
-            .ok_or("optimizer step count missing")?;
-        self.steps = steps.int64_value(&[0]);
+        let like = Tensor::from_slice(&[self.steps]);
+        let steps = saved_like(
+            saved,
+            "optim/steps",
+            &like,
+            "optimizer step count optim/steps",
+        )?;
+        // check_state made it one Int64 value, so this read cannot fail.
+        self.steps = steps
+            .f_int64_value(&[0])
+            .map_err(|_| "optimizer step count optim/steps is unreadable")?;
         let names = slot_names(&self.spec);
         for ((pname, _), slots) in self.params.iter().zip(self.slots.iter_mut()) {
             for (slot, t) in names.iter().zip(slots.iter_mut()) {
@@ -312,5 +323,32 @@ mod tests {
         assert_eq!(b.steps, 1);
         assert!(b.slots[0][0].equal(&a.slots[0][0]));
         assert!(b.slots[0][1].equal(&a.slots[0][1]));
+    }
+
+    #[test]
+    fn a_step_count_of_the_wrong_shape_is_an_error_not_a_panic() {
+        let spec = OptimSpec::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        let p = Tensor::ones([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut opt = Optimizer::new(spec, vec![("w".into(), p)]);
+        let good: HashMap<String, Tensor> = opt.state_tensors().into_iter().collect();
+        for bad in [
+            Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+            Tensor::zeros([], (Kind::Int64, Device::Cpu)),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        ] {
+            let mut saved: HashMap<String, Tensor> = good
+                .iter()
+                .map(|(k, t)| (k.clone(), t.shallow_clone()))
+                .collect();
+            saved.insert("optim/steps".into(), bad);
+            let err = opt.load_state(&saved).unwrap_err();
+            assert!(err.contains("optim/steps"), "{err}");
+        }
+        opt.load_state(&good).unwrap();
     }
 }

@@ -120,9 +120,25 @@ impl Champion {
             .ok()
     }
 
-    /// Labels, probabilities and logits of `n` images of the model's size.
-    pub(super) fn forward(&self, pixels: &[u8], n: usize) -> Output {
+    /// Labels, probabilities and logits of `n` images of the model's size,
+    /// read from `path`; pixels of another count are an input error.
+    pub(super) fn forward(
+        &self,
+        path: &Path,
+        pixels: &[u8],
+        n: usize,
+    ) -> Result<Output, PredictError> {
         let [c, h, w] = self.card.input_shape;
+        let per_image: u64 = [c, h, w].iter().map(|&d| d.max(0).unsigned_abs()).product();
+        if Some(pixels.len() as u64) != per_image.checked_mul(n as u64) {
+            return Err(input_err(
+                path,
+                format!(
+                    "decodes to {} values for {n} image(s); the champion takes {c}x{h}x{w} each",
+                    pixels.len()
+                ),
+            ));
+        }
         let x = Tensor::from_slice(pixels)
             .to_kind(Kind::Float)
             .view([n as i64, c, h, w]);
@@ -130,20 +146,20 @@ impl Champion {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!("normalisation failed: {e}");
-                return Output {
+                return Ok(Output {
                     labels: Vec::new(),
                     probs: Vec::new(),
                     logits: Vec::new(),
-                };
+                });
             }
         };
         let logits = tch::no_grad(|| self.net.forward_t(&x, false));
         let (p, label) = logits.softmax(-1, Kind::Float).max_dim(1, false);
-        Output {
+        Ok(Output {
             labels: Vec::try_from(label).unwrap_or_default(),
             probs: Vec::try_from(p.to_kind(Kind::Double)).unwrap_or_default(),
             logits: Vec::try_from(logits.contiguous().view([-1])).unwrap_or_default(),
-        }
+        })
     }
 
     /// The class name of `label`, when the card has class names.
@@ -152,5 +168,62 @@ impl Champion {
             .ok()
             .and_then(|l| self.card.class_names.get(l))
             .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::promote::{promote, tests as promoted};
+
+    /// A champion whose card says `channels` channels (an edited
+    /// `model.json`: a linear model's weights still fit any `[C, H, W]`).
+    fn champion_taking(dir: &std::path::Path, channels: i64) -> super::Champion {
+        let mut card = promoted::card(1);
+        card.input_shape = [channels, 2, 2];
+        promote(dir, &promoted::weights(&card), &card, &[], 10).unwrap();
+        super::load_champion(dir).unwrap()
+    }
+
+    #[test]
+    fn a_card_of_other_than_grey_or_rgb_makes_an_image_an_input_error_not_a_panic() {
+        for channels in [2, 4] {
+            let dir = tempfile::tempdir().unwrap();
+            let champion = champion_taking(dir.path(), channels);
+            let png = dir.path().join("rgb.png");
+            image::RgbImage::new(2, 2).save(&png).unwrap();
+            let mut emitted = 0;
+            let err = champion
+                .classify(&png, &mut |_, _, _, _| {
+                    emitted += 1;
+                    Ok(())
+                })
+                .unwrap_err();
+            assert_eq!(emitted, 0);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("rgb.png") && msg.contains(&format!("{channels}x2x2")),
+                "{msg}"
+            );
+            assert!(!msg.contains("frame #"), "no libtorch trace: {msg}");
+            let code = err
+                .downcast_ref::<super::PredictError>()
+                .map(crate::exit::ExitStatus::exit_code);
+            assert_eq!(code, Some(crate::exit::DATA), "{msg}");
+        }
+    }
+
+    #[test]
+    fn pixels_of_another_count_than_the_card_are_an_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let champion = champion_taking(dir.path(), 1);
+        let path = std::path::Path::new("x.idx");
+        let err = champion
+            .forward(path, &[0; 5], 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("x.idx") && err.contains("1x2x2"), "{err}");
+        let out = champion.forward(path, &[0; 8], 2).ok().unwrap();
+        assert_eq!(out.labels.len(), 2);
     }
 }

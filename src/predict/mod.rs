@@ -149,13 +149,13 @@ impl Champion {
         let [c, _, _] = self.card.input_shape;
         if is_png && c == 1 {
             let pixels = read_png(path, reader, self.image_size())?;
-            self.emit_all(self.forward(&pixels, 1), 0, emit)?;
+            self.emit_all(self.forward(path, &pixels, 1)?, 0, emit)?;
             return Ok(());
         }
         drop(reader);
         if is_png || is_jpeg {
             let pixels = self.read_image(path)?;
-            self.emit_all(self.forward(&pixels, 1), 0, emit)?;
+            self.emit_all(self.forward(path, &pixels, 1)?, 0, emit)?;
             return Ok(());
         }
         self.classify_idx(path, emit)
@@ -164,8 +164,17 @@ impl Champion {
     /// A PNG or JPEG of the model's size as channels-first bytes, decoded as in training.
     fn read_image(&self, path: &Path) -> Result<Vec<u8>, PredictError> {
         let [c, h, w] = self.card.input_shape;
+        if c != 1 && c != 3 {
+            return Err(input_err(
+                path,
+                format!(
+                    "the champion takes {c}x{h}x{w} inputs ({c} channels); predict decodes PNG \
+                     and JPEG images for grey (1) or RGB (3) models only; pass IDX files"
+                ),
+            ));
+        }
         let target = crate::data::decode::Target {
-            channels: c.clamp(1, 3) as usize,
+            channels: c as usize,
             height: u32::try_from(h).unwrap_or(0),
             width: u32::try_from(w).unwrap_or(0),
             resize: false,
@@ -192,7 +201,7 @@ impl Champion {
             let n = BATCH.min(count - done);
             let pixels = &mut buf[..n * per_image];
             stream.read_data(pixels).map_err(PredictError::from)?;
-            self.emit_all(self.forward(pixels, n), done, emit)?;
+            self.emit_all(self.forward(path, pixels, n)?, done, emit)?;
             done += n;
         }
         stream.finish().map_err(PredictError::from)?;
