@@ -54,10 +54,6 @@ fn one_error_line(out: &Output, file: &str) -> String {
     lines[0].to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn train_cmd(data: &Path, state: &Path, extra: &[&str]) -> Command {
     let mut args = vec![
         "train",
