@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod chain;
+mod choices;
+mod data_keys;
 mod mlflow;
 mod options;
 mod parse;
 
 pub use chain::redact_url;
+use choices::choice;
+pub use choices::{DeviceChoice, EngineChoice, LogFormat};
+pub use data_keys::load_options;
+use data_keys::{classes, data_source, memory_budget};
 pub use mlflow::{from_env as mlflow_from_env, parse_uri as parse_mlflow_uri, MlflowTarget};
 pub use options::{Options, MAX_CONFIG_BYTES};
 use parse::duration_at_least;
@@ -44,64 +50,6 @@ fn invalid(key: &str, what: impl Into<String>) -> ConfigError {
 
 pub const DEFAULT_STATE_DIR: &str = "trainerd-state";
 pub const DEFAULT_DATA_DIR: &str = "data";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-impl DeviceChoice {
-    const NAMES: &[(&str, DeviceChoice)] = &[
-        ("auto", DeviceChoice::Auto),
-        ("cpu", DeviceChoice::Cpu),
-        ("cuda", DeviceChoice::Cuda),
-    ];
-}
-
-/// Which engine runs the served champion's forward pass and training's
-/// evaluation passes on the CPU (`engine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineChoice {
-    /// onnxruntime when its library loads, else libtorch.
-    Auto,
-    Onnxruntime,
-    Libtorch,
-}
-
-impl EngineChoice {
-    /// `auto` (the default when unset), `onnxruntime` or `libtorch`.
-    pub fn parse(value: Option<&str>) -> Result<EngineChoice, ConfigError> {
-        choice(value, "engine", EngineChoice::NAMES)
-    }
-
-    const NAMES: &[(&str, EngineChoice)] = &[
-        ("auto", EngineChoice::Auto),
-        ("onnxruntime", EngineChoice::Onnxruntime),
-        ("libtorch", EngineChoice::Libtorch),
-    ];
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Auto,
-    Human,
-    Json,
-}
-
-impl LogFormat {
-    /// `auto` (the default when unset), `human` or `json`.
-    pub fn parse(value: Option<&str>) -> Result<LogFormat, ConfigError> {
-        choice(value, "log_format", LogFormat::NAMES)
-    }
-
-    const NAMES: &[(&str, LogFormat)] = &[
-        ("auto", LogFormat::Auto),
-        ("human", LogFormat::Human),
-        ("json", LogFormat::Json),
-    ];
-}
 
 /// When to checkpoint: every `steps` steps and/or every `interval` of training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,59 +271,6 @@ impl Config {
             tensorboard,
             mlflow,
         })
-    }
-}
-
-/// The loader's options from the data keys of `o` alone: the data set as
-/// `train` would read it (for `presets --data-dir`).
-pub fn load_options(o: &Options) -> Result<crate::data::LoadOptions, ConfigError> {
-    Ok(crate::data::LoadOptions {
-        val_size: o.val_size,
-        target: o.target_accuracy.unwrap_or(crate::data::DEFAULT_TARGET),
-        seed: o.seed.unwrap_or(1),
-        memory_budget: memory_budget(o)?,
-        classes: classes(o)?,
-        source: data_source(o)?,
-    })
-}
-
-fn memory_budget(o: &Options) -> Result<u64, ConfigError> {
-    crate::data::budget::resolve(o.memory_budget.as_deref())
-        .map_err(|w| invalid("memory_budget", w))
-}
-
-fn classes(o: &Options) -> Result<Option<usize>, ConfigError> {
-    o.classes
-        .map(|k| crate::data::dataset::check_classes_option(k).map_err(|w| invalid("classes", w)))
-        .transpose()
-}
-
-/// `data_format` and `image_size`, parsed.
-fn data_source(o: &Options) -> Result<crate::data::source::SourceOptions, ConfigError> {
-    use crate::data::source::{DataFormat, ImageSize, SourceOptions};
-    let format = match o.data_format.as_deref() {
-        Some(s) => DataFormat::parse(s).map_err(|w| invalid("data_format", w))?,
-        None => DataFormat::Auto,
-    };
-    let image_size = match o.image_size.as_deref() {
-        Some(s) => Some(ImageSize::parse(s).map_err(|w| invalid("image_size", w))?),
-        None => None,
-    };
-    Ok(SourceOptions { format, image_size })
-}
-
-/// One of `names` (the first is the default when unset).
-fn choice<T: Copy>(value: Option<&str>, key: &str, names: &[(&str, T)]) -> Result<T, ConfigError> {
-    let wanted = value.unwrap_or(names[0].0);
-    match names.iter().find(|(name, _)| *name == wanted) {
-        Some((_, v)) => Ok(*v),
-        None => {
-            let list: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
-            Err(invalid(
-                key,
-                format!("{wanted:?} is not one of {}", list.join(", ")),
-            ))
-        }
     }
 }
 

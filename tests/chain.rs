@@ -504,14 +504,6 @@ fn hook_server(listener: TcpListener, first: Vec<u16>) -> Arc<Mutex<Vec<Seen>>> 
     seen
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn deliveries(state: &Path) -> Vec<Value> {
     jsonl(&state.join("deliveries.jsonl"))
 }
@@ -586,7 +578,7 @@ fn verify_standard(s: &Setup, got: &[Seen], secrets: Value) {
     )
     .unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join(".venv/bin/python"))
+    let out = Command::new(venv_python())
         .arg(root.join("tests/interop/check_standardwebhooks.py"))
         .arg(&spec)
         .output()

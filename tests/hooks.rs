@@ -7,20 +7,15 @@
 mod common;
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{spawn_logged, synth_data, trainerd, wait_for};
+use common::{free_port, s, spawn_logged, synth_data, trainerd, wait_for};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
 const SECRET: &str = "hook-s3cret";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -147,11 +142,7 @@ fn push_commit(r: &Repos, branch: &str, n: usize) -> String {
 #[test]
 fn signed_pushes_retrain_and_everything_else_changes_nothing() {
     let r = repos();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = r.state.with_extension("log");
     let addr = format!("127.0.0.1:{port}");
     let mut cmd = trainerd(&["run", "--data-dir", s(&r.work), "--state-dir", s(&r.state)]);

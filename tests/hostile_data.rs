@@ -54,28 +54,9 @@ fn one_error_line(out: &Output, file: &str) -> String {
     lines[0].to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
+/// `train` for one quick `linear` trial (as [`one_quick_trial`]), plus `extra`.
 fn train_cmd(data: &Path, state: &Path, extra: &[&str]) -> Command {
-    let mut args = vec![
-        "train",
-        "--data-dir",
-        s(data),
-        "--state-dir",
-        s(state),
-        "--val-size",
-        "100",
-        "--preset",
-        "linear",
-        "--epochs",
-        "1",
-        "--max-trials",
-        "1",
-        "--target-accuracy",
-        "0.1",
-    ];
+    let mut args = one_quick_trial("train", s(data), s(state), "linear");
     args.extend_from_slice(extra);
     trainerd(&args)
 }

@@ -8,11 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use common::synth_folders::{write_synthetic_folders, FolderSpec};
-use common::{run, stderr};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{run, s, stderr, venv_python};
 
 fn spec(rgb: bool, side: u32, ext: &str, n_test: usize) -> FolderSpec<'_> {
     FolderSpec {
@@ -344,7 +340,7 @@ fn an_rgb_model_keeps_its_normalisation_and_class_names_in_predict_and_exports()
     fs::write(&raw, raw_chw(&files)).unwrap();
     let preds = tmp.path().join("predictions.jsonl");
     fs::write(&preds, &json_out.stdout).unwrap();
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = venv_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_onnx.py");
     let best = state.join("best");
     let check = std::process::Command::new(&python)

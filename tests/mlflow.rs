@@ -4,7 +4,7 @@
 //! a later start drains the queue; MLflow's own client reads back every run
 //! (tags, params, metrics per epoch), the model versions, the alias
 //! `champion` and each promotion's artifacts (from the version it kept,
-//! `best.previous/` having moved on); a lost `sent.jsonl` (a crash between
+//! `best.previous/` having moved on) and `trainerd.version` tag; a lost `sent.jsonl` (a crash between
 //! sending and recording) logs nothing twice; rollback moves the alias
 //! back. Stub servers answer 500 or never answer: retries logged, training
 //! unaffected. Credentials in the URL never reach a log line.
@@ -14,28 +14,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{s, stderr, synth_data, trainerd};
+use common::{free_port, s, stderr, synth_data, trainerd, venv_python};
 use serde_json::Value;
 
 const SECRET: &str = "s3cr3t-pw";
-
-fn python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A real MLflow server; killed (its whole process group) on drop.
 struct Server {
@@ -46,7 +34,7 @@ struct Server {
 impl Server {
     fn start(dir: &Path, port: u16) -> Server {
         use std::os::unix::process::CommandExt as _;
-        let mlflow = python().with_file_name("mlflow");
+        let mlflow = venv_python().with_file_name("mlflow");
         let log = std::fs::File::create(dir.join("mlflow-server.log")).unwrap();
         let child = Command::new(&mlflow)
             .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
@@ -133,7 +121,7 @@ fn train(data: &Path, state: &Path, uri: &str) -> Output {
 /// What MLflow's client reads back (tests/interop/check_mlflow.py).
 fn read_back(port: u16) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/check_mlflow.py");
-    let out = Command::new(python())
+    let out = Command::new(venv_python())
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("trainerd")
@@ -226,6 +214,11 @@ fn check_against_state(got: &Value, state: &Path) {
         serde_json::from_slice(&std::fs::read(state.join("best/model.json")).unwrap()).unwrap();
     let champion_run = by_trial[&card["trial"].as_u64().unwrap()];
     assert_eq!(got["champion"]["run_id"], champion_run["run_id"], "{got}");
+    assert_eq!(
+        got["champion"]["tags"]["trainerd.version"],
+        card["version"].to_string().as_str(),
+        "the champion's model version names best/'s kept version: {got}"
+    );
     assert_artifacts(champion_run, &card);
     // Every promotion's files, as the version it kept holds them (best/ and
     // best.previous/ may have moved on before the upload).
@@ -234,7 +227,15 @@ fn check_against_state(got: &Value, state: &Path) {
         let dir = entry.unwrap().path();
         let card: Value = serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        assert_artifacts(by_trial[&card["trial"].as_u64().unwrap()], &card);
+        let run = by_trial[&card["trial"].as_u64().unwrap()];
+        assert_artifacts(run, &card);
+        // Its model version names it: `trainerd rollback --to N` serves it again.
+        let n = dir.file_name().unwrap().to_str().unwrap();
+        let version = versions
+            .iter()
+            .find(|v| v["run_id"] == run["run_id"])
+            .unwrap_or_else(|| panic!("no model version of {n}'s run: {got}"));
+        assert_eq!(version["tags"]["trainerd.version"], n, "{version}");
         kept += 1;
     }
     assert_eq!(kept, promoted.len(), "a version kept per promotion");

@@ -4,6 +4,7 @@ use super::*;
 use crate::telemetry::heartbeat::Liveness;
 use crate::train::StopFlag;
 use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 
 fn cfg() -> Config {
     let args = Options {

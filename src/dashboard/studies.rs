@@ -129,18 +129,10 @@ pub fn study(
     input: Option<InputShape>,
 ) -> Option<Study> {
     let mine: Vec<&Entry> = entries.iter().filter(|e| e.study == id).collect();
-    let started = mine.iter().find_map(|e| match &e.record {
-        Record::StudyStarted {
-            key,
-            ordinal,
-            data_fingerprint,
-            target,
-            config,
-        } => Some(json!({
-            "time": e.time, "key": key, "ordinal": ordinal,
-            "data_fingerprint": data_fingerprint, "target": target, "config": config,
-        })),
-        _ => None,
+    let started = mine.iter().find_map(|e| {
+        let mut fields = e.record.study_started_fields()?;
+        fields["time"] = json!(e.time);
+        Some(fields)
     })?;
     let mut rows: Vec<TrialRow> = Vec::new();
     let mut state = "stopped";
@@ -273,16 +265,8 @@ fn started(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::strategy::Move;
-
-    fn e(study: &str, record: Record) -> Entry {
-        Entry {
-            v: 1,
-            study: study.into(),
-            time: "t".into(),
-            record,
-        }
-    }
+    use crate::search::journal::fixtures::trial_started;
+    use crate::search::journal::fixtures::{entry as e, trial_finished as finished};
 
     fn started(study: &str) -> Entry {
         e(
@@ -298,46 +282,7 @@ mod tests {
     }
 
     fn trial(study: &str, trial: u32) -> Entry {
-        e(
-            study,
-            Record::TrialStarted {
-                trial,
-                spec: crate::model::preset("linear").unwrap(),
-                mv: Move::Start,
-                rung: Some(trial as usize),
-                reason: "<b>why</b>".into(),
-                architecture_changed: false,
-            },
-        )
-    }
-
-    fn epoch(acc: f64) -> EpochRecord {
-        EpochRecord {
-            epoch: 1,
-            step: 10,
-            train_loss: 0.5,
-            val_accuracy: acc,
-            val_loss: 0.4,
-            lr: 0.1,
-            train_seconds: 2.0,
-        }
-    }
-
-    fn finished(study: &str, trial: u32, acc: f64, pruned: bool) -> Entry {
-        e(
-            study,
-            Record::TrialFinished {
-                trial,
-                val_accuracy: acc,
-                val_loss: 0.4,
-                history: vec![epoch(acc)],
-                pruned,
-                promoted: !pruned,
-                study_best: acc,
-                train_seconds: 2.0,
-                resumed_from: 0,
-            },
-        )
+        trial_started(study, trial, Some(trial as usize), "<b>why</b>")
     }
 
     #[test]

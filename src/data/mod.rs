@@ -8,7 +8,8 @@
 //! - [`budget`]: the memory budget input data is held to before it is allocated
 //! - [`in_memory`]: the loaded [`Dataset`] both loaders deliver: splits as
 //!   tensors, [`LoadOptions`], the histogram and split building they share
-//! - [`dataset`]: the MNIST layout in a directory, the validation split,
+//! - [`layout`]: the MNIST layout's four files and their accepted names, [`layout::locate`]
+//! - [`dataset`]: the MNIST data set in a directory, the validation split,
 //!   normalisation, the fingerprint; [`Dataset::load`] picks the loader
 //! - [`augment`]: random-shift augmentation and the trainer's batch source (libtorch's RNG)
 //! - [`download`]: fetches MNIST from mirrors into an empty data dir, verified
@@ -32,6 +33,7 @@ pub mod folders;
 pub mod idx;
 pub mod images;
 pub mod in_memory;
+pub mod layout;
 pub mod rng;
 pub mod source;
 pub mod split;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::client::{CallError, Client};
-use super::ops::{run_key, Op, Point, KEY_TAG};
+use super::ops::{run_key, Op, Point, KEY_TAG, VERSION_TAG};
 
 /// The experiment every run goes to.
 pub const EXPERIMENT: &str = "trainerd";
@@ -230,13 +230,17 @@ impl Applier {
         let version = match self.version_of(&run)? {
             Some(v) => v,
             None => {
-                let uploaded = self.upload_champion(study, trial, &run)?;
+                let (uploaded, kept) = self.upload_champion(study, trial, &run)?;
+                let mut tags = BTreeMap::from([(KEY_TAG.to_string(), run_key(study, trial))]);
+                if let Some(n) = kept {
+                    tags.insert(VERSION_TAG.into(), n.to_string());
+                }
                 let made = self.client.post(
                     "model-versions/create",
                     &json!({"name": model, "run_id": run.id,
                             "source": format!("{}/{ARTIFACT_DIR}", run.artifact_uri),
                             "description": format!("trainerd trial {trial} of study {study} ({uploaded} files)"),
-                            "tags": [{"key": KEY_TAG, "value": run_key(study, trial)}]}),
+                            "tags": tag_list(&tags)}),
                 )?;
                 str_at(&made, &["model_version", "version"])
                     .ok_or_else(|| {
@@ -281,16 +285,18 @@ impl Applier {
 
     /// Uploads the champion's verified files, from the version this promotion
     /// kept (else `best/` or `best.previous/`, see [`super::files`]); returns
-    /// how many (0, with a warning, when none holds this trial any more).
+    /// how many (0, with a warning, when none holds this trial any more) and
+    /// the kept version's number N when they came from `versions/N/`.
     fn upload_champion(
         &mut self,
         study: &str,
         trial: u32,
         run: &RunRef,
-    ) -> Result<usize, CallError> {
-        let Some(files) = super::files::champion_files(&self.state_dir, study, trial) else {
-            return Ok(0);
+    ) -> Result<(usize, Option<u64>), CallError> {
+        let Some(champion) = super::files::champion_files(&self.state_dir, study, trial) else {
+            return Ok((0, None));
         };
+        let files = champion.files;
         let exp = self.experiment()?;
         let mut sent = 0;
         for (rel, path) in &files {
@@ -305,6 +311,6 @@ impl Applier {
                 .put_artifact(&exp, &run.id, &format!("{ARTIFACT_DIR}/{rel}"), &bytes)?;
             sent += 1;
         }
-        Ok(sent)
+        Ok((sent, champion.version))
     }
 }

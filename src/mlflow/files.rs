@@ -4,17 +4,31 @@
 //! card's study and trial, read through [`crate::versions`]), which stays
 //! after later promotions have moved `best/` on; a state dir without it (from
 //! before versions were kept, or one retention deleted) falls back to
-//! whichever of `best/` and `best.previous/` still holds that trial.
+//! whichever of `best/` and `best.previous/` still holds that trial. The
+//! kept version's number N goes with them: the model version is tagged
+//! with it (`trainerd rollback --to N`).
 
 use std::path::{Path, PathBuf};
 
 use crate::model::card::{self, ModelCard, CARD};
 
-/// `(relative path, file)` of each file to upload; `None` (with a warning)
-/// when no folder holds the trial any more or its files fail their checks.
-pub fn champion_files(state_dir: &Path, study: &str, trial: u32) -> Option<Vec<(String, PathBuf)>> {
-    if let Some((dir, card)) = kept_version(state_dir, study, trial) {
-        return Some(listed(&dir, &card));
+/// A promoted champion's files and, when they come from `versions/N/`, N.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChampionFiles {
+    /// `(relative path, file)` of each file to upload.
+    pub files: Vec<(String, PathBuf)>,
+    /// The kept version N they come from; `None` for `best/` or `best.previous/`.
+    pub version: Option<u64>,
+}
+
+/// The files to upload; `None` (with a warning) when no folder holds the
+/// trial any more or its files fail their checks.
+pub fn champion_files(state_dir: &Path, study: &str, trial: u32) -> Option<ChampionFiles> {
+    if let Some((n, dir, card)) = kept_version(state_dir, study, trial) {
+        return Some(ChampionFiles {
+            files: listed(&dir, &card),
+            version: Some(n),
+        });
     }
     let dirs = [
         crate::state_dir::best(state_dir),
@@ -31,7 +45,10 @@ pub fn champion_files(state_dir: &Path, study: &str, trial: u32) -> Option<Vec<(
             tracing::warn!("champion files not uploaded to MLflow: {e}");
             return None;
         }
-        return Some(listed(&dir, &card));
+        return Some(ChampionFiles {
+            files: listed(&dir, &card),
+            version: None,
+        });
     }
     tracing::warn!(
         study,
@@ -41,10 +58,11 @@ pub fn champion_files(state_dir: &Path, study: &str, trial: u32) -> Option<Vec<(
     None
 }
 
-/// The newest kept version of `study`'s `trial`, every file verified; none
+/// The newest kept version of `study`'s `trial` (its number, folder and
+/// card), every file verified; none
 /// when no kept version is that trial's, or when its files fail their
 /// checks (warned: `best/` or `best.previous/` may still hold good copies).
-fn kept_version(state_dir: &Path, study: &str, trial: u32) -> Option<(PathBuf, ModelCard)> {
+fn kept_version(state_dir: &Path, study: &str, trial: u32) -> Option<(u64, PathBuf, ModelCard)> {
     let numbers = crate::versions::numbers(state_dir)
         .map_err(|e| {
             tracing::warn!("{e}; the champion's files are looked for in best/ and best.previous/")
@@ -60,7 +78,7 @@ fn kept_version(state_dir: &Path, study: &str, trial: u32) -> Option<(PathBuf, M
             continue;
         }
         return match crate::versions::verify_files(&dir, n, &card) {
-            Ok(()) => Some((dir, card)),
+            Ok(()) => Some((n, dir, card)),
             Err(e) => {
                 tracing::warn!(
                     "{e}; the champion's files are looked for in best/ and best.previous/ instead"

@@ -65,6 +65,10 @@ pub struct Queued {
 /// The tag every run carries: finds it again after a crash.
 pub const KEY_TAG: &str = "trainerd.key";
 
+/// The model-version tag naming the kept version N (`versions/N/`) the
+/// version's files came from: `trainerd rollback --to N` serves it again.
+pub const VERSION_TAG: &str = "trainerd.version";
+
 /// The run's identity: `<study>:t<trial>`.
 pub fn run_key(study: &str, trial: u32) -> String {
     format!("{study}:t{trial}")

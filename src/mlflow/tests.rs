@@ -242,12 +242,16 @@ fn a_promotions_artifacts_come_from_its_kept_version() {
     for n in 1..=3 {
         model_dir(d, &format!("versions/{n}"), n as u32, n);
     }
+    // A kept version whose number is not its trial's.
+    model_dir(d, "versions/5", 9, 5);
     model_dir(d, "best", 3, 3);
     model_dir(d, "best.previous", 2, 2);
     let study = crate::export::card::tests::sample_card().study;
+    // The kept version N trial `t`'s files come from (the `trainerd.version` tag).
+    let kept = |t: u32| champion_files(d, &study, t).and_then(|c| c.version);
     // The one folder trial `t`'s files come from, and their names.
     let from = |t: u32| {
-        let files = champion_files(d, &study, t)?;
+        let files = champion_files(d, &study, t)?.files;
         let dir = files[0].1.parent().unwrap().to_path_buf();
         assert!(
             files.iter().all(|(rel, p)| *p == dir.join(rel)),
@@ -277,12 +281,18 @@ fn a_promotions_artifacts_come_from_its_kept_version() {
     );
     assert_eq!(folder(4), None, "no folder holds trial 4");
     assert_eq!(champion_files(d, "another-study", 3), None);
+    assert_eq!((kept(1), kept(3)), (Some(1), Some(3)));
+    assert_eq!(folder(9), Some(d.join("versions/5")));
+    assert_eq!(kept(9), Some(5), "the version's number, not the trial's");
+    assert_eq!(kept(4), None);
 
-    // A damaged kept version: best.previous/'s verified copy instead.
+    // A damaged kept version: best.previous/'s verified copy instead, no N.
     std::fs::write(d.join("versions/2/model.onnx"), "edited").unwrap();
     assert_eq!(folder(2), Some(d.join("best.previous")));
+    assert_eq!(kept(2), None, "best.previous/ is no kept version");
     // No versions/ (a state dir from before versions were kept): best/, as before.
     std::fs::remove_dir_all(d.join("versions")).unwrap();
     assert_eq!(folder(3), Some(d.join("best")));
+    assert_eq!(kept(3), None);
     assert_eq!(folder(1), None);
 }

@@ -80,17 +80,10 @@ pub fn events_for(e: &Entry, goal: impl Into<Goal>) -> Vec<Event> {
     let target = goal.target;
     let t = |trial: u32| Some(format!("t{trial}"));
     match &e.record {
-        Record::StudyStarted {
-            key,
-            ordinal,
-            data_fingerprint,
-            target,
-            config,
-        } => vec![with(
+        Record::StudyStarted { target, .. } => vec![with(
             event(e, EventKind::StudyStarted, None, None),
             format!("study {} started (target {target})", e.study),
-            json!({"key": key, "ordinal": ordinal, "data_fingerprint": data_fingerprint,
-                   "target": target, "config": config}),
+            e.record.study_started_fields().unwrap_or_default(),
         )],
         Record::Resumed { seq, trial } => vec![with(
             event(e, EventKind::Resumed, Some(format!("r{seq}")), *trial),

@@ -148,52 +148,18 @@ pub fn view<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> StudyView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::strategy::Move;
+    use crate::search::journal::fixtures::{entry, epoch, trial_finished, trial_started};
 
     fn e(record: Record) -> Entry {
-        Entry {
-            v: 1,
-            study: "s".into(),
-            time: "t".into(),
-            record,
-        }
+        entry("s", record)
     }
 
     fn started(trial: u32) -> Entry {
-        e(Record::TrialStarted {
-            trial,
-            spec: crate::model::preset("linear").unwrap(),
-            mv: Move::Start,
-            rung: Some(0),
-            reason: "r".into(),
-            architecture_changed: false,
-        })
-    }
-
-    fn epoch(acc: f64) -> EpochRecord {
-        EpochRecord {
-            epoch: 1,
-            step: 10,
-            train_loss: 0.5,
-            val_accuracy: acc,
-            val_loss: 0.5,
-            lr: 0.1,
-            train_seconds: 2.0,
-        }
+        trial_started("s", trial, Some(0), "r")
     }
 
     fn finished(trial: u32, acc: f64) -> Entry {
-        e(Record::TrialFinished {
-            trial,
-            val_accuracy: acc,
-            val_loss: 0.1,
-            history: vec![epoch(acc)],
-            pruned: false,
-            promoted: false,
-            study_best: acc,
-            train_seconds: 2.0,
-            resumed_from: 0,
-        })
+        trial_finished("s", trial, acc, false)
     }
 
     #[test]

@@ -153,6 +153,24 @@ pub enum Record {
 }
 
 impl Record {
+    /// A `study_started` record's fields as one JSON object (the study's
+    /// header on the dashboard, its event's data); `None` for other records.
+    pub fn study_started_fields(&self) -> Option<serde_json::Value> {
+        match self {
+            Record::StudyStarted {
+                key,
+                ordinal,
+                data_fingerprint,
+                target,
+                config,
+            } => Some(serde_json::json!({
+                "key": key, "ordinal": ordinal, "data_fingerprint": data_fingerprint,
+                "target": target, "config": config,
+            })),
+            _ => None,
+        }
+    }
+
     /// Every number in the record is finite (what this build journals).
     pub fn is_finite(&self) -> bool {
         let epochs = |h: &[EpochRecord]| h.iter().all(EpochRecord::is_finite);
@@ -321,5 +339,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<Entry>, usize), JournalError>
     Ok((entries, offset))
 }
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::dataset::locate;
+use crate::data::layout::locate;
 use crate::data::source::{self, SourceOptions};
 use crate::data::{folders, idx};
 
@@ -218,8 +218,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         write_synthetic_mnist(p, 60, 20, 3).unwrap();
-        let name = |part: crate::data::dataset::Part| part.find(p).unwrap();
-        let images = name(crate::data::dataset::Part::TrainImages);
+        let name = |part: crate::data::layout::Part| part.find(p).unwrap();
+        let images = name(crate::data::layout::Part::TrainImages);
         let full = fs::read(&images).unwrap();
         fs::write(&images, &full[..full.len() / 2]).unwrap();
         let err = inspect_data(p, &AUTO).unwrap_err().join("\n");
@@ -229,7 +229,7 @@ mod tests {
         // New training images, old labels: a pair caught half-updated.
         let other = tempfile::tempdir().unwrap();
         write_synthetic_mnist(other.path(), 70, 20, 3).unwrap();
-        let new_images = crate::data::dataset::Part::TrainImages
+        let new_images = crate::data::layout::Part::TrainImages
             .find(other.path())
             .unwrap();
         fs::copy(&new_images, &images).unwrap();

@@ -8,7 +8,7 @@ pub mod synth;
 pub mod synth_folders;
 
 // What `synth` and `synth_folders` name through `super::`.
-use trainerd::data::{dataset, rng};
+use trainerd::data::{layout, rng};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -110,6 +110,20 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// The venv's python (scripts/setup-interop.sh fills it), for the interop checks.
+pub fn venv_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+}
+
+/// A local port free at the time of asking (for a server a test starts later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A temp dir (`root`, removed on drop) with a synthetic data set in `root/data`.

@@ -1,7 +1,7 @@
 //! Small, learnable IDX data sets for tests: writes the MNIST layout to a directory.
 //! Test code only: integration tests include it as `common::synth`, the
 //! library's unit tests as `data::synth` (`#[cfg(test)]`); either includer
-//! provides the `dataset` and `rng` modules it names through `super::`.
+//! provides the `layout` and `rng` modules it names through `super::`.
 //!
 //! Each of the ten classes is a fixed coarse pattern (a 7×7 grid of 4×4-pixel
 //! cells, about 40% lit) on a 28×28 canvas; every sample jitters it (shift by
@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use super::dataset::Part;
+use super::layout::Part;
 use super::rng::{mix, SplitMix64};
 
 /// Side of the synthetic images (as MNIST).

@@ -2,8 +2,8 @@
 client, and prints it as one JSON object for tests/mlflow.rs to judge:
 every run of the `trainerd` experiment (status, tags, params, each metric's
 history as [step, value] pairs, the files under its `champion/` artifacts),
-every version of the registered model, and the version the alias
-`champion` points to.
+every version of the registered model (with its tags), and the version
+the alias `champion` points to (with its tags, `trainerd.version` among them).
 
 usage: check_mlflow.py TRACKING_URI MODEL_NAME
 """
@@ -51,7 +51,7 @@ def main():
             versions.append({"version": int(v.version), "run_id": v.run_id,
                              "source": v.source, "tags": v.tags})
         mv = client.get_model_version_by_alias(model, "champion")
-        champion = {"version": int(mv.version), "run_id": mv.run_id}
+        champion = {"version": int(mv.version), "run_id": mv.run_id, "tags": mv.tags}
     except MlflowException as e:
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise

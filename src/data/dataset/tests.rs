@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::data::in_memory::{batch, Split};
+use crate::data::layout::Part;
 use crate::data::synth::{write_idx, write_synthetic_mnist};
 use crate::exit::ExitStatus;
 use std::collections::HashSet;

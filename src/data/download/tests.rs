@@ -1,6 +1,7 @@
 //! Tests of `download`.
 
 use super::*;
+use crate::data::layout::Part;
 use crate::data::synth::write_synthetic_mnist;
 use crate::data::{Dataset, LoadOptions};
 use crate::exit::ExitStatus;
