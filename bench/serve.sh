@@ -8,7 +8,10 @@
 # of 64 in a loop (and single-image latency), and onnxruntime's own Python
 # throughput on the same best/model.onnx with the same threads
 # (bench/ort_throughput.py): the target is served images/s at batch 64 of at
-# least 0.9x that.
+# least 0.9x that. Each load run also prints the CPU seconds of the client
+# and of the server, and the served images per server CPU-second, beside
+# onnxruntime's images per CPU-second: where client and server share the
+# cores, this shows what the load generator's own share costs.
 #   bench/serve.sh
 #   PRESET=fast   the champion's architecture
 #   SECONDS_EACH=10  length of each run
@@ -50,9 +53,9 @@ echo "load: $(cut -d' ' -f1-3 /proc/loadavg) on $n cores; server on cores $cores
 for form in json binary grpc; do
     p=$port; [ "$form" = grpc ] && p=$gport
     for clients in 1 8 64; do
-        taskset -c "$client_cores" "$load" load "127.0.0.1:$p" "$clients" 1 "$SECONDS_EACH" "$form"
+        SERVER_PID=$server taskset -c "$client_cores" "$load" load "127.0.0.1:$p" "$clients" 1 "$SECONDS_EACH" "$form"
     done
-    taskset -c "$client_cores" "$load" load "127.0.0.1:$p" 8 64 "$SECONDS_EACH" "$form"
+    SERVER_PID=$server taskset -c "$client_cores" "$load" load "127.0.0.1:$p" 8 64 "$SECONDS_EACH" "$form"
 done
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 THREADS=$THREADS taskset -c "$cores" "$load" raw "$work/state" 64 "$SECONDS_EACH"

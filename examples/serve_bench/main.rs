@@ -92,11 +92,42 @@ fn request(r: &mut BufReader<TcpStream>, head: &[u8], body: &[u8]) -> bool {
 }
 
 fn load(addr: &str, clients: usize, images: usize, seconds: usize, form: &str) {
+    let server = std::env::var("SERVER_PID").ok();
+    let before = (cpu_seconds("self"), server.as_deref().map(cpu_seconds));
     let (lat, failed) = match form {
         "grpc" => grpc::load(addr, clients, images, seconds),
         _ => load_http(addr, clients, images, seconds, form),
     };
+    let served = (lat.len() * images) as f64;
     report(lat, failed, form, clients, images, seconds);
+    let client = cpu_seconds("self") - before.0;
+    let server_cpu = server
+        .as_deref()
+        .map(cpu_seconds)
+        .zip(before.1)
+        .map(|(a, b)| a - b);
+    match server_cpu {
+        Some(s) => println!(
+            "       cpu seconds: client {client:.2}, server {s:.2}; images per server cpu-second {:.0}",
+            served / s.max(1e-9)
+        ),
+        None => println!("       cpu seconds: client {client:.2}"),
+    }
+}
+
+/// User plus system CPU seconds of process `pid` ("self": this one) so
+/// far, from /proc (0 where it cannot be read).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state field.
+    let ticks = f.get(10).unwrap_or(&0.0) + f.get(11).unwrap_or(&0.0);
+    ticks / 100.0
 }
 
 /// Each request's latency over HTTP/1.1 until `seconds` pass, and the failures.
