@@ -305,5 +305,4 @@ impl CheckpointDir {
 }
 
 #[cfg(test)]
-#[path = "checkpoint_tests.rs"]
 mod tests;
