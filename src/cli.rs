@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// process may use).
     #[arg(long, env = "TRAINERD_THREADS")]
     pub threads: Option<usize>,
+    /// onnxruntime sessions that run batches side by side, sharing the threads (default: one
+    /// per thread, each single-threaded: the most images/s under load; 1 gives one session all
+    /// threads, for a lone client sending large batches).
+    #[arg(long, env = "TRAINERD_INSTANCES")]
+    pub instances: Option<usize>,
     /// Engine of the forward pass: auto (onnxruntime on `best/model.onnx` when its library
     /// loads, else libtorch) | onnxruntime (exit 78 when it cannot load) | libtorch.
     #[arg(long, env = "TRAINERD_ENGINE", default_value = "auto")]
@@ -305,6 +310,12 @@ impl ServeArgs {
         opts.watch_poll = self.watch_poll;
         opts.engine = crate::config::EngineChoice::parse(Some(&self.engine))?;
         opts.threads = self.threads;
+        if let Some(n) = self.instances {
+            if !(1..=64).contains(&n) {
+                return Err(invalid("instances", "must be in 1..=64"));
+            }
+        }
+        opts.instances = self.instances;
         Ok(opts)
     }
 

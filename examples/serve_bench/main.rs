@@ -221,10 +221,11 @@ fn raw(state: &str, batch: usize, seconds: usize) {
         let setup = EngineSetup {
             runtime,
             threads: threads.unwrap_or(1),
+            instances: 1,
             memory_budget: u64::MAX,
         };
-        let mut served = Served::new(champion, &state.join("best"), setup);
-        let [c, h, w] = served.champion.card.input_shape;
+        let served = Served::new(champion, &state.join("best"), setup);
+        let [c, h, w] = served.card.input_shape;
         let pixels: Vec<f32> = (0..batch * (c * h * w) as usize)
             .map(|i| (i % 256) as f32 / 255.0)
             .collect();
@@ -232,7 +233,7 @@ fn raw(state: &str, batch: usize, seconds: usize) {
         let end = Instant::now() + Duration::from_secs(seconds as u64);
         let (start, mut done) = (Instant::now(), 0usize);
         while Instant::now() < end {
-            served.logits01(&pixels, batch).expect("forward pass");
+            served.logits01(0, &pixels, batch).expect("forward pass");
             done += batch;
         }
         let rate = done as f64 / start.elapsed().as_secs_f64();
@@ -241,7 +242,7 @@ fn raw(state: &str, batch: usize, seconds: usize) {
         while Instant::now() < end {
             let t = Instant::now();
             served
-                .logits01(&pixels[..per_image], 1)
+                .logits01(0, &pixels[..per_image], 1)
                 .expect("forward pass");
             lat.push(t.elapsed());
         }

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -85,27 +85,30 @@ pub struct Batcher {
     tx: SyncSender<Msg>,
 }
 
-/// How the thread batches.
+/// How the threads batch.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchSettings {
     pub window: Duration,
     pub max_batch: usize,
     pub queue: usize,
+    /// Inference threads taking batches from the one queue (each runs its
+    /// own engine instance, see [`super::engine::EngineSetup::instances`]).
+    pub threads: usize,
 }
 
 impl Batcher {
-    /// Queues a request; false when the queue is full (or the thread is gone).
+    /// Queues a request; false when the queue is full (or the threads are gone).
     pub fn submit(&self, job: Job) -> bool {
         self.tx.try_send(Msg::Job(job)).is_ok()
     }
 
-    /// Hands a new champion to the thread (waits for room in the queue).
+    /// Hands a new champion to the threads (waits for room in the queue).
     pub fn swap(&self, served: Served) -> bool {
         self.tx.send(Msg::Swap(Box::new(served))).is_ok()
     }
 }
 
-/// Starts the champion's inference thread.
+/// Starts the champion's inference threads.
 pub fn spawn(
     settings: BatchSettings,
     shared: Arc<Shared>,
@@ -114,15 +117,15 @@ pub fn spawn(
     spawn_for(settings, shared, metrics, Role::Champion)
 }
 
-/// Whose thread it is: the champion's sets the served-version gauge and
-/// counts swaps; a kept version's ([`super::kept`]) only answers.
+/// Whose threads they are: the champion's set the served-version gauge and
+/// count swaps; a kept version's ([`super::kept`]) only answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Champion,
     Kept,
 }
 
-/// Starts an inference thread for `role`; it ends when every [`Batcher`] is dropped.
+/// Starts the inference threads for `role`; they end when every [`Batcher`] is dropped.
 pub fn spawn_for(
     settings: BatchSettings,
     shared: Arc<Shared>,
@@ -130,74 +133,93 @@ pub fn spawn_for(
     role: Role,
 ) -> std::io::Result<Batcher> {
     let (tx, rx) = mpsc::sync_channel(settings.queue.max(1));
-    std::thread::Builder::new()
-        .name("trainerd-infer".into())
-        .spawn(move || {
-            let mut worker = Worker {
-                settings,
-                shared,
-                metrics,
-                role,
-                champion: None,
-                carry: None,
-            };
-            worker.run(&rx);
-        })?;
+    let queue = Arc::new(Mutex::new(Queue {
+        rx,
+        carry: None,
+        champion: None,
+    }));
+    let ctx = Arc::new(Context {
+        settings,
+        shared,
+        metrics,
+        role,
+    });
+    for lane in 0..settings.threads.max(1) {
+        let (queue, ctx) = (queue.clone(), ctx.clone());
+        std::thread::Builder::new()
+            .name(format!("trainerd-infer-{lane}"))
+            .spawn(move || run(lane, &queue, &ctx))?;
+    }
     Ok(Batcher { tx })
 }
 
-struct Worker {
+/// What the threads share and take turns at: the one thread holding it
+/// collects the next batch, then lets go and runs it while another collects.
+struct Queue {
+    rx: Receiver<Msg>,
+    /// A job that did not fit the last batch: first in the next.
+    carry: Option<Job>,
+    champion: Option<Arc<Served>>,
+}
+
+struct Context {
     settings: BatchSettings,
     shared: Arc<Shared>,
     metrics: Arc<ServeMetrics>,
     role: Role,
-    champion: Option<Box<Served>>,
-    /// A job that did not fit the last batch: first in the next.
-    carry: Option<Job>,
 }
 
-impl Worker {
-    fn run(&mut self, rx: &Receiver<Msg>) {
-        loop {
-            let first = match self.carry.take() {
-                Some(job) => job,
-                None => match rx.recv() {
-                    Ok(Msg::Job(job)) => job,
-                    Ok(Msg::Swap(c)) => {
-                        self.install(c);
-                        continue;
-                    }
-                    Err(_) => return,
-                },
-            };
-            let (jobs, swap) = self.collect(first, rx);
-            self.answer(jobs);
-            if let Some(c) = swap {
-                self.install(c);
-            }
+/// One inference thread: a batch, collected under the queue's lock, then
+/// run on the champion that was current when its last job was taken.
+fn run(lane: usize, queue: &Mutex<Queue>, ctx: &Context) {
+    loop {
+        let batch = {
+            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.next_batch(ctx)
+        };
+        match batch {
+            None => return,
+            Some((jobs, champion)) => answer(lane, jobs, champion.as_deref(), ctx),
         }
     }
+}
 
-    /// More jobs for the batch that `first` opens, and a swap that ended it.
-    fn collect(&mut self, first: Job, rx: &Receiver<Msg>) -> (Vec<Job>, Option<Box<Served>>) {
-        let deadline = Instant::now() + self.settings.window;
+impl Queue {
+    /// The next batch and the model to run it on; `None` once every
+    /// [`Batcher`] is gone. A swap is installed as it comes: the jobs
+    /// taken before it run on the model they were queued for.
+    fn next_batch(&mut self, ctx: &Context) -> Option<(Vec<Job>, Option<Arc<Served>>)> {
+        let first = loop {
+            if let Some(job) = self.carry.take() {
+                break job;
+            }
+            match self.rx.recv().ok()? {
+                Msg::Job(job) => break job,
+                Msg::Swap(c) => self.install(c, ctx),
+            }
+        };
+        let deadline = Instant::now() + ctx.settings.window;
         let mut images = first.n;
         let mut jobs = vec![first];
-        while images < self.settings.max_batch {
-            let next = match rx.try_recv() {
+        while images < ctx.settings.max_batch {
+            let next = match self.rx.try_recv() {
                 Ok(m) => m,
-                Err(_) if self.shared.arriving.load(Ordering::Acquire) == 0 => break,
+                Err(_) if ctx.shared.arriving.load(Ordering::Acquire) == 0 => break,
                 Err(_) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(left) {
+                    match self.rx.recv_timeout(left) {
                         Ok(m) => m,
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                     }
                 }
             };
             match next {
-                Msg::Swap(c) => return (jobs, Some(c)),
-                Msg::Job(job) if images + job.n > self.settings.max_batch => {
+                Msg::Swap(c) => {
+                    let before = self.champion.clone();
+                    self.install(c, ctx);
+                    return Some((jobs, before));
+                }
+                Msg::Job(job) if images + job.n > ctx.settings.max_batch => {
                     self.carry = Some(job);
                     break;
                 }
@@ -207,11 +229,11 @@ impl Worker {
                 }
             }
         }
-        (jobs, None)
+        Some((jobs, self.champion.clone()))
     }
 
-    fn install(&mut self, served: Box<Served>) {
-        let card = &served.champion.card;
+    fn install(&mut self, served: Box<Served>, ctx: &Context) {
+        let card = &served.card;
         let loaded = Loaded {
             version: card.version,
             geometry: Geometry {
@@ -221,7 +243,7 @@ impl Worker {
             class_names: card.class_names.clone().into(),
             platform: served.platform(),
         };
-        let what = match self.role {
+        let what = match ctx.role {
             Role::Champion => "serving champion",
             Role::Kept => "serving kept version on request",
         };
@@ -233,64 +255,64 @@ impl Worker {
             engine = served.platform(),
             "{what}"
         );
-        if self.role == Role::Champion {
+        if ctx.role == Role::Champion {
             if self.champion.is_some() {
-                self.metrics.swaps.inc();
+                ctx.metrics.swaps.inc();
             }
-            self.metrics.model_version.set(loaded.version as i64);
+            ctx.metrics.model_version.set(loaded.version as i64);
         }
-        self.champion = Some(served);
-        if let Ok(mut g) = self.shared.loaded.write() {
+        self.champion = Some(Arc::from(served));
+        if let Ok(mut g) = ctx.shared.loaded.write() {
             *g = Some(loaded);
         }
     }
+}
 
-    /// One forward pass over every job that fits the model, then the answers.
-    fn answer(&mut self, jobs: Vec<Job>) {
-        let Some(served) = self.champion.as_deref_mut() else {
-            for job in jobs {
-                let _ = job.reply.send(Err(JobError::NotReady));
-            }
-            return;
-        };
-        let [c, h, w] = served.champion.card.input_shape;
-        let per_image = (c * h * w).max(0) as usize;
-        let (fit, misfit): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|j| j.pixels.len() == j.n * per_image);
-        for job in misfit {
-            let _ = job.reply.send(Err(JobError::Reshaped(per_image)));
+/// One forward pass over every job that fits the model, then the answers.
+fn answer(lane: usize, jobs: Vec<Job>, served: Option<&Served>, ctx: &Context) {
+    let Some(served) = served else {
+        for job in jobs {
+            let _ = job.reply.send(Err(JobError::NotReady));
         }
-        if fit.is_empty() {
-            return;
+        return;
+    };
+    let [c, h, w] = served.card.input_shape;
+    let per_image = (c * h * w).max(0) as usize;
+    let (fit, misfit): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| j.pixels.len() == j.n * per_image);
+    for job in misfit {
+        let _ = job.reply.send(Err(JobError::Reshaped(per_image)));
+    }
+    if fit.is_empty() {
+        return;
+    }
+    let total: usize = fit.iter().map(|j| j.n).sum();
+    ctx.metrics.batch_images.observe(total as f64);
+    let logits = if fit.len() == 1 {
+        served.logits01(lane, &fit[0].pixels, total)
+    } else {
+        let mut all = Vec::with_capacity(total * per_image);
+        for j in &fit {
+            all.extend_from_slice(&j.pixels);
         }
-        let total: usize = fit.iter().map(|j| j.n).sum();
-        self.metrics.batch_images.observe(total as f64);
-        let logits = if fit.len() == 1 {
-            served.logits01(&fit[0].pixels, total)
-        } else {
-            let mut all = Vec::with_capacity(total * per_image);
-            for j in &fit {
-                all.extend_from_slice(&j.pixels);
-            }
-            served.logits01(&all, total)
-        };
-        let classes = served.champion.card.classes.max(1) as usize;
-        let version = served.champion.card.version;
-        let Some(logits) = logits.filter(|l| l.len() == total * classes) else {
-            for job in fit {
-                let _ = job.reply.send(Err(JobError::Forward));
-            }
-            return;
-        };
-        let mut rows = logits.chunks(classes);
+        served.logits01(lane, &all, total)
+    };
+    let classes = served.card.classes.max(1) as usize;
+    let version = served.card.version;
+    let Some(logits) = logits.filter(|l| l.len() == total * classes) else {
         for job in fit {
-            let mine: Vec<f32> = rows.by_ref().take(job.n).flatten().copied().collect();
-            let _ = job.reply.send(Ok(Answer {
-                logits: mine,
-                classes,
-                version,
-            }));
+            let _ = job.reply.send(Err(JobError::Forward));
         }
+        return;
+    };
+    let mut rows = logits.chunks(classes);
+    for job in fit {
+        let mine: Vec<f32> = rows.by_ref().take(job.n).flatten().copied().collect();
+        let _ = job.reply.send(Ok(Answer {
+            logits: mine,
+            classes,
+            version,
+        }));
     }
 }

@@ -6,10 +6,12 @@
 
 use std::io::Read as _;
 use std::path::Path;
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, EngineChoice};
+use crate::model::card::ModelCard;
 use crate::onnxruntime::{self, OrtModel, Runtime};
 use crate::predict::Champion;
 
@@ -46,74 +48,89 @@ fn onnxruntime_if(choice: EngineChoice) -> Option<Result<&'static Runtime, onnxr
 pub struct EngineSetup {
     /// The loaded onnxruntime, or `None`: libtorch.
     pub runtime: Option<&'static Runtime>,
-    /// onnxruntime's intra-op threads.
+    /// onnxruntime's intra-op threads in each instance.
     pub threads: usize,
+    /// onnxruntime sessions on the model, one per inference thread, so
+    /// batches run side by side (libtorch runs one at a time).
+    pub instances: usize,
     /// The most a model file may take in memory.
     pub memory_budget: u64,
 }
 
 enum Engine {
-    Onnxruntime(Box<OrtModel>),
-    Libtorch,
+    /// One session per instance; inference thread `i` uses entry `i`.
+    Onnxruntime(Vec<Mutex<OrtModel>>),
+    Libtorch(Box<Mutex<Champion>>),
 }
 
-/// A champion with the engine that runs it.
+/// A champion with the engine that runs it, shared by the inference threads.
 pub struct Served {
-    pub champion: Champion,
+    pub card: ModelCard,
     engine: Engine,
 }
 
 impl Served {
     /// Sets up `champion` (loaded from `best`) for `setup`'s engine; on the
-    /// swap thread, so the inference thread only installs it.
+    /// swap thread, so the inference threads only install it.
     pub fn new(champion: Champion, best: &Path, setup: EngineSetup) -> Served {
+        let card = champion.card.clone();
         let engine = match setup.runtime {
-            None => Engine::Libtorch,
-            Some(rt) => match ort_model(rt, &champion, best, setup) {
-                Ok(m) => Engine::Onnxruntime(Box::new(m)),
+            None => Engine::Libtorch(Box::new(Mutex::new(champion))),
+            Some(rt) => match ort_models(rt, &champion, best, setup) {
+                Ok(m) => Engine::Onnxruntime(m),
                 Err(e) => {
-                    tracing::warn!(
-                        version = champion.card.version,
-                        "serving with libtorch: {e}"
-                    );
-                    Engine::Libtorch
+                    tracing::warn!(version = card.version, "serving with libtorch: {e}");
+                    Engine::Libtorch(Box::new(Mutex::new(champion)))
                 }
             },
         };
-        Served { champion, engine }
+        Served { card, engine }
     }
 
     /// The model metadata's `platform`: which engine serves.
     pub fn platform(&self) -> &'static str {
         match self.engine {
             Engine::Onnxruntime(_) => "onnxruntime_onnx",
-            Engine::Libtorch => "trainerd_libtorch",
+            Engine::Libtorch(_) => "trainerd_libtorch",
         }
     }
 
-    /// Logits, row-major `[n, classes]`, of `n` images of values in [0, 1];
+    /// Logits, row-major `[n, classes]`, of `n` images of values in [0, 1],
+    /// computed by instance `lane` (any number: taken modulo the instances);
     /// `None` if the forward pass fails (the message is logged).
-    pub fn logits01(&mut self, pixels: &[f32], n: usize) -> Option<Vec<f32>> {
-        match &mut self.engine {
-            Engine::Onnxruntime(m) => m
+    pub fn logits01(&self, lane: usize, pixels: &[f32], n: usize) -> Option<Vec<f32>> {
+        match &self.engine {
+            Engine::Onnxruntime(models) => lock(&models[lane % models.len()])
                 .logits01(pixels, n)
                 .map_err(|e| tracing::error!("{e}"))
                 .ok(),
-            Engine::Libtorch => self.champion.logits01(pixels, n),
+            Engine::Libtorch(champion) => lock(champion).logits01(pixels, n),
         }
     }
 }
 
-fn ort_model(
+/// The guarded value, also after a panic elsewhere (a forward pass keeps no
+/// state between calls that a panic could leave half-written).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `setup.instances` sessions on the champion's verified `model.onnx`.
+fn ort_models(
     rt: &Runtime,
     champion: &Champion,
     best: &Path,
     setup: EngineSetup,
-) -> Result<OrtModel, String> {
+) -> Result<Vec<Mutex<OrtModel>>, String> {
     let path = best.join(ONNX_FILE);
     let bytes = verified_bytes(&path, &champion.card.files, setup.memory_budget)?;
-    OrtModel::new(rt, &bytes, &path, champion.card.input_shape, setup.threads)
-        .map_err(|e| e.to_string())
+    (0..setup.instances.max(1))
+        .map(|_| {
+            OrtModel::new(rt, &bytes, &path, champion.card.input_shape, setup.threads)
+                .map(Mutex::new)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// `path`'s bytes, read once and checked against the size and SHA-256

@@ -68,6 +68,8 @@ pub struct ServeOptions {
     pub engine: crate::config::EngineChoice,
     /// Threads for the forward pass (`None`: the CPUs the process may use).
     pub threads: Option<usize>,
+    /// onnxruntime sessions sharing the threads (`None`: one per thread).
+    pub instances: Option<usize>,
 }
 
 impl ServeOptions {
@@ -81,12 +83,14 @@ impl ServeOptions {
                 window: Duration::from_millis(2),
                 max_batch: 64,
                 queue: 1024,
+                threads: 1,
             },
             max_connections: 1024,
             memory_budget: crate::data::budget::default_budget(),
             watch_poll: false,
             engine: crate::config::EngineChoice::Auto,
             threads: None,
+            instances: None,
         }
     }
 }
@@ -123,6 +127,19 @@ async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, crate::config:
         .map_err(|e| invalid(key, format!("cannot listen on {addr}: {e}")))
 }
 
+/// onnxruntime sessions and the intra-op threads of each: `instances`
+/// (default: one per thread) sharing `threads` (default: the CPUs this
+/// process may use), each given at least one.
+fn lanes(threads: Option<usize>, instances: Option<usize>) -> (usize, usize) {
+    let threads = threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+        .max(1);
+    let instances = instances.unwrap_or(threads).max(1);
+    (instances, (threads / instances).max(1))
+}
+
 /// Binds, starts the inference and swap threads and serves on the current runtime.
 pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
     if !opts.state_dir.is_dir() {
@@ -143,16 +160,22 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         Some(a) => Some(bind(a, "grpc_addr").await?),
         None => None,
     };
+    let runtime = engine::choose(opts.engine)?;
+    let (instances, threads) = lanes(opts.threads, opts.instances);
     let setup = engine::EngineSetup {
-        runtime: engine::choose(opts.engine)?,
-        threads: opts.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        }),
+        runtime,
+        threads,
+        instances,
         memory_budget: opts.memory_budget,
+    };
+    // libtorch runs one forward pass at a time, on its own threads.
+    let batch = BatchSettings {
+        threads: if runtime.is_some() { instances } else { 1 },
+        ..opts.batch
     };
     let shared = Arc::new(Shared::default());
     let metrics = Arc::new(metrics::ServeMetrics::default());
-    let batcher = batcher::spawn(opts.batch, shared.clone(), metrics.clone())
+    let batcher = batcher::spawn(batch, shared.clone(), metrics.clone())
         .context("starting the inference thread")?;
     swap::spawn(
         opts.state_dir.clone(),
@@ -161,7 +184,7 @@ pub async fn start(opts: &ServeOptions) -> anyhow::Result<Server> {
         batcher.clone(),
         metrics.clone(),
     )?;
-    let kept = kept::Kept::new(opts.state_dir.clone(), setup, opts.batch, metrics.clone());
+    let kept = kept::Kept::new(opts.state_dir.clone(), setup, batch, metrics.clone());
     let core = infer::Core {
         shared,
         batcher,
@@ -295,4 +318,18 @@ pub fn run(
     });
     rt.shutdown_timeout(Duration::from_millis(500));
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lanes;
+
+    #[test]
+    fn instances_share_the_threads_and_each_gets_one_at_least() {
+        assert_eq!(lanes(Some(2), None), (2, 1));
+        assert_eq!(lanes(Some(8), Some(2)), (2, 4));
+        assert_eq!(lanes(Some(2), Some(1)), (1, 2));
+        assert_eq!(lanes(Some(2), Some(4)), (4, 1));
+        assert_eq!(lanes(Some(0), Some(0)), (1, 1));
+    }
 }
