@@ -33,6 +33,9 @@ fn compile_protos() {
     if let Err(e) = tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // `bytes` fields as `bytes::Bytes`: raw tensors are sliced out of the
+        // received buffer instead of copied, and cloned by reference count.
+        .bytes(".")
         .compile_fds(fds)
     {
         panic!("generating the gRPC code from {proto}: {e}");

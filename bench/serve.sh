@@ -7,15 +7,18 @@
 # them the raw forward pass of each engine (libtorch, onnxruntime) on batches
 # of 64 in a loop (and single-image latency), and onnxruntime's own Python
 # throughput on the same best/model.onnx with the same threads
-# (bench/ort_throughput.py): the target is served images/s at batch 64 of at
-# least 0.9x that. Each load run also prints the CPU seconds of the client
-# and of the server, and the served images per server CPU-second, beside
-# onnxruntime's images per CPU-second: where client and server share the
-# cores, this shows what the load generator's own share costs.
+# (bench/ort_throughput.py, as one session and as one single-threaded session
+# per thread), in ROUNDS interleaved rounds with their medians: the target
+# is served images/s at batch 64 of at least 0.9x that. Each load run also
+# prints the CPU seconds of the client and of the server, and the served
+# images per server CPU-second, beside onnxruntime's images per CPU-second:
+# where client and server share the cores, this shows what the load
+# generator's own share costs.
 #   bench/serve.sh
 #   PRESET=fast   the champion's architecture
 #   SECONDS_EACH=10  length of each run
 #   THREADS=2     cores for the server (taskset) and its forward pass's threads
+#   ROUNDS=3      side-by-side rounds of served and onnxruntime's own batch-64 runs
 #   ENGINE=auto   the server's --engine (auto | onnxruntime | libtorch)
 #   CLIENT_CORES= cores for the load generator (default: the others, or the same)
 # Timings mean something only on a quiet machine (check `uptime` first).
@@ -25,6 +28,7 @@ cargo build --release --quiet --bin trainerd --example serve_bench
 PRESET=${PRESET:-fast}
 SECONDS_EACH=${SECONDS_EACH:-10}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 bin=$PWD/target/release/trainerd
 load=$PWD/target/release/examples/serve_bench
 work=$(mktemp -d)
@@ -57,7 +61,36 @@ for form in json binary grpc; do
     done
     SERVER_PID=$server taskset -c "$client_cores" "$load" load "127.0.0.1:$p" 8 64 "$SECONDS_EACH" "$form"
 done
+# Side by side, in ROUNDS rounds (the cores' speed drifts from run to run):
+# served batch-64 images/s (binary HTTP, gRPC) and onnxruntime's own, as one
+# session of THREADS threads and as THREADS single-threaded sessions (the
+# server's default layout); then the medians and their ratios.
+echo "side by side, $ROUNDS rounds of $SECONDS_EACH s"
+for _ in $(seq "$ROUNDS"); do
+    for form in binary grpc; do
+        p=$port; [ "$form" = grpc ] && p=$gport
+        SERVER_PID=$server taskset -c "$client_cores" "$load" load "127.0.0.1:$p" 8 64 "$SECONDS_EACH" "$form"
+    done
+    for inst in 1 "$THREADS"; do
+        taskset -c "$cores" .venv/bin/python bench/ort_throughput.py "$work/state/best/model.onnx" \
+            "$THREADS" 64 "$SECONDS_EACH" "$inst"
+    done
+done | tee "$work/rounds"
+python3 - "$work/rounds" <<'PY'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    m = re.search(r"images/s=\s*([\d.]+)", line)
+    if not m or "images/request=64" not in line and "onnxruntime" not in line:
+        continue
+    kind = re.search(r"x threads=(\S+)", line)
+    key = f"onnxruntime {kind.group(1)}" if kind else line.split()[0]
+    runs.setdefault(key, []).append(float(m.group(1)))
+med = {k: statistics.median(v) for k, v in runs.items()}
+print("medians, images/s at batch 64: " + ", ".join(f"{k} {v:.0f}" for k, v in med.items()))
+for k in ("binary", "grpc"):
+    ratios = ", ".join(f"{med[k] / v:.2f}x of {o}" for o, v in med.items() if o.startswith("onnx"))
+    print(f"  served {k}: {ratios}")
+PY
 kill "$server"; wait "$server" 2>/dev/null || true; server=
 THREADS=$THREADS taskset -c "$cores" "$load" raw "$work/state" 64 "$SECONDS_EACH"
-taskset -c "$cores" .venv/bin/python bench/ort_throughput.py "$work/state/best/model.onnx" \
-    "$THREADS" 64 "$SECONDS_EACH"

@@ -7,10 +7,11 @@
 //!     clients (ADDR: the `--grpc-addr`) send `raw_input_contents`
 //!     ([`grpc`]); prints requests/s, images/s, p50/p99 latency.
 //!   serve_bench raw STATE_DIR BATCH SECONDS
-//!     the champion's forward pass on batches of BATCH in a loop (one
-//!     thread, the engine's own threads: `THREADS`), as the serve batcher
-//!     runs it, with each engine (libtorch, then onnxruntime): images/s, and
-//!     p50/p99 latency of single-image passes.
+//!     the champion's forward pass on batches of BATCH in a loop, as the
+//!     serve batcher runs it: libtorch as one model of `THREADS` threads,
+//!     then onnxruntime as `THREADS` single-threaded instances, each looping
+//!     on its own thread; images/s, and p50/p99 latency of single-image
+//!     passes.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -207,36 +208,34 @@ fn report(
 
 fn raw(state: &str, batch: usize, seconds: usize) {
     use trainerd::serve::engine::{EngineSetup, Served};
-    let threads: Option<usize> = std::env::var("THREADS").ok().and_then(|v| v.parse().ok());
-    if let Some(n) = threads {
-        tch::set_num_threads(n as i32);
-    }
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    tch::set_num_threads(threads as i32);
     let state = std::path::Path::new(state);
     let ort = trainerd::onnxruntime::runtime()
         .map_err(|e| eprintln!("raw: no onnxruntime: {e}"))
         .ok();
-    // libtorch, then onnxruntime when its library loads.
+    // libtorch (one model, `threads` threads), then onnxruntime when its
+    // library loads (as the server runs it: one single-threaded instance per
+    // thread, each driven by its own thread).
     for runtime in std::iter::once(None).chain(ort.map(Some)) {
         let champion = trainerd::predict::load_champion(state).expect("champion");
+        let instances = if runtime.is_some() { threads } else { 1 };
         let setup = EngineSetup {
             runtime,
-            threads: threads.unwrap_or(1),
-            instances: 1,
+            threads: threads / instances,
+            instances,
             memory_budget: u64::MAX,
         };
         let served = Served::new(champion, &state.join("best"), setup);
         let [c, h, w] = served.card.input_shape;
-        let pixels: Vec<f32> = (0..batch * (c * h * w) as usize)
+        let per_image = (c * h * w) as usize;
+        let pixels: Vec<f32> = (0..batch * per_image)
             .map(|i| (i % 256) as f32 / 255.0)
             .collect();
-        let per_image = (c * h * w) as usize;
-        let end = Instant::now() + Duration::from_secs(seconds as u64);
-        let (start, mut done) = (Instant::now(), 0usize);
-        while Instant::now() < end {
-            served.logits01(0, &pixels, batch).expect("forward pass");
-            done += batch;
-        }
-        let rate = done as f64 / start.elapsed().as_secs_f64();
+        let rate = throughput(&served, instances, &pixels, batch, seconds);
         let mut lat = Vec::new();
         let end = Instant::now() + Duration::from_secs(seconds as u64);
         while Instant::now() < end {
@@ -252,10 +251,41 @@ fn raw(state: &str, batch: usize, seconds: usize) {
             lat.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
         };
         println!(
-            "raw forward pass: engine={:<17} batch={batch} images/s={rate:9.1}  batch=1 p50_ms={:7.3} p99_ms={:7.3}",
+            "raw forward pass: engine={:<17} instances x threads={instances}x{} batch={batch} images/s={rate:9.1}  \
+             batch=1 p50_ms={:7.3} p99_ms={:7.3}",
             served.platform(),
+            threads / instances,
             ms(0.50),
             ms(0.99),
         );
     }
+}
+
+/// Images/s of `instances` threads, each running batches of `batch` on its
+/// own instance for `seconds`.
+fn throughput(
+    served: &trainerd::serve::engine::Served,
+    instances: usize,
+    pixels: &[f32],
+    batch: usize,
+    seconds: usize,
+) -> f64 {
+    let end = Instant::now() + Duration::from_secs(seconds as u64);
+    let start = Instant::now();
+    let done: usize = std::thread::scope(|s| {
+        let lanes: Vec<_> = (0..instances)
+            .map(|lane| {
+                s.spawn(move || {
+                    let mut done = 0;
+                    while Instant::now() < end {
+                        served.logits01(lane, pixels, batch).expect("forward pass");
+                        done += batch;
+                    }
+                    done
+                })
+            })
+            .collect();
+        lanes.into_iter().map(|l| l.join().expect("lane")).sum()
+    });
+    done as f64 / start.elapsed().as_secs_f64()
 }

@@ -348,7 +348,7 @@ pub fn one_image(pixels: &[u8]) -> trainerd::serve::grpc::pb::ModelInferRequest 
             shape: vec![1, 784],
             ..Default::default()
         }],
-        raw_input_contents: vec![pixels[..784].to_vec()],
+        raw_input_contents: vec![pixels[..784].to_vec().into()],
         ..Default::default()
     }
 }

@@ -119,7 +119,7 @@ pub fn response_of(resp: InferResponse) -> ModelInferResponse {
         if let Some(data) = &out.data {
             binary::append_bytes(data, &mut bytes);
         }
-        raw.push(bytes);
+        raw.push(bytes.into());
         outputs.push(InferOutputTensor {
             name: out.name,
             datatype: out.datatype,
@@ -140,7 +140,7 @@ pub fn response_of(resp: InferResponse) -> ModelInferResponse {
 
 /// Bytes of values a request carries (to decide whether to decode it off the async threads).
 pub fn payload_bytes(req: &ModelInferRequest) -> usize {
-    let raw: usize = req.raw_input_contents.iter().map(Vec::len).sum();
+    let raw: usize = req.raw_input_contents.iter().map(|b| b.len()).sum();
     let typed: usize = req
         .inputs
         .iter()

@@ -25,7 +25,7 @@ fn request(inputs: Vec<InferInputTensor>, raw: Vec<Vec<u8>>) -> ModelInferReques
     ModelInferRequest {
         model_name: "trainerd".into(),
         inputs,
-        raw_input_contents: raw,
+        raw_input_contents: raw.into_iter().map(Into::into).collect(),
         ..Default::default()
     }
 }
