@@ -28,6 +28,7 @@
 //! - [`confidence`]: Wilson intervals of accuracies; the default validation size
 //! - [`signing`]: webhook signatures by the Standard Webhooks specification
 //! - [`event_kind`]: the kinds of pipeline events, by the names the event log writes
+//! - [`lock`]: mutexes locked past a poisoning panic, for state that stays usable
 
 pub mod app;
 pub mod catalog;
@@ -43,6 +44,7 @@ pub mod export;
 pub mod finite;
 pub mod hooks;
 pub mod katib;
+pub mod lock;
 pub mod mlflow;
 pub mod model;
 pub mod onnx_graph;

@@ -22,7 +22,7 @@ mod studies;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -32,6 +32,9 @@ pub use events::{parse_seq, EventTail};
 pub use stream::CloseConnection;
 
 use crate::train::Progress;
+// A panic while a cache was held leaves a cache, still usable (each
+// refresh re-reads what changed).
+use crate::lock::lock;
 
 /// The policy sent with the page, its assets and every API answer.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -57,12 +60,6 @@ struct Inner {
     curves: Mutex<curves::CurveCache>,
     champion: Mutex<champion::ChampionCache>,
     hub: stream::Hub,
-}
-
-/// Locks a cache; a panic while it was held leaves a cache, which is
-/// still usable (each refresh re-reads what changed).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Dashboard {

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::engine::Served;
 use super::metrics::ServeMetrics;
 use super::protocol::Geometry;
+use crate::lock::lock;
 
 /// The model being served, as the HTTP handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +175,7 @@ struct Context {
 fn run(lane: usize, queue: &Mutex<Queue>, ctx: &Context) {
     loop {
         let batch = {
-            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = lock(queue);
             q.next_batch(ctx)
         };
         match batch {

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, EngineChoice};
+// A forward pass keeps no state between calls that a panic could leave half-written.
+use crate::lock::lock;
 use crate::model::card::ModelCard;
 use crate::onnxruntime::{self, OrtModel, Runtime};
 use crate::predict::Champion;
@@ -107,12 +109,6 @@ impl Served {
             Engine::Libtorch(champion) => lock(champion).logits01(pixels, n),
         }
     }
-}
-
-/// The guarded value, also after a panic elsewhere (a forward pass keeps no
-/// state between calls that a panic could leave half-written).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `setup.instances` sessions on the champion's verified `model.onnx`.
