@@ -1,8 +1,16 @@
 //! The gRPC form of `serve_bench load`: CLIENTS tasks, each on its own
-//! HTTP/2 connection (tonic's generated client), sending UINT8
-//! `raw_input_contents` requests without pause and asking for the label.
+//! HTTP/2 connection (tonic's generated client over hyper's HTTP/2
+//! connection, without the request queue, task and reconnect layer of
+//! tonic's `Channel`), sending UINT8 `raw_input_contents` requests without
+//! pause and asking for the label.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tonic::body::Body;
 
 use trainerd::serve::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient;
 use trainerd::serve::grpc::pb::model_infer_request::{
@@ -37,16 +45,14 @@ pub fn load(addr: &str, clients: usize, images: usize, seconds: usize) -> (Vec<D
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let url = format!("http://{addr}");
+    let url = addr.to_string();
     rt.block_on(async {
         let end = Instant::now() + Duration::from_secs(seconds as u64);
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
                 let (url, req) = (url.clone(), request(images));
                 tokio::spawn(async move {
-                    let mut client = GrpcInferenceServiceClient::connect(url)
-                        .await
-                        .expect("connect");
+                    let mut client = connect(&url).await;
                     let (mut lat, mut failed) = (Vec::new(), 0usize);
                     while Instant::now() < end {
                         let t = Instant::now();
@@ -67,4 +73,37 @@ pub fn load(addr: &str, clients: usize, images: usize, seconds: usize) -> (Vec<D
         }
         (lat, failed)
     })
+}
+
+/// One HTTP/2 connection as the service tonic's client sends through.
+#[derive(Clone)]
+struct Conn(hyper::client::conn::http2::SendRequest<Body>);
+
+type Answer = Result<http::Response<hyper::body::Incoming>, hyper::Error>;
+
+impl tower::Service<http::Request<Body>> for Conn {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
+}
+
+/// tonic's client on one HTTP/2 connection to `addr`, driven on this runtime.
+async fn connect(addr: &str) -> GrpcInferenceServiceClient<Conn> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = tcp.set_nodelay(true);
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    let origin = format!("http://{addr}").parse().expect("origin");
+    GrpcInferenceServiceClient::with_origin(Conn(send), origin)
 }

@@ -23,6 +23,13 @@ use super::metrics::ServeMetrics;
 use super::protocol::Geometry;
 use crate::lock::lock;
 
+/// How long an idle inference thread polls the queue (yielding its core
+/// to whatever else is runnable) before it sleeps: under load the next job
+/// usually comes within this, and a sleeping thread must be woken through
+/// the kernel (costly on a virtual machine). Measured on `fast` served at
+/// batch 64 (2-core AMD EPYC VM): about 2% more images/s.
+const SPIN: Duration = Duration::from_micros(100);
+
 /// The model being served, as the HTTP handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
@@ -194,7 +201,7 @@ impl Queue {
             if let Some(job) = self.carry.take() {
                 break job;
             }
-            match self.rx.recv().ok()? {
+            match self.recv_soon()? {
                 Msg::Job(job) => break job,
                 Msg::Swap(c) => self.install(c, ctx),
             }
@@ -231,6 +238,23 @@ impl Queue {
             }
         }
         Some((jobs, self.champion.clone()))
+    }
+
+    /// The next message: yields the core for a moment while none is queued
+    /// (a job usually follows within microseconds under load, and a thread
+    /// that sleeps must be woken), then blocks.
+    fn recv_soon(&mut self) -> Option<Msg> {
+        let until = Instant::now() + SPIN;
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => return Some(m),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) if Instant::now() < until => {
+                    std::thread::yield_now()
+                }
+                Err(mpsc::TryRecvError::Empty) => return self.rx.recv().ok(),
+            }
+        }
     }
 
     fn install(&mut self, served: Box<Served>, ctx: &Context) {

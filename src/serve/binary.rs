@@ -7,7 +7,9 @@
 //! request). Every length is checked against the bytes actually received
 //! before anything is decoded; nothing is allocated from a declared size.
 
-use super::protocol::{Data, InferResponse, InputTensor, OutputData, MAX_ELEMENTS};
+use super::protocol::{
+    first_non_finite, Data, InferResponse, InputTensor, OutputData, MAX_ELEMENTS,
+};
 
 /// The request and response header naming the JSON part's length.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -137,7 +139,8 @@ pub fn decode(input: &InputTensor, bytes: &[u8], field: &str) -> Result<Data, St
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     };
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+    // Bytes are always finite; only FP32 needs the check.
+    if let Some(i) = (size == 4).then(|| first_non_finite(&values)).flatten() {
         return Err(format!(
             "input {name:?}: value {i} is NaN or infinite; pixels are finite grey values"
         ));

@@ -164,6 +164,15 @@ pub struct Validated {
     pub id: Option<String>,
 }
 
+/// The index of the first NaN or infinite value, if any. The common case
+/// (every value finite) is one branch-free pass the compiler vectorises.
+pub fn first_non_finite(values: &[f32]) -> Option<usize> {
+    if values.iter().fold(true, |ok, v| ok & v.is_finite()) {
+        return None;
+    }
+    values.iter().position(|v| !v.is_finite())
+}
+
 /// Checks a parsed request against the model; the error is the 400's message.
 pub fn validate(req: InferRequest, geo: Geometry) -> Result<Validated, String> {
     let [c, h, w] = geo.input;

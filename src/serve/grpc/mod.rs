@@ -49,6 +49,12 @@ pub const MAX_MESSAGE: usize = super::http::MAX_BODY;
 pub const MAX_IN_FLIGHT: usize = 32;
 /// HTTP/2 flow-control window, per stream and per connection.
 pub const WINDOW: u32 = 256 << 10;
+/// Largest HTTP/2 frame a client may send (the protocol's default is 16
+/// KiB): a batch of 64 UINT8 images (50 KB) then arrives as one DATA frame
+/// rather than four, one write for the client and one read for the server.
+/// What a connection buffers stays within [`WINDOW`] (no DATA frame may
+/// exceed the window) and this for the frame being read.
+pub const MAX_FRAME: u32 = 64 << 10;
 /// Concurrent streams one connection may open.
 pub const MAX_STREAMS: u32 = 128;
 
@@ -82,6 +88,7 @@ pub fn spawn(
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
+        .max_frame_size(MAX_FRAME)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)

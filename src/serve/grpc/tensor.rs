@@ -99,7 +99,7 @@ fn typed(input: &InputTensor, c: InferTensorContents) -> Result<Data, String> {
             "more than {MAX_ELEMENTS} values in one request; send fewer images per request"
         ));
     }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = protocol::first_non_finite(&values) {
         return Err(format!(
             "input {name:?}: value {i} is NaN or infinite; pixels are finite grey values"
         ));

@@ -80,3 +80,22 @@ fn labels_and_probabilities() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_first_non_finite_value_is_found_wherever_it_is() {
+    let mut v = vec![0.5f32; 1000];
+    assert_eq!(first_non_finite(&v), None);
+    assert_eq!(first_non_finite(&[]), None);
+    for (i, bad) in [
+        (0, f32::NAN),
+        (517, f32::INFINITY),
+        (999, f32::NEG_INFINITY),
+    ] {
+        v[i] = bad;
+        assert_eq!(first_non_finite(&v), Some(i));
+        v[i] = 0.5;
+    }
+    v[3] = f32::NAN;
+    v[7] = f32::NAN;
+    assert_eq!(first_non_finite(&v), Some(3));
+}
